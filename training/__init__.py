@@ -1,0 +1,1 @@
+"""Maintainers' side: data import and build, model training, evaluation and ONNX export (torch)."""
