@@ -48,10 +48,7 @@ def load_list(args: argparse.Namespace) -> AnimeList:
 
 
 async def _fetch_list(args: argparse.Namespace) -> AnimeList:
-    # Imported here so `--file` works without the network stack (and starts faster).
     from inference.config import MAL_CLIENT_ID_ENV, load_toml, require_secret, source_settings
-    from inference.http import make_http_client
-    from inference.sources.lists import ListSources
 
     settings = source_settings(load_toml())
     if args.mal is not None:
@@ -59,6 +56,11 @@ async def _fetch_list(args: argparse.Namespace) -> AnimeList:
     else:
         client_id = None
     anilist_to_mal = _anilist_to_mal(args.catalog) if args.anilist is not None else {}
+
+    # Imported here so `--file` works without the network stack (and starts faster).
+    from inference.http import make_http_client
+    from inference.sources.lists import ListSources
+
     async with make_http_client(settings) as http:
         sources = ListSources(
             http, settings, mal_client_id=client_id, anilist_to_mal=anilist_to_mal
