@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -200,6 +202,24 @@ class ServiceClient:
         return ServiceUnavailable(
             f"{name} is not answering right now; please try again later.", service=self.service
         )
+
+
+def read_json(response: httpx.Response, service: str) -> Any:
+    """The response body as JSON, or ServiceUnavailable when it is not (an HTML error page...)."""
+    try:
+        return json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning(
+            "%s: HTTP %d with a body that is not JSON (%s)",
+            service,
+            response.status_code,
+            response.headers.get("Content-Type", "no content type"),
+        )
+        raise ServiceUnavailable(
+            f"{service_display_name(service)} sent an answer we could not read; "
+            "please try again later.",
+            service=service,
+        ) from None
 
 
 def make_http_client(
