@@ -1,0 +1,59 @@
+"""EASE (Steck, 2019): a closed-form item-item linear model, as DESIGN §8 defines it.
+
+P = (XᵀX + λI)⁻¹, B = I − P·diag(1/diag(P)) with the diagonal of B zeroed; a user's scores are x·B,
+where x is the binary row of the items in the history handed to `score`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from training.baselines.interface import (
+    TrainData,
+    history_matrix,
+    parse_params,
+    reject_leftovers,
+    take_float,
+)
+from training.dataset import History
+
+LAMBDA_GRID = ("100", "200", "300", "500", "700", "1000")
+
+
+def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """B from the Gram matrix XᵀX (float64 [n, n])."""
+    regularized = gram + lam * np.eye(gram.shape[0])
+    # XᵀX + λI is symmetric positive definite: a Cholesky inverse is faster and stabler than inv().
+    precision = scipy.linalg.cho_solve(
+        scipy.linalg.cho_factor(regularized, overwrite_a=True), np.eye(gram.shape[0])
+    )
+    weights = -precision / np.diag(precision)[np.newaxis, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+class Ease:
+    kind = "baseline"
+
+    def __init__(self, lam: float) -> None:
+        if lam <= 0:
+            raise ValueError("EASE λ must be positive")
+        self.lam = lam
+        self.name = f"ease(λ={lam:g})"
+        self.weights = np.zeros((0, 0), dtype=np.float32)
+
+    def fit(self, data: TrainData) -> None:
+        gram = (data.matrix.T @ data.matrix).toarray().astype(np.float64)
+        self.weights = ease_weights(gram, self.lam).astype(np.float32)
+
+    def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:
+        rows = history_matrix(histories, self.weights.shape[0])
+        return np.asarray(rows @ self.weights, dtype=np.float32)
+
+
+def make(arg: str | None) -> Ease:
+    params = parse_params(arg, "lambda")
+    lam = take_float(params, "lambda", 300.0)
+    reject_leftovers("ease", params)
+    return Ease(lam)

@@ -1,0 +1,492 @@
+"""`python -m training evaluate`: rank held-out items with baselines and our models (DESIGN §6).
+
+Two phases per model, both over the dataset's split labels (0 train, 1 validation, 2 test):
+- tuning: fit on train, each user's history = their train entries in order, targets = validation
+  entries; the grid entry with the best NDCG@K (lowest RMSE for score models) wins;
+- test: refit the winner on train + validation, history = train + validation entries in order,
+  targets = test entries.
+Every item in the history is removed from the ranking (score -inf) by the harness, for every model;
+a held-out item that is also in the history is dropped from the targets (it would be unrankable).
+Rankings are over all items; ties go to the lower item index (see training.metrics).
+
+Protocols: `loo` (one target per user: HR@K, NDCG@K), `random` and `temporal` (several targets:
+Recall@K, NDCG@K binary, and NDCG@K graded with gain 2^score − 1, unscored held-out items having
+grade 0). Score models report RMSE on the scored held-out entries.
+
+Writes `--out` (JSON, DESIGN §6 shape plus extra fields) and the same table as Markdown beside it.
+
+Plug-ins: models register in `training.baselines.interface` (re-exported here); see its docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import training.baselines  # noqa: F401  (registers the built-in models)
+from training.baselines.interface import (
+    NotApplicable,
+    Recommender,
+    Registration,
+    ScoreModel,
+    TrainData,
+    history_matrix,
+    ranking_model,
+    register_model,
+    register_score_model,
+    score_model,
+)
+from training.dataset import TEST, TRAIN, VALIDATION, Dataset, History
+from training.metrics import RankingAccumulator, rmse, top_k
+
+__all__ = [
+    "Recommender",
+    "ScoreModel",
+    "TrainData",
+    "register_model",
+    "register_score_model",
+]
+
+PROTOCOLS = ("loo", "random", "temporal")
+METRIC_ORDER = (
+    "HR@10",
+    "NDCG@10",
+    "HR@20",
+    "NDCG@20",
+    "Recall@10",
+    "Recall@20",
+    "NDCG@10-graded",
+    "RMSE",
+    "RMSE/bias",
+)
+
+
+class EvaluationError(ValueError):
+    """Bad input to the harness: reported as a clean CLI error."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What models see and what they are judged on in one phase (tuning or test)."""
+
+    name: str
+    data: TrainData
+    users: np.ndarray  # evaluated users (those with at least one rankable target)
+    targets: list[np.ndarray]  # per evaluated user: held-out items not in the history
+    grades: list[np.ndarray]  # per evaluated user: the held-out items' scores (0 = unscored)
+
+    def histories(self, users: np.ndarray) -> list[History]:
+        return [self.data.histories[u] for u in users.tolist()]
+
+
+def build_phase(
+    dataset: Dataset,
+    labels: np.ndarray,
+    fit_labels: Sequence[int],
+    target_label: int,
+    name: str,
+    eval_users: np.ndarray | None = None,
+) -> Phase:
+    if len(labels) != dataset.n_interactions:
+        raise EvaluationError(
+            f"split has {len(labels)} labels for {dataset.n_interactions} interactions"
+        )
+    offsets = np.asarray(dataset.offsets)
+    labels = np.asarray(labels)
+    fit_mask_all = np.isin(labels, np.asarray(fit_labels))
+    histories: list[History] = []
+    users, targets, grades = [], [], []
+    wanted = None if eval_users is None else set(eval_users.tolist())
+    for user in range(dataset.n_users):
+        full = dataset.history(user)
+        lo, hi = int(offsets[user]), int(offsets[user + 1])
+        history = full.select(fit_mask_all[lo:hi])
+        histories.append(history)
+        if wanted is not None and user not in wanted:
+            continue
+        held = full.select(labels[lo:hi] == target_label)
+        rankable = ~np.isin(held.items, history.items)
+        if rankable.any():
+            users.append(user)
+            targets.append(held.items[rankable].astype(np.int64))
+            grades.append(held.scores[rankable].astype(np.int64))
+    data = TrainData(
+        matrix=history_matrix(histories, dataset.n_items),
+        histories=histories,
+        n_items=dataset.n_items,
+        has_times=dataset.has_times,
+    )
+    return Phase(name, data, np.asarray(users, dtype=np.int64), targets, grades)
+
+
+def evaluate_ranking(
+    model: Recommender,
+    phase: Phase,
+    ks: Sequence[int],
+    single_target: bool,
+    graded: bool,
+    batch_size: int,
+) -> dict[str, float]:
+    accumulator = RankingAccumulator(ks, single_target=single_target, graded=graded)
+    n_items = phase.data.n_items
+    batches = range(0, len(phase.users), batch_size)
+    for start in tqdm(batches, desc=f"{model.name} {phase.name}", unit="batch", leave=False):
+        users = phase.users[start : start + batch_size]
+        histories = phase.histories(users)
+        scores = np.array(model.score(users, histories), dtype=np.float32, copy=True)
+        if scores.shape != (len(users), n_items):
+            raise EvaluationError(
+                f"{model.name}.score returned shape {scores.shape}, "
+                f"expected {(len(users), n_items)}"
+            )
+        if np.isnan(scores).any():
+            raise EvaluationError(f"{model.name}.score returned NaN")
+        for row, history in enumerate(histories):
+            scores[row, history.items] = -np.inf
+        ranked = top_k(scores, accumulator.max_k)
+        for row in range(len(users)):
+            index = start + row
+            accumulator.add(ranked[row], phase.targets[index], phase.grades[index])
+    return accumulator.means()
+
+
+def evaluate_scores(model: ScoreModel, phase: Phase, batch_size: int) -> tuple[float, int]:
+    predicted, actual = [], []
+    for start in range(0, len(phase.users), batch_size):
+        pair_users, pair_items, pair_histories, pair_scores = [], [], [], []
+        for index in range(start, min(start + batch_size, len(phase.users))):
+            scored = phase.grades[index] > 0
+            count = int(scored.sum())
+            user = int(phase.users[index])
+            pair_users.extend([user] * count)
+            pair_items.extend(phase.targets[index][scored].tolist())
+            pair_histories.extend([phase.data.histories[user]] * count)
+            pair_scores.extend(phase.grades[index][scored].tolist())
+        if not pair_users:
+            continue
+        out = model.predict(
+            np.asarray(pair_users, dtype=np.int64),
+            np.asarray(pair_items, dtype=np.int64),
+            pair_histories,
+        )
+        predicted.append(np.asarray(out, dtype=np.float64))
+        actual.append(np.asarray(pair_scores, dtype=np.float64))
+    if not actual:
+        raise EvaluationError(f"no scored held-out entries in the {phase.name} phase")
+    all_actual = np.concatenate(actual)
+    return rmse(np.concatenate(predicted), all_actual), len(all_actual)
+
+
+@dataclass
+class Settings:
+    ks: tuple[int, ...]
+    single_target: bool
+    graded: bool
+    batch_size: int
+    tune: bool
+
+
+def _candidates(registration: Registration, arg: str | None, tune: bool) -> list[str | None]:
+    if arg is not None or not registration.grid or not tune:
+        return [arg]
+    return list(registration.grid)
+
+
+def run_ranking_model(
+    spec: str, validation: Phase | None, test: Phase, settings: Settings
+) -> dict[str, Any]:
+    name, _, arg = spec.partition(":")
+    registration = ranking_model(name)
+    candidates = _candidates(registration, arg or None, settings.tune and validation is not None)
+    primary = f"NDCG@{min(settings.ks)}"
+    tuning: list[dict[str, Any]] = []
+    chosen = candidates[0]
+    if len(candidates) > 1 and validation is not None:
+        best = -np.inf
+        for candidate in candidates:
+            model: Recommender = registration.factory(candidate)  # type: ignore[assignment]
+            model.fit(validation.data)
+            metrics = evaluate_ranking(
+                model, validation, settings.ks, settings.single_target, False, settings.batch_size
+            )
+            tuning.append({"params": candidate, primary: metrics[primary]})
+            print(
+                f"  {name}:{candidate}  validation {primary} {metrics[primary]:.4f}",
+                file=sys.stderr,
+            )
+            if metrics[primary] > best:
+                best, chosen = metrics[primary], candidate
+    model = registration.factory(chosen)  # type: ignore[assignment]
+    started = time.perf_counter()
+    model.fit(test.data)
+    fit_seconds = time.perf_counter() - started
+    metrics = evaluate_ranking(
+        model, test, settings.ks, settings.single_target, settings.graded, settings.batch_size
+    )
+    row: dict[str, Any] = {
+        "model": name if not arg else spec,
+        "kind": model.kind,
+        "metrics": metrics,
+        "label": model.name,
+        "params": chosen,
+        "n_users": len(test.users),
+        "fit_seconds": round(fit_seconds, 2),
+    }
+    if tuning:
+        row["tuning"] = tuning
+    return row
+
+
+def run_score_model(
+    spec: str, validation: Phase | None, test: Phase, settings: Settings
+) -> dict[str, Any]:
+    name, _, arg = spec.partition(":")
+    registration = score_model(name)
+    candidates = _candidates(registration, arg or None, settings.tune and validation is not None)
+    tuning: list[dict[str, Any]] = []
+    chosen = candidates[0]
+    if len(candidates) > 1 and validation is not None:
+        best = np.inf
+        for candidate in candidates:
+            model: ScoreModel = registration.factory(candidate)  # type: ignore[assignment]
+            model.fit(validation.data)
+            error, _ = evaluate_scores(model, validation, settings.batch_size)
+            tuning.append({"params": candidate, "RMSE": error})
+            print(f"  {name}:{candidate}  validation RMSE {error:.4f}", file=sys.stderr)
+            if error < best:
+                best, chosen = error, candidate
+    model = registration.factory(chosen)  # type: ignore[assignment]
+    model.fit(test.data)
+    error, count = evaluate_scores(model, test, settings.batch_size)
+    row: dict[str, Any] = {
+        "model": name if not arg else spec,
+        "kind": model.kind,
+        "metrics": {"RMSE": error},
+        "label": model.name,
+        "params": chosen,
+        "n_scored": count,
+    }
+    if tuning:
+        row["tuning"] = tuning
+    return row
+
+
+def add_bias_ratio(rows: list[dict[str, Any]]) -> None:
+    """RMSE relative to the bias baseline, the comparison DESIGN §6 asks for."""
+    bias = next((r for r in rows if r["model"].split(":")[0] == "bias"), None)
+    if bias is None:
+        return
+    reference = bias["metrics"]["RMSE"]
+    for row in rows:
+        if "RMSE" in row["metrics"] and reference > 0:
+            row["metrics"]["RMSE/bias"] = row["metrics"]["RMSE"] / reference
+
+
+def merge_results(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Rows of `current` replace same-named rows of `previous`; other rows stay in order."""
+    for key in ("dataset", "protocol"):
+        if previous.get(key) != current[key]:
+            raise EvaluationError(
+                f"cannot append: the existing file is for {key} {previous.get(key)!r}, "
+                f"this run is {current[key]!r}"
+            )
+    new_names = {row["model"] for row in current["rows"]}
+    rows = [row for row in previous.get("rows", []) if row["model"] not in new_names]
+    merged = {**previous, **{k: v for k, v in current.items() if k not in ("rows", "command")}}
+    merged["rows"] = rows + current["rows"]
+    merged["command"] = previous.get("command", current["command"])
+    commands = list(previous.get("commands", [previous.get("command")]))
+    merged["commands"] = [c for c in commands if c] + [current["command"]]
+    merged["notes"] = sorted(set(previous.get("notes", [])) | set(current.get("notes", [])))
+    add_bias_ratio(merged["rows"])
+    return merged
+
+
+def _format(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    rows = results["rows"]
+    present = {name for row in rows for name in row["metrics"]}
+    columns = [m for m in METRIC_ORDER if m in present] + sorted(present - set(METRIC_ORDER))
+    lines = [
+        "| model | kind | params | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---:|" * len(columns),
+    ]
+    for row in rows:
+        cells = [_format(row["metrics"][c]) if c in row["metrics"] else "–" for c in columns]
+        params = row.get("params") or "–"
+        lines.append(f"| {row['model']} | {row['kind']} | {params} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    commands = results.get("commands") or [results["command"]]
+    parts = [
+        f"# {results['dataset']} — protocol `{results['protocol']}`",
+        "",
+        f"{results.get('n_users', '?')} evaluated users, {results.get('n_items', '?')} items; "
+        "full ranking, items already in the history removed.",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        markdown_table(results),
+    ]
+    notes = results.get("notes") or []
+    if notes:
+        parts += ["", *[f"- {note}" for note in notes]]
+    return "\n".join(parts) + "\n"
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = ["python", "-m", "training", "evaluate", "--data", str(args.data)]
+    parts += ["--protocol", args.protocol]
+    if args.split and args.split != args.protocol:
+        parts += ["--split", args.split]
+    if args.models:
+        parts += ["--models", args.models]
+    if args.score_models:
+        parts += ["--score-models", args.score_models]
+    if args.max_users:
+        parts += ["--max-users", str(args.max_users), "--seed", str(args.seed)]
+    if args.no_tune:
+        parts.append("--no-tune")
+    parts += ["--out", str(args.out)]
+    if args.append:
+        parts.append("--append")
+    return shlex.join(parts)
+
+
+def _split_list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.protocol not in PROTOCOLS:
+        raise EvaluationError(f"unknown protocol {args.protocol!r}; choose from {PROTOCOLS}")
+    models = _split_list(args.models)
+    scorers = _split_list(args.score_models)
+    if not models and not scorers:
+        raise EvaluationError("nothing to evaluate: give --models and/or --score-models")
+    try:
+        ks = tuple(sorted({int(k) for k in _split_list(args.k)}))
+    except ValueError as exc:
+        raise EvaluationError(f"--k must be comma-separated integers, got {args.k!r}") from exc
+    if not ks or ks[0] < 1:
+        raise EvaluationError("--k needs positive integers")
+    if args.batch_size < 1:
+        raise EvaluationError("--batch-size must be >= 1")
+    # Registry look-ups first, so a typo fails before any fitting.
+    for spec in models:
+        ranking_model(spec.partition(":")[0])
+    for spec in scorers:
+        score_model(spec.partition(":")[0])
+
+    dataset = Dataset(args.data)
+    labels = np.asarray(dataset.split(args.split or args.protocol))
+    eval_users = None
+    if args.max_users:
+        rng = np.random.default_rng(args.seed)
+        count = min(args.max_users, dataset.n_users)
+        eval_users = np.sort(rng.choice(dataset.n_users, size=count, replace=False))
+    test = build_phase(dataset, labels, (TRAIN, VALIDATION), TEST, "test", eval_users)
+    if len(test.users) == 0:
+        raise EvaluationError("the split holds no test entries: nothing to evaluate")
+    notes: list[str] = []
+    validation: Phase | None = None
+    if not args.no_tune:
+        validation = build_phase(dataset, labels, (TRAIN,), VALIDATION, "validation", eval_users)
+        if len(validation.users) == 0:
+            validation = None
+            notes.append("the split has no validation entries: default hyper-parameters, untuned")
+    has_scores = bool(np.asarray(dataset.scores).any())
+    settings = Settings(
+        ks=ks,
+        single_target=args.protocol == "loo",
+        graded=args.protocol != "loo" and has_scores,
+        batch_size=args.batch_size,
+        tune=not args.no_tune,
+    )
+    rows: list[dict[str, Any]] = []
+    for spec in models:
+        try:
+            rows.append(run_ranking_model(spec, validation, test, settings))
+        except NotApplicable as exc:
+            notes.append(f"{spec} skipped: {exc}")
+            print(f"{spec} skipped: {exc}", file=sys.stderr)
+    for spec in scorers:
+        rows.append(run_score_model(spec, validation, test, settings))
+    add_bias_ratio(rows)
+    if settings.graded:
+        notes.append("NDCG@10-graded: gain 2^score − 1; unscored held-out items have grade 0")
+    return {
+        "dataset": dataset.name,
+        "protocol": args.protocol,
+        "command": command_line(args),
+        "split": args.split or args.protocol,
+        "n_users": len(test.users),
+        "n_items": dataset.n_items,
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+def write_results(results: dict[str, Any], out: Path, append: bool) -> dict[str, Any]:
+    if append and out.exists():
+        try:
+            previous = json.loads(out.read_text())
+        except json.JSONDecodeError as exc:
+            raise EvaluationError(f"cannot append: {out} is not valid JSON ({exc})") from exc
+        results = merge_results(previous, results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    out.with_suffix(".md").write_text(markdown_report(results))
+    return results
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="built dataset folder")
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    parser.add_argument("--split", help="split name (default: the protocol's name)")
+    parser.add_argument(
+        "--models", default="", help="ranking models, e.g. popularity,ease,ease:300,sasrec:PATH"
+    )
+    parser.add_argument("--score-models", default="", help="score models for RMSE, e.g. bias,mf")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="results JSON (a .md is written beside it)"
+    )
+    parser.add_argument("--append", action="store_true", help="merge rows into an existing --out")
+    parser.add_argument("--k", default="10,20", help="cut-offs (default 10,20)")
+    parser.add_argument("--batch-size", type=int, default=512, help="users scored at once")
+    parser.add_argument(
+        "--max-users", type=int, default=0, help="evaluate a seeded sample of users"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-tune", action="store_true", help="skip validation grids")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        results = write_results(run(args), args.out, args.append)
+    except (EvaluationError, FileNotFoundError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(markdown_table(results))
+    for note in results.get("notes", []):
+        print(f"note: {note}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
