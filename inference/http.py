@@ -124,6 +124,7 @@ class ServiceClient:
         request.extensions["timeout"] = httpx.Timeout(self.limits.timeout_s).as_dict()
         attempts = self.limits.max_retries + 1
         for attempt in range(attempts):
+            retry_after: float | None = None
             await self.limiter.acquire()
             try:
                 # httpx times each phase; this bounds the whole exchange, a trickling body included.
@@ -138,7 +139,9 @@ class ServiceClient:
                     "%s: %s (try %d/%d)", self.service, type(exc).__name__, attempt + 1, attempts
                 )
             else:
-                self._note_rate_headers(response)
+                # Parsed once: an HTTP-date Retry-After must give one wait, not two.
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                self._note_rate_headers(response, retry_after)
                 throttled = response.status_code == 429 or (
                     retry_on is not None and retry_on(response)
                 )
@@ -154,32 +157,33 @@ class ServiceClient:
                 )
             if attempt + 1 == attempts:
                 break
-            delay = self._delay(attempt, failure)
+            delay = self._delay(attempt, retry_after)
             if delay is None:
                 break
             await self._sleep(delay)
         raise self._give_up(failure)
 
-    def _delay(self, attempt: int, failure: Exception | httpx.Response) -> float | None:
+    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds before the next try, or None when the service asked for more than we wait."""
-        if isinstance(failure, httpx.Response):
-            retry_after = parse_retry_after(failure.headers.get("Retry-After"))
-            if retry_after is not None:
-                return retry_after if retry_after <= self.limits.backoff_max_s else None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.limits.backoff_max_s else None
         cap = min(self.limits.backoff_max_s, self.limits.backoff_base_s * 2.0**attempt)
         # Half fixed, half random: always some pause, and concurrent retries spread out.
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
-    def _note_rate_headers(self, response: httpx.Response) -> None:
-        """Hold the limiter back when the service says this window's budget is spent."""
-        if response.headers.get("X-RateLimit-Remaining", "").strip() != "0":
+    def _note_rate_headers(self, response: httpx.Response, retry_after: float | None) -> None:
+        """Hold every caller of this service back while the service says its budget is spent."""
+        if retry_after is not None and response.status_code in (429, 503):
+            wait = retry_after  # the service's own word beats any guess from the window
+        elif response.headers.get("X-RateLimit-Remaining", "").strip() == "0":
+            wait = RATE_WINDOW_S
+            reset = response.headers.get("X-RateLimit-Reset")
+            if reset is not None:
+                # AniList sends the unix time at which the window reopens.
+                with contextlib.suppress(ValueError):
+                    wait = float(reset) - time.time()
+        else:
             return
-        wait = RATE_WINDOW_S
-        reset = response.headers.get("X-RateLimit-Reset")
-        if reset is not None:
-            # AniList sends the unix time at which the window reopens.
-            with contextlib.suppress(ValueError):
-                wait = float(reset) - time.time()
         self.limiter.defer(min(max(wait, 0.0), self.limits.backoff_max_s))
 
     def _give_up(self, failure: Exception | httpx.Response) -> Exception:
