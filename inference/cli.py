@@ -59,7 +59,7 @@ async def _fetch_list(args: argparse.Namespace) -> AnimeList:
 
     # Imported here so `--file` works without the network stack (and starts faster).
     from inference.http import make_http_client
-    from inference.sources.lists import ListSources
+    from inference.sources.fetch import ListSources
 
     async with make_http_client(settings) as http:
         sources = ListSources(

@@ -357,12 +357,16 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if args.live:
-            from training.catalog_live import run_live
+            from training.catalog_live import default_state_path, run_live
 
-            catalog = run_live(args.out, state_path=args.state)
+            state = args.state or default_state_path(args.out)
+            catalog = run_live(args.out, state_path=state)
+            save_catalog(catalog, args.out)
+            # The catalogue is saved: the next --live run should fetch fresh data, not replay this.
+            state.unlink(missing_ok=True)
         else:
             catalog = build_offline(args.offline or DEFAULT_OFFLINE_DIR)
-        save_catalog(catalog, args.out)
+            save_catalog(catalog, args.out)
     except AnimerecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,341 @@
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inference.animelist import PartialDate
+from inference.catalog import Catalog, load_catalog
+from inference.config import ServiceLimits, SourceSettings
+from inference.errors import CatalogError, ServiceUnavailable
+from inference.http import make_http_client
+from tests.conftest import SHARED_DATA
+from training.catalog_build import (
+    airing_status,
+    build_offline,
+    configure_parser,
+    group_by_franchise,
+    main,
+    season_of,
+    title_stem,
+)
+from training.catalog_live import ANILIST_URL, PageStore, build_live
+
+# ----- offline ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_catalog() -> Catalog:
+    folder = SHARED_DATA / "catalog"
+    if not folder.is_dir():
+        pytest.skip(f"real data not available: {folder} is absent")
+    return build_offline(folder, now=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+
+
+def test_offline_build_covers_the_17k_list(offline_catalog: Catalog) -> None:
+    catalog = offline_catalog
+    assert 17_000 <= len(catalog) <= 18_000
+    ids = [item.mal_id for item in catalog.items]
+    assert ids == sorted(ids)  # vocabulary order is MAL id order
+    with_anilist = sum(1 for item in catalog.items if item.anilist_id is not None)
+    assert with_anilist > 0.8 * len(catalog)
+    with_dates = sum(1 for item in catalog.items if item.start_date is not None)
+    assert 5_000 < with_dates < 8_000
+    assert catalog.info["coverage"]["start_date"] == with_dates
+    assert catalog.info["franchise_method"] == "approximate: title stems"
+    assert set(catalog.info["missing_fields"]) >= {"picture_url", "episode_minutes", "relations"}
+    assert any("bangumi-data" in credit for credit in catalog.info["credits"])
+
+
+def test_offline_items_carry_the_joined_fields(offline_catalog: Catalog) -> None:
+    bebop = offline_catalog.by_mal_id(1)
+    assert bebop is not None
+    assert bebop.title == "Cowboy Bebop"
+    assert bebop.anilist_id == 1
+    assert bebop.media_type == "tv" and bebop.episodes == 26
+    assert bebop.genres[:2] == ("Action", "Adventure")
+    assert bebop.mean_score == pytest.approx(8.78)
+    assert bebop.popularity is not None and bebop.popularity > 1_000_000
+    assert bebop.airing_status == "finished"
+    assert offline_catalog.mal_id_for_anilist(1) == 1
+    jjk = offline_catalog.by_mal_id(40748)
+    assert jjk is not None
+    assert jjk.title_english == "Jujutsu Kaisen"
+    assert jjk.start_date == PartialDate(2020, 10, 3)  # Japan's date, not UTC's
+    assert (jjk.season, jjk.season_year) == ("fall", 2020)
+    # "Unknown" in the CSV becomes None, not 0
+    assert any(item.mean_score is None for item in offline_catalog.items)
+    assert all(item.mean_score is None or item.mean_score > 0 for item in offline_catalog.items)
+
+
+def test_adult_flag_comes_from_the_hentai_genre(offline_catalog: Catalog) -> None:
+    adult = [item for item in offline_catalog.items if item.adult]
+    assert adult and all("Hentai" in item.genres for item in adult)
+    assert not any("Hentai" in item.genres for item in offline_catalog.items if not item.adult)
+
+
+def test_offline_franchises_group_seasons(offline_catalog: Catalog) -> None:
+    def franchise(mal_id: int) -> int | None:
+        item = offline_catalog.by_mal_id(mal_id)
+        assert item is not None
+        return item.franchise_id
+
+    snk = franchise(16498)
+    assert snk == 16498
+    assert franchise(25777) == snk  # Shingeki no Kyojin Season 2
+    assert franchise(38524) == snk  # Season 3 Part 2
+    assert franchise(40028) == snk  # The Final Season
+    assert franchise(1) != snk
+    assert franchise(1) == franchise(5)  # Cowboy Bebop and its movie
+    groups = group_by_franchise(offline_catalog)
+    assert sum(len(v) for v in groups.values()) == len(offline_catalog)
+    assert len(groups) < 0.85 * len(offline_catalog)
+
+
+@pytest.mark.parametrize(
+    ("title", "stem"),
+    [
+        ("Shingeki no Kyojin Season 3 Part 2", "shingeki no kyojin"),
+        ("Shingeki no Kyojin: The Final Season", "shingeki no kyojin"),
+        ("Shingeki no Kyojin Movie 1: Guren no Yumiya", "shingeki no kyojin"),
+        ("Fate/Zero 2nd Season", "fate zero"),
+        ("Hunter x Hunter (2011)", "hunter x hunter"),
+        ("Gintama&#039;", "gintama"),
+        ("K-On!!", "k on"),
+        ("Durarara!! Specials", "durarara"),
+        # too short to group on: the whole title stays
+        ("Ef: A Tale of Memories.", "ef a tale of memories"),
+        ("Kanon", "kanon"),
+    ],
+)
+def test_title_stem(title: str, stem: str) -> None:
+    assert title_stem(title) == stem
+
+
+def test_season_and_airing_status_rules() -> None:
+    assert [season_of(dt.date(2020, m, 1)) for m in (1, 3, 4, 7, 10, 12)] == [
+        "winter",
+        "winter",
+        "spring",
+        "summer",
+        "fall",
+        "fall",
+    ]
+    today = dt.date(2024, 6, 1)
+    assert airing_status(None, None, today) is None
+    assert airing_status(dt.date(2024, 7, 1), None, today) == "not_yet_aired"
+    assert airing_status(dt.date(2020, 1, 1), dt.date(2020, 3, 1), today) == "finished"
+    assert airing_status(dt.date(1999, 10, 20), None, today) == "airing"
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return main(parser.parse_args(argv))
+
+
+def test_cli_writes_a_loadable_catalogue(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "catalog.json.gz"
+    assert run_cli(["--offline", str(shared_data / "catalog"), "--out", str(out)]) == 0
+    loaded = load_catalog(out)
+    assert len(loaded) > 17_000
+    assert loaded.by_mal_id(16498) is not None
+
+
+def test_cli_missing_offline_folder_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli(["--offline", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "mal-anime-17k.csv" in err
+    assert not (tmp_path / "c.json").exists()
+
+
+# ----- live, against a fake AniList ---------------------------------------------------------
+
+
+def medium(anilist_id: int, mal_id: int | None, **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": anilist_id,
+        "idMal": mal_id,
+        "title": {"romaji": f"Title {anilist_id}", "english": None},
+        "format": "TV",
+        "episodes": 12,
+        "duration": 24,
+        "season": "SPRING",
+        "seasonYear": 2015,
+        "status": "FINISHED",
+        "startDate": {"year": 2015, "month": 4, "day": None},
+        "endDate": {"year": None, "month": None, "day": None},
+        "genres": ["Action"],
+        "tags": [],
+        "coverImage": {"medium": f"https://img.example/{anilist_id}.jpg"},
+        "popularity": 1000 + anilist_id,
+        "averageScore": 75,
+        "isAdult": False,
+        "relations": {"edges": []},
+    }
+    base.update(extra)
+    return base
+
+
+def edge(kind: str, anilist_id: int, mal_id: int | None, media_type: str = "ANIME") -> dict:
+    return {"relationType": kind, "node": {"id": anilist_id, "idMal": mal_id, "type": media_type}}
+
+
+FAKE_MEDIA = [
+    medium(
+        101,
+        11,
+        title={"romaji": "Show", "english": "The Show"},
+        relations={
+            "edges": [
+                edge("SEQUEL", 102, 12),
+                edge("ADAPTATION", 900, 11, "MANGA"),  # manga id 11: must not count
+                edge("SIDE_STORY", 150, None),  # AniList-only special
+            ]
+        },
+        tags=[
+            {"name": "Time Travel", "rank": 90, "isMediaSpoiler": False},
+            {"name": "Twist Ending", "rank": 95, "isMediaSpoiler": True},
+            {"name": "Minor", "rank": 20, "isMediaSpoiler": False},
+        ],
+    ),
+    medium(102, 12, relations={"edges": [edge("PREQUEL", 101, 11)]}),
+    medium(103, 30, format="MOVIE", status="RELEASING", isAdult=True, averageScore=None),
+    medium(150, None, relations={"edges": [edge("PARENT", 101, 11), edge("SEQUEL", 151, 40)]}),
+    medium(151, 40, relations={"edges": [edge("SPIN_OFF", 103, 30)]}),
+    medium(152, 41, relations={"edges": [edge("ALTERNATIVE", 103, None)]}),
+    medium(153, 50, format="TV_SHORT"),
+    medium(154, 51),
+]
+FAKE_PAGE_SIZE = 3  # the fake ignores perPage: the client must follow hasNextPage, not a count
+
+
+class FakeAniList:
+    def __init__(self, fail_from_page: int | None = None) -> None:
+        self.fail_from_page = fail_from_page
+        self.pages_requested: list[int] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST" and str(request.url) == ANILIST_URL
+        body = json.loads(request.content)
+        assert "Page(page: $page, perPage: $perPage)" in body["query"]
+        page = body["variables"]["page"]
+        assert body["variables"]["perPage"] == 50
+        self.pages_requested.append(page)
+        if self.fail_from_page is not None and page >= self.fail_from_page:
+            raise httpx.ConnectError("connection refused", request=request)
+        start = (page - 1) * FAKE_PAGE_SIZE
+        chunk = FAKE_MEDIA[start : start + FAKE_PAGE_SIZE]
+        has_next = start + FAKE_PAGE_SIZE < len(FAKE_MEDIA)
+        return httpx.Response(
+            200,
+            json={"data": {"Page": {"pageInfo": {"hasNextPage": has_next}, "media": chunk}}},
+            headers={"X-RateLimit-Remaining": "80"},
+        )
+
+
+FAST = SourceSettings(
+    anilist=ServiceLimits(requests_per_minute=1e9, max_retries=1, backoff_base_s=0.0)
+)
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+async def live(fake: Any, state: Path) -> Catalog:
+    async with make_http_client(FAST, transport=httpx.MockTransport(fake)) as http:
+        return await build_live(http, FAST, state, sleep=no_sleep, progress=False)
+
+
+async def test_live_build_maps_media_to_catalogue_items(tmp_path: Path) -> None:
+    fake = FakeAniList()
+    catalog = await live(fake, tmp_path / "state.jsonl")
+    assert fake.pages_requested == [1, 2, 3]
+    assert [item.mal_id for item in catalog.items] == [11, 12, 30, 40, 41, 50, 51]
+    assert catalog.info["left_out_without_mal_id"] == 1
+    assert catalog.info["franchise_method"] == "relations"
+    show = catalog.by_mal_id(11)
+    assert show is not None
+    assert show.title == "Show" and show.title_english == "The Show"
+    assert show.anilist_id == 101
+    assert show.relations == (("sequel", 12),)  # manga and unmapped nodes dropped
+    assert show.tags == ("Time Travel",)  # spoiler and low-rank tags dropped
+    assert show.episode_minutes == 24
+    assert show.picture_url == "https://img.example/101.jpg"
+    assert show.mean_score == pytest.approx(7.5)
+    assert (show.season, show.season_year) == ("spring", 2015)
+    assert show.start_date == PartialDate(2015, 4)
+    movie = catalog.by_mal_id(30)
+    assert movie is not None
+    assert (movie.media_type, movie.airing_status, movie.adult) == ("movie", "airing", True)
+    assert movie.mean_score is None
+    short = catalog.by_mal_id(50)
+    assert short is not None and short.media_type == "tv"
+    alt = catalog.by_mal_id(41)
+    assert alt is not None and alt.relations == (("alternative_version", 30),)
+
+
+async def test_live_franchises_follow_relations(tmp_path: Path) -> None:
+    catalog = await live(FakeAniList(), tmp_path / "state.jsonl")
+    franchise = {item.mal_id: item.franchise_id for item in catalog.items}
+    # 11-12 sequels; 40 joined through the AniList-only special 150; 30 only via a spin-off (no)
+    assert franchise[11] == franchise[12] == franchise[40] == 11
+    assert franchise[30] == franchise[41] == 30  # alternative version counts
+    assert franchise[50] == 50 and franchise[51] == 51
+
+
+async def test_interrupted_live_build_resumes_with_only_the_remaining_pages(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state.jsonl"
+    failing = FakeAniList(fail_from_page=3)
+    with pytest.raises(ServiceUnavailable):
+        await live(failing, state)
+    assert failing.pages_requested == [1, 2, 3, 3]  # page 3 tried, retried once, given up
+    assert [p["page"] for p in PageStore(state).read()] == [1, 2]
+
+    healthy = FakeAniList()
+    resumed = await live(healthy, state)
+    assert healthy.pages_requested == [3]
+
+    fresh = await live(FakeAniList(), tmp_path / "fresh.jsonl")
+    assert resumed.items == fresh.items
+
+
+async def test_torn_last_line_refetches_that_page(tmp_path: Path) -> None:
+    state = tmp_path / "state.jsonl"
+    await live(FakeAniList(), state)
+    lines = state.read_text().splitlines(keepends=True)
+    state.write_text("".join(lines[:1]) + lines[1][: len(lines[1]) // 2])  # crash mid-write
+    fake = FakeAniList()
+    catalog = await live(fake, state)
+    assert fake.pages_requested == [2, 3]
+    assert len(catalog) == 7
+    assert [p["page"] for p in PageStore(state).read()] == [1, 2, 3]
+
+
+async def test_graphql_errors_in_a_200_answer_are_refused(tmp_path: Path) -> None:
+    def erroring(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"data": None, "errors": [{"message": "Invalid token", "status": 400}]}
+        )
+
+    with pytest.raises(CatalogError, match="Invalid token"):
+        await live(erroring, tmp_path / "state.jsonl")
+    assert PageStore(tmp_path / "state.jsonl").read() == []
+
+
+async def test_state_from_another_build_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state.jsonl"
+    state.write_text(json.dumps({"version": 1, "page": 7, "has_next": True, "media": []}) + "\n")
+    with pytest.raises(CatalogError, match="does not continue this build"):
+        await live(FakeAniList(), state)
