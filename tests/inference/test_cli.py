@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from inference.catalog import Catalog, CatalogItem, save_catalog
 from inference.cli import main
+from inference.config import SourceSettings
+from tests.inference.fakes import FakeAniList, FakeMal, anilist_row, mal_row
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "example-export.xml"
@@ -153,3 +157,101 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "entries: 26"
+
+
+# ----- --mal / --anilist through the real list sources, fake services at the network edge ----
+
+
+@pytest.fixture
+def fake_network(monkeypatch: pytest.MonkeyPatch) -> httpx.MockTransport:
+    """Route the CLI's one shared HTTP client to fake MyAnimeList and AniList services."""
+    import inference.http
+
+    mal, anilist = FakeMal(), FakeAniList()
+    mal.add_user(
+        "mal_user",
+        [
+            mal_row(1, "completed", score=9, updated_at="2019-02-03T10:00:00+00:00"),
+            mal_row(5, "dropped", updated_at="2021-03-15T09:00:58+00:00"),
+            mal_row(6, "plan_to_watch", updated_at=None, start_date="2016-05"),
+        ],
+    )
+    anilist.add_user(
+        "AniUser",
+        [
+            anilist_row(101, 11, "COMPLETED", score=85, updated_at=1_600_000_000),
+            anilist_row(102, None, "REPEATING", updated_at=1_650_000_000),  # mapped by catalogue
+            anilist_row(103, None, "PLANNING", updated_at=1_700_000_000),  # nowhere to map
+        ],
+    )
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return (mal if request.url.host == "api.myanimelist.net" else anilist)(request)
+
+    transport = httpx.MockTransport(route)
+    real = inference.http.make_http_client
+
+    def with_fake_transport(settings: SourceSettings, **_kwargs: object) -> httpx.AsyncClient:
+        return real(settings, transport=transport)
+
+    monkeypatch.setattr(inference.http, "make_http_client", with_fake_transport)
+    monkeypatch.setenv("ANIMEREC_MAL_CLIENT_ID", mal.client_id)
+    return transport
+
+
+def test_list_of_a_mal_user(fake_network: httpx.MockTransport) -> None:
+    code, lines = run(["list", "--mal", "mal_user"])
+    assert code == 0
+    assert lines == [
+        "entries: 3",
+        "watching: 0",
+        "completed: 1",
+        "on_hold: 0",
+        "dropped: 1",
+        "plan_to_watch: 1",
+        "scored: 33% (1 of 3)",
+        "dates: 2016-05 .. 2021-03-15",
+    ]
+
+
+def test_list_of_an_anilist_user_maps_ids_through_the_catalogue(
+    fake_network: httpx.MockTransport, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.json"
+    save_catalog(Catalog([CatalogItem(mal_id=12, title="Mapped", anilist_id=102)]), catalog)
+    code, lines = run(["list", "--anilist", "AniUser", "--catalog", str(catalog)])
+    assert code == 0
+    assert lines[0] == "entries: 2"
+    assert "watching: 1" in lines and "completed: 1" in lines  # REPEATING = watching
+    assert "scored: 50% (1 of 2)" in lines
+    assert "dates: 2020-09-13 .. 2022-04-15" in lines
+    assert lines[-1] == "left out (no MyAnimeList id): 1"
+
+
+def test_unknown_users_are_one_clean_line(
+    fake_network: httpx.MockTransport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["list", "--mal", "nobody_here"], ["list", "--anilist", "Nobody"]):
+        code, lines = run(argv)
+        assert code == 2 and lines == []
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+
+
+def test_invalid_username_is_refused_before_any_request(
+    fake_network: httpx.MockTransport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(["list", "--mal", "no spaces/allowed"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_broken_catalogue_is_a_clean_error(
+    fake_network: httpx.MockTransport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "catalog.json"
+    bad.write_text("{}")
+    code, _ = run(["list", "--anilist", "AniUser", "--catalog", str(bad)])
+    assert code == 2
+    assert "not a catalogue file" in capsys.readouterr().err
