@@ -93,7 +93,7 @@ def read_mal_export(path: Path | str) -> AnimeList:
 
 def _decompress(data: bytes) -> bytes:
     """The XML bytes: gunzipped when the data starts with the gzip magic, whatever the file name."""
-    if not data.strip():
+    if not data or data.isspace():
         raise BadExportFile("the file is empty", service=SOURCE_NAME)
     if not data.startswith(GZIP_MAGIC):
         if len(data) > MAX_XML_BYTES:
@@ -111,7 +111,7 @@ def _decompress(data: bytes) -> bytes:
         raise BadExportFile(
             "the unpacked export is too large for a list export", service=SOURCE_NAME
         )
-    if not xml.strip():
+    if not xml or xml.isspace():
         raise BadExportFile("the gzip file holds nothing", service=SOURCE_NAME)
     return xml
 

@@ -339,3 +339,45 @@ async def test_state_from_another_build_is_refused(tmp_path: Path) -> None:
     state.write_text(json.dumps({"version": 1, "page": 7, "has_next": True, "media": []}) + "\n")
     with pytest.raises(CatalogError, match="does not continue this build"):
         await live(FakeAniList(), state)
+
+
+@pytest.fixture
+def fast_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[sources.anilist]\nrequests_per_minute = 1000000\nmax_retries = 0\nbackoff_base_s = 0.0\n"
+    )
+    monkeypatch.setenv("ANIMEREC_CONFIG", str(config))
+
+
+def route_http_to(monkeypatch: pytest.MonkeyPatch, fake: FakeAniList) -> None:
+    import training.catalog_live
+
+    def with_fake(settings: SourceSettings, **_kwargs: object) -> httpx.AsyncClient:
+        return make_http_client(settings, transport=httpx.MockTransport(fake))
+
+    monkeypatch.setattr(training.catalog_live, "make_http_client", with_fake)
+
+
+def test_live_cli_resumes_then_saves_and_clears_its_state(
+    fast_config: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out" / "catalog.json.gz"
+    state = tmp_path / "out" / "catalog.live-pages.jsonl"
+
+    route_http_to(monkeypatch, FakeAniList(fail_from_page=2))
+    assert run_cli(["--live", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and str(state) in err
+    assert state.exists() and not out.exists()
+
+    healthy = FakeAniList()
+    route_http_to(monkeypatch, healthy)
+    assert run_cli(["--live", "--out", str(out)]) == 0
+    assert healthy.pages_requested == [2, 3]
+    assert len(load_catalog(out)) == 7
+    assert load_catalog(out).info["franchise_method"] == "relations"
+    assert not state.exists()
