@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[CatalogItem]:
         return iter(self.items)
 
     def __getitem__(self, index: int) -> CatalogItem:
