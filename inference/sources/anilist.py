@@ -87,7 +87,8 @@ def resolve_mal_id(row: Mapping[str, Any], anilist_to_mal: Mapping[int, int]) ->
 
 
 def _date(value: Any) -> PartialDate | None:
-    if not isinstance(value, dict):
+    # Most FuzzyDates are all-null: leave before checking every part.
+    if not isinstance(value, dict) or not value.get("year"):
         return None
     return PartialDate.from_parts(
         _int(value.get("year")), _int(value.get("month")), _int(value.get("day"))
@@ -185,6 +186,14 @@ def collection_or_raise(payload: Any, http_status: int, username: str) -> Mappin
     return collection
 
 
+def merge_rows(rows: dict[int, Mapping[str, Any]], collection: Mapping[str, Any]) -> None:
+    """Add a chunk's rows to `rows` (by AniList media id), keeping the first of any repeat."""
+    for row in collection_rows(collection):
+        media_id = anilist_media_id(row)
+        if media_id is not None and media_id not in rows:
+            rows[media_id] = row
+
+
 async def fetch_anilist_list(
     service: ServiceClient, username: str, anilist_to_mal: Mapping[int, int]
 ) -> AnimeList:
@@ -195,10 +204,7 @@ async def fetch_anilist_list(
         collection = collection_or_raise(
             read_json(response, "anilist"), response.status_code, username
         )
-        for row in collection_rows(collection):
-            media_id = anilist_media_id(row)
-            if media_id is not None and media_id not in rows:
-                rows[media_id] = row
+        merge_rows(rows, collection)
         if collection.get("hasNextChunk") is not True:
             break
     else:

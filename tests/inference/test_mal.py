@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -254,13 +256,36 @@ async def test_unknown_user() -> None:
         await world.sources.fetch_mal_list("ghost")
 
 
-async def test_rejected_client_id_is_a_config_error_that_hides_the_id() -> None:
+async def test_rejected_client_id_is_a_config_error_that_hides_the_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     world = World(client_id="wrong-secret-id")
     world.mal.add_user("someone", [])
     with pytest.raises(ConfigError) as caught:
         await world.sources.fetch_mal_list("someone")
     assert "ANIMEREC_MAL_CLIENT_ID" in str(caught.value)
     assert "wrong-secret-id" not in str(caught.value)
+    assert "wrong-secret-id" not in caplog.text
+
+
+async def test_concurrent_users_share_one_limiter() -> None:
+    world = World()
+    names = ["user_a", "user_b", "user_c", "user_d"]
+    for name in names:
+        world.mal.add_user(name, [mal_row(1)])
+    sent_at: list[float] = []
+    serve = world.recorder.handler
+
+    def stamped(request: httpx.Request) -> httpx.Response:
+        sent_at.append(world.clock.now)
+        return serve(request)
+
+    world.recorder.handler = stamped
+    results = await asyncio.gather(*(world.sources.fetch_mal_list(n) for n in names))
+    assert [r.username for r in results] == names
+    start = min(sent_at)
+    assert sorted(t - start for t in sent_at) == [0.0, 1.0, 2.0, 3.0]
 
 
 async def test_missing_client_id_is_a_config_error_and_sends_nothing() -> None:
