@@ -322,10 +322,10 @@ def build(
         raise BuildError(f"no such file: {input_path}")
     try:
         check_schema(input_path)
+    except pa.ArrowInvalid as exc:  # a ValueError too: must come first
+        raise BuildError(f"{input_path} is not a Parquet file ({exc})") from None
     except ValueError as exc:
         raise BuildError(str(exc)) from None
-    except pa.ArrowInvalid as exc:
-        raise BuildError(f"{input_path} is not a Parquet file ({exc})") from None
     source_meta = read_meta(input_path)
     started = clock.monotonic()
     out.mkdir(parents=True, exist_ok=True)
