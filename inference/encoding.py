@@ -1,0 +1,283 @@
+"""List entries -> model inputs: the one encoder shared by training batches and serving (DESIGN §4).
+
+A history (one user's entries, oldest first) becomes one row of six small-integer token fields,
+left-padded so that the most recent entry is always in the last column:
+
+    items      PAD_ITEM, MASK_ITEM, or vocabulary index + ITEM_OFFSET
+    scores     0 = no score, 1..10, SCORE_MASK
+    statuses   0 = padding, status code + 1 (codes of `inference.animelist`), STATUS_MASK
+    times      TIME_NOW (the query token), TIME_UNKNOWN, or 2 + floor(log2(1 + seconds before "now"))
+    progress   PROGRESS_UNKNOWN, or 1 + round(10 * episodes watched / episodes)
+    positions  distance from the last column (0 = most recent); all 0 when the data has no times
+
+Positions count back from the end so that "most recent" means the same thing at every length, and
+the reference "now" is the time of the last history entry (training, evaluation) or the wall clock
+(serving) — never a target's own time. Where the data has no times at all, order is meaningless, so
+time is always unknown and every position is 0: the model cannot learn from either.
+
+numpy only: serving imports this without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+
+from inference.animelist import N_STATUS_CODES, NO_TIME, ListEntry, score_to_int
+
+PAD_ITEM, MASK_ITEM, ITEM_OFFSET = 0, 1, 2
+SCORE_MASK = 11
+N_SCORE_TOKENS = 12
+STATUS_MASK = N_STATUS_CODES + 1
+N_STATUS_TOKENS = N_STATUS_CODES + 2
+TIME_NOW, TIME_UNKNOWN = 0, 1
+N_TIME_LOG_BUCKETS = 32  # 2^31 s is 68 years: every real gap fits
+N_TIME_TOKENS = 2 + N_TIME_LOG_BUCKETS
+PROGRESS_UNKNOWN = 0
+N_PROGRESS_TOKENS = 12
+
+FIELDS = ("items", "scores", "statuses", "times", "progress", "positions")
+
+
+class EntryArrays(Protocol):
+    """One user's entries as parallel arrays, oldest first (`training.dataset.History` is one)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    statuses: np.ndarray
+    progress: np.ndarray
+    times: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """A plain `EntryArrays`, for lists that do not come from a training dataset."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    statuses: np.ndarray
+    progress: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """Model inputs: int64 arrays [batch, width], left-padded; `lengths` counts real tokens."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    statuses: np.ndarray
+    times: np.ndarray
+    progress: np.ndarray
+    positions: np.ndarray
+    lengths: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def replace(self, **arrays: np.ndarray) -> Encoded:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(arrays)
+        return Encoded(**values)
+
+
+def time_buckets(times: np.ndarray, now: int | None) -> np.ndarray:
+    """Log2 buckets of how long before `now` each time is; unknown times (and no `now`) -> unknown.
+
+    A time after `now` (clock skew, or "now" taken from an earlier entry) counts as 0 s before.
+    """
+    times = np.asarray(times, dtype=np.int64)
+    out = np.full(times.shape, TIME_UNKNOWN, dtype=np.int64)
+    if now is None or now == NO_TIME:
+        return out
+    known = times != NO_TIME
+    delta = np.maximum(now - times[known], 0).astype(np.float64)
+    buckets = np.floor(np.log2(1.0 + delta)).astype(np.int64)
+    out[known] = 2 + np.minimum(buckets, N_TIME_LOG_BUCKETS - 1)
+    return out
+
+
+def progress_buckets(
+    items: np.ndarray, progress: np.ndarray, episodes: np.ndarray | None
+) -> np.ndarray:
+    """Tenths of the episodes watched (1..11); unknown without a catalogue episode count."""
+    out = np.full(len(items), PROGRESS_UNKNOWN, dtype=np.int64)
+    if episodes is None or len(items) == 0:
+        return out
+    total = np.asarray(episodes, dtype=np.float64)[np.asarray(items, dtype=np.int64)]
+    known = total > 0
+    fraction = np.clip(np.asarray(progress, dtype=np.float64)[known] / total[known], 0.0, 1.0)
+    out[known] = 1 + np.rint(10.0 * fraction).astype(np.int64)
+    return out
+
+
+def reference_now(history: EntryArrays) -> int | None:
+    """The evaluation/training "now": the time of the last history entry, if it has one."""
+    if len(history.times) == 0 or int(history.times[-1]) == NO_TIME:
+        return None
+    return int(history.times[-1])
+
+
+def encode(
+    histories: Sequence[EntryArrays],
+    max_len: int,
+    *,
+    has_times: bool,
+    episodes: np.ndarray | None = None,
+    now: Sequence[int | None] | None = None,
+    append_query: bool = False,
+) -> Encoded:
+    """Encode histories into one left-padded batch.
+
+    `max_len` bounds the tokens per row, the query included; longer histories keep their most
+    recent entries. `append_query` adds a MASK token stamped "now" after each history (the
+    fine-tuned model's question "what next?"). `now` defaults to each history's last entry time.
+    `episodes[i]` is item i's episode count (0 unknown) for the progress fraction.
+    """
+    if max_len < 1 + int(append_query):
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    keep = max_len - int(append_query)
+    lengths = np.array([min(len(h.items), keep) + int(append_query) for h in histories])
+    width = max(int(lengths.max(initial=0)), 1)
+    batch = len(histories)
+    arrays = {name: np.zeros((batch, width), dtype=np.int64) for name in FIELDS}
+    arrays["times"][:] = TIME_UNKNOWN
+    for row, history in enumerate(histories):
+        n = min(len(history.items), keep)
+        start = width - lengths[row]
+        cols = slice(start, start + n)
+        tail = slice(len(history.items) - n, len(history.items))
+        items = np.asarray(history.items[tail], dtype=np.int64)
+        arrays["items"][row, cols] = items + ITEM_OFFSET
+        arrays["scores"][row, cols] = np.asarray(history.scores[tail], dtype=np.int64)
+        arrays["statuses"][row, cols] = np.asarray(history.statuses[tail], dtype=np.int64) + 1
+        arrays["progress"][row, cols] = progress_buckets(items, history.progress[tail], episodes)
+        if has_times:
+            row_now = reference_now(history) if now is None else now[row]
+            arrays["times"][row, cols] = time_buckets(history.times[tail], row_now)
+            arrays["positions"][row, start:] = np.arange(lengths[row] - 1, -1, -1)
+        if append_query:
+            arrays["items"][row, -1] = MASK_ITEM
+            arrays["scores"][row, -1] = SCORE_MASK
+            arrays["statuses"][row, -1] = STATUS_MASK
+            arrays["times"][row, -1] = TIME_NOW
+    return Encoded(**arrays, lengths=lengths)
+
+
+def mask_tokens(
+    encoded: Encoded, mask: np.ndarray, *, stamp_now: np.ndarray | None = None
+) -> Encoded:
+    """Hide the entries where `mask` is true: item, score and status become MASK, progress unknown.
+
+    Time and position stay (when an entry was added is the context for guessing it), except where
+    `stamp_now` is true: those tokens become the "now" query, exactly as fine-tuning appends it.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != encoded.items.shape:
+        raise ValueError(f"mask shape {mask.shape} != batch shape {encoded.items.shape}")
+    if (mask & (encoded.items == PAD_ITEM)).any():
+        raise ValueError("padding cannot be masked")
+    items = np.where(mask, MASK_ITEM, encoded.items)
+    scores = np.where(mask, SCORE_MASK, encoded.scores)
+    statuses = np.where(mask, STATUS_MASK, encoded.statuses)
+    progress = np.where(mask, PROGRESS_UNKNOWN, encoded.progress)
+    times = encoded.times
+    if stamp_now is not None:
+        times = np.where(np.asarray(stamp_now, dtype=bool) & mask, TIME_NOW, times)
+    return encoded.replace(
+        items=items, scores=scores, statuses=statuses, progress=progress, times=times
+    )
+
+
+def entries_from_list(
+    entries: Sequence[ListEntry], item_index: Mapping[int, int]
+) -> tuple[Entries, int]:
+    """A normalized list -> arrays in model order (unknown times first, then by time, stable).
+
+    Entries whose MAL id is not in the vocabulary `item_index` are left out; their count is returned.
+    """
+    known = [e for e in entries if e.mal_id in item_index]
+    order = sorted(
+        range(len(known)),
+        key=lambda i: (known[i].updated_at is not None, known[i].updated_at or 0),
+    )
+    ordered = [known[i] for i in order]
+    arrays = Entries(
+        items=np.array([item_index[e.mal_id] for e in ordered], dtype=np.int32),
+        scores=np.array([score_to_int(e.score) for e in ordered], dtype=np.int8),
+        statuses=np.array([e.status_code for e in ordered], dtype=np.int8),
+        progress=np.array([min(e.episodes_watched, 32767) for e in ordered], dtype=np.int16),
+        times=np.array(
+            [NO_TIME if e.updated_at is None else e.updated_at for e in ordered], dtype=np.int32
+        ),
+    )
+    return arrays, len(entries) - len(known)
+
+
+# ------------------------------------------------------------------------------ ranker features
+
+RANKER_FEATURES = (
+    "log_prob",  # fine-tuned watch log-probability (log-softmax over the unseen vocabulary)
+    "log_rank",  # log(1 + rank) in the fine-tuned ranking
+    "score",  # predicted score, centred: (score - 7) / 2
+    "drop",  # predicted probability of dropping it
+    "popularity",  # log(1 + list count), scaled to 0..1
+    "same_franchise",  # shares a franchise with anything on the list
+    "franchise_completed",  # shares a franchise with a completed entry (a sequel / side story)
+    "plan_to_watch",  # already on the list as plan-to-watch
+    "genre_affinity",  # cosine of its genres with the list's score-weighted genre profile
+    "log_history",  # log(1 + list length)
+)
+N_RANKER_FEATURES = len(RANKER_FEATURES)
+_COMPLETED, _PLAN_TO_WATCH = 1, 4  # status codes (inference.animelist.STATUS_CODES)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFacts:
+    """Per-item facts the ranker reads: vocabulary order, saved with the ranker."""
+
+    log_popularity: np.ndarray  # float32 [n_items], 0..1
+    franchise: np.ndarray  # int64 [n_items], -1 unknown
+    genres: np.ndarray  # float32 [n_items, n_genres] (0 columns without a catalogue)
+
+
+def ranker_features(
+    history: EntryArrays,
+    items: np.ndarray,
+    log_probs: np.ndarray,
+    ranks: np.ndarray,
+    scores: np.ndarray,
+    drops: np.ndarray,
+    facts: ItemFacts,
+) -> np.ndarray:
+    """float32 [len(items), N_RANKER_FEATURES] for one user's candidate `items`."""
+    items = np.asarray(items, dtype=np.int64)
+    seen = np.asarray(history.items, dtype=np.int64)
+    statuses = np.asarray(history.statuses, dtype=np.int64)
+    out = np.zeros((len(items), N_RANKER_FEATURES), dtype=np.float32)
+    out[:, 0] = log_probs
+    out[:, 1] = np.log1p(ranks)
+    out[:, 2] = (np.asarray(scores, dtype=np.float32) - 7.0) / 2.0
+    out[:, 3] = drops
+    out[:, 4] = facts.log_popularity[items]
+    franchise = facts.franchise[items]
+    listed = facts.franchise[seen]
+    out[:, 5] = (franchise >= 0) & np.isin(franchise, listed[listed >= 0])
+    done = listed[(statuses == _COMPLETED) & (listed >= 0)]
+    out[:, 6] = (franchise >= 0) & np.isin(franchise, done)
+    out[:, 7] = np.isin(items, seen[statuses == _PLAN_TO_WATCH])
+    if facts.genres.shape[1] and len(seen):
+        user_scores = np.asarray(history.scores, dtype=np.float32)
+        weights = np.where(user_scores > 0, user_scores / 10.0, 0.5)
+        profile = weights @ facts.genres[seen]
+        candidate = facts.genres[items]
+        norms = np.linalg.norm(candidate, axis=1) * (np.linalg.norm(profile) + 1e-9)
+        out[:, 8] = (candidate @ profile) / np.maximum(norms, 1e-9)
+    out[:, 9] = np.log1p(len(seen))
+    return out

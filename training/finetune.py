@@ -1,0 +1,143 @@
+"""`python -m training finetune --config X.toml`: fine-tune on "what does the user add next?".
+
+A MASK query stamped "now" follows the history; from its state the model predicts the held-out
+recent items (multi-label softmax over the vocabulary, the history's own items excluded since they
+are never recommended), their scores and whether they get dropped. Timed data: many random cut
+points per user per epoch (history before the cut, the next entries as targets); untimed data: a
+fresh random 10% of the user's training entries each time (see `batches.finetune_batch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.batches import UserParts, finetune_batch
+from training.model import ListTransformer, ModelConfig
+from training.pretrain import ListJob, entry_losses, prepare, run_command
+from training.train import (
+    FIELDS_IN,
+    Batch,
+    ConfigError,
+    Dist,
+    Losses,
+    RunConfig,
+    add_common_args,
+    fit,
+    load_checkpoint,
+    load_config,
+    to_device,
+)
+
+
+@dataclass
+class FinetuneSettings:
+    init_from: str = ""  # a pretrain checkpoint; its architecture wins over [model]
+    cuts_per_user: int = 8  # samples per user per epoch
+    holdout_share: float = 0.1  # untimed data: share of entries held out as targets
+    n_next: int = 1  # timed data: entries after the cut that are targets
+    score_weight: float = 0.5
+    status_weight: float = 0.2
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+
+class FinetuneJob(ListJob):
+    kind = "finetune"
+
+    def __init__(self, cfg: FinetuneConfig, parts: UserParts, episodes: np.ndarray | None) -> None:
+        users = parts.users_with(min_train=2)
+        super().__init__(cfg, parts, np.repeat(users, cfg.finetune.cuts_per_user), episodes)
+        self.settings = cfg.finetune
+        self.loss_weights = {
+            "item": 1.0,
+            "score": cfg.finetune.score_weight,
+            "status": cfg.finetune.status_weight,
+        }
+
+    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+        def build(users: np.ndarray, seeds: np.ndarray) -> Batch:
+            return finetune_batch(
+                self.parts,
+                users,
+                seeds,
+                max_len=self.cfg.model.max_len,
+                holdout_share=self.settings.holdout_share,
+                n_next=self.settings.n_next,
+                episodes=self.episodes,
+            )
+
+        return self._batches(epoch, rank, world, build)
+
+    def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
+        assert isinstance(model, ListTransformer)
+        states = model(to_device(batch, device, FIELDS_IN))[:, -1]
+        t = to_device(
+            batch, device, ("target_items", "target_scores", "target_statuses", "seen_items")
+        )
+        targets = t["target_items"]
+        valid = targets >= 0
+        logits = model.item_logits(states).float()
+        # History items are never recommended: keep them out of the softmax's denominator.
+        n_items = logits.shape[1]
+        seen = torch.zeros(len(logits), n_items + 1, dtype=torch.bool, device=device)
+        seen.scatter_(1, torch.where(t["seen_items"] >= 0, t["seen_items"], n_items), True)
+        seen = seen[:, :n_items]
+        seen.scatter_(1, targets.clamp(min=0), False)
+        log_probs = torch.log_softmax(logits.masked_fill(seen, float("-inf")), dim=-1)
+        picked = log_probs.gather(1, targets.clamp(min=0))
+        item_loss = -(picked * valid).sum()
+        rows = valid.nonzero()[:, 0]
+        return {
+            "item": (item_loss, valid.sum()),
+            **entry_losses(
+                model,
+                states[rows],
+                targets[valid],
+                t["target_scores"][valid],
+                t["target_statuses"][valid],
+            ),
+        }
+
+
+def build_model(cfg: FinetuneConfig) -> ListTransformer:
+    """The pretrained model (architecture from its checkpoint), or a fresh one from [model]."""
+    if not cfg.finetune.init_from:
+        torch.manual_seed(cfg.train.seed)
+        return ListTransformer(cfg.model)
+    payload = load_checkpoint(cfg.finetune.init_from)
+    if payload.get("kind") not in ("pretrain", "finetune"):
+        raise ConfigError(f"{cfg.finetune.init_from} is not a pretrain/finetune checkpoint")
+    model_cfg = ModelConfig(**payload["model_config"])
+    if model_cfg.n_items != cfg.model.n_items:
+        raise ConfigError(
+            f"{cfg.finetune.init_from} has {model_cfg.n_items} items, the dataset {cfg.model.n_items}"
+        )
+    model_cfg.dropout = cfg.model.dropout
+    model = ListTransformer(model_cfg)
+    model.load_state_dict(payload["model"])
+    cfg.model = model_cfg
+    return model
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_common_args(parser)
+
+
+def _main(args: argparse.Namespace, dist: Dist) -> None:
+    cfg = load_config(FinetuneConfig, args.config, args.overrides)
+    parts, episodes = prepare(cfg)
+    model = build_model(cfg)
+    fit(cfg, model, FinetuneJob(cfg, parts, episodes), dist, resume=args.resume)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_command(_main, args)

@@ -1,0 +1,173 @@
+"""The list transformer (DESIGN §4): one token per list entry, pre-LN blocks, tied item output.
+
+Each token is the sum of embeddings of its item, score, status, time bucket, progress bucket and
+position (fields of `inference.encoding`). Attention is bidirectional for our model and causal for
+the SASRec baseline, which uses the same class with `side_inputs=False` (item + position only).
+
+Heads, computed only where a loss or a query needs them (the full-vocabulary softmax is the memory
+hotspot):
+- `item_logits(h)`: h · item embeddings (tied output) + a per-item bias, over the whole vocabulary;
+- `entry_outputs(h, items)`: for a given item, its predicted score (regression, 1–10 scale) and
+  status logits (dropped is one of them) — conditioned on the item so that one user state answers
+  "how would you rate X?" for any candidate X.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.animelist import N_STATUS_CODES
+from inference.encoding import (
+    ITEM_OFFSET,
+    N_PROGRESS_TOKENS,
+    N_SCORE_TOKENS,
+    N_STATUS_TOKENS,
+    N_TIME_TOKENS,
+    PAD_ITEM,
+)
+
+SCORE_CENTER = 7.0  # typical MyAnimeList score: the score head predicts an offset from it
+
+
+@dataclass
+class ModelConfig:
+    n_items: int = 0  # filled from the dataset
+    max_len: int = 200
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    causal: bool = False
+    side_inputs: bool = True  # score/status/time/progress embeddings (off for SASRec)
+    entry_head: bool = True  # score/status of a given item (off for SASRec)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(4 * cfg.d_model, cfg.d_model),
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        batch, length, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).reshape(batch, length, d)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class ListTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.n_items <= 0:
+            raise ValueError("ModelConfig.n_items must be set from the dataset")
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.item_emb = nn.Embedding(cfg.n_items + ITEM_OFFSET, d, padding_idx=PAD_ITEM)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        if cfg.side_inputs:
+            self.score_emb = nn.Embedding(N_SCORE_TOKENS, d)
+            self.status_emb = nn.Embedding(N_STATUS_TOKENS, d)
+            self.time_emb = nn.Embedding(N_TIME_TOKENS, d)
+            self.progress_emb = nn.Embedding(N_PROGRESS_TOKENS, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        if cfg.entry_head:
+            # Score and status of a given item: MLP over [user state, item embedding].
+            self.entry_head = nn.Sequential(
+                nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1 + N_STATUS_CODES)
+            )
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                # GPT-2's scaled init of residual projections keeps the stream's variance flat.
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden states [B, L, d] of a batch of `inference.encoding` fields."""
+        items = batch["items"]
+        x = self.item_emb(items) + self.pos_emb(batch["positions"].clamp(max=self.cfg.max_len - 1))
+        if self.cfg.side_inputs:
+            x = (
+                x
+                + self.score_emb(batch["scores"])
+                + self.status_emb(batch["statuses"])
+                + self.time_emb(batch["times"])
+                + self.progress_emb(batch["progress"])
+            )
+        x = self.drop(x)
+        length = items.shape[1]
+        valid_key = (items != PAD_ITEM)[:, None, None, :]
+        attend = valid_key
+        if self.cfg.causal:
+            attend = (
+                attend & torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+            )
+        # Every token may see itself, so a padding row never has an all-masked (NaN) softmax.
+        attend = attend | torch.eye(length, dtype=torch.bool, device=items.device)
+        for block in self.blocks:
+            x = block(x, attend)
+        return self.ln_f(x)
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., d] -> [..., n_items] over the whole vocabulary (tied to the item embeddings)."""
+        weights = self.item_emb.weight[ITEM_OFFSET:]
+        return hidden @ weights.t().to(hidden.dtype) + self.item_bias.to(hidden.dtype)
+
+    def entry_outputs(
+        self, hidden: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted score (0–10 scale) and status logits of vocabulary `items` given states [N, d]."""
+        item_vectors = self.item_emb(items + ITEM_OFFSET).to(hidden.dtype)
+        out = self.entry_head(torch.cat([hidden, item_vectors], dim=-1))
+        return SCORE_CENTER + out[..., 0], out[..., 1:]
+
+    def n_params(self, non_embedding: bool = True) -> int:
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            embeddings = [m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding)]
+            total -= sum(embeddings) + self.item_bias.numel()
+        return total
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, logit_share: float) -> float:
+    """Training FLOPs per input token: 6·N (non-embedding matmuls, forward + backward), attention
+    scores and values (6·2·layers·L·d, PaLM appendix B), and the output softmax, 6·d·n_items for the
+    `logit_share` of tokens whose full-vocabulary logits are computed. The entry head is counted
+    with N; embedding lookups are free."""
+    d = cfg.d_model
+    block = 12 * d * d  # qkv 3d², proj d², mlp 8d²
+    n = cfg.n_layers * block + (2 * d * d + d * (1 + N_STATUS_CODES)) * logit_share
+    return 6 * n + 12 * cfg.n_layers * seq_len * d + 6 * d * cfg.n_items * logit_share

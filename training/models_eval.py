@@ -1,0 +1,151 @@
+"""Our trained models and SASRec as `evaluate` plug-ins (training happens in the train commands;
+`fit` only loads a checkpoint).
+
+    --models sasrec:runs/sasrec/ckpt.pt
+    --models ours:runs/ft/ckpt.pt                                   fine-tuned watch logits
+    --models ours:ft=runs/ft/ckpt.pt+ranker=runs/ranker/ckpt.pt     the ranker over its candidates
+    --score-models bias,ours:runs/ft/ckpt.pt                        the score head, for RMSE
+
+The histories the harness passes are encoded exactly as in training and serving; "now" is each
+history's last entry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inference.encoding import ItemFacts
+from training.baselines.interface import (
+    TrainData,
+    parse_params,
+    register_model,
+    register_score_model,
+    reject_leftovers,
+)
+from training.batches import load_episodes
+from training.dataset import History
+from training.model import ListTransformer, ModelConfig
+from training.scoring import entry_predictions, user_states, watch_logits
+from training.train import load_checkpoint
+
+BELOW_CANDIDATES = 1e6  # items the ranker did not see go below every candidate, in logit order
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load(path: str, kinds: tuple[str, ...]) -> tuple[ListTransformer, dict]:
+    payload = load_checkpoint(path)
+    if payload.get("kind") not in kinds:
+        raise ValueError(
+            f"{path} is a {payload.get('kind')} checkpoint; expected {'/'.join(kinds)}"
+        )
+    model = ListTransformer(ModelConfig(**payload["model_config"]))
+    model.load_state_dict(payload["model"])
+    return model.to(_device()).eval(), payload
+
+
+class TransformerRecommender:
+    """SASRec or our fine-tuned model: scores = watch logits of each history."""
+
+    def __init__(self, path: str | None, name: str, kinds: tuple[str, ...]) -> None:
+        if not path:
+            raise ValueError(f"{name} needs a checkpoint: --models {name}:runs/<run>/ckpt.pt")
+        self.path = path
+        self.name = name
+        self.kind = "baseline" if name == "sasrec" else "ours"
+        self.kinds = kinds
+        self.model: ListTransformer | None = None
+        self.has_times = True
+        self.episodes: np.ndarray | None = None
+
+    def fit(self, data: TrainData) -> None:
+        self.model, payload = _load(self.path, self.kinds)
+        if payload["n_items"] != data.n_items:
+            raise ValueError(f"{self.path} has {payload['n_items']} items, the data {data.n_items}")
+        self.has_times = data.has_times
+        self.episodes = load_episodes(payload.get("catalog", ""), data.n_items)
+
+    def _states(self, histories: list[History]) -> torch.Tensor:
+        assert self.model is not None, "fit() first"
+        return user_states(
+            self.model,
+            histories,
+            has_times=self.has_times,
+            episodes=self.episodes,
+            device=_device(),
+        )
+
+    def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:
+        assert self.model is not None, "fit() first"
+        return watch_logits(self.model, self._states(histories))
+
+    def predict(self, users: np.ndarray, items: np.ndarray, histories: list[History]) -> np.ndarray:
+        assert self.model is not None, "fit() first"
+        # One state per user, however many of their entries are asked about.
+        unique, first, rows = np.unique(users, return_index=True, return_inverse=True)
+        states = self._states([histories[i] for i in first])
+        scores, _ = entry_predictions(self.model, states, rows.reshape(-1), items)
+        return scores
+
+
+class RankedRecommender(TransformerRecommender):
+    """The ranker's utility over the fine-tuned model's top candidates."""
+
+    def __init__(self, finetuned: str, ranker: str) -> None:
+        super().__init__(finetuned, "ours+ranker", ("finetune", "pretrain"))
+        self.ranker_path = ranker
+
+    def fit(self, data: TrainData) -> None:
+        from training.ranker import RankerNet, RankerNetConfig
+
+        super().fit(data)
+        payload = load_checkpoint(self.ranker_path)
+        if payload.get("kind") != "ranker":
+            raise ValueError(f"{self.ranker_path} is not a ranker checkpoint")
+        self.ranker = RankerNet(RankerNetConfig(**payload["model_config"]))
+        self.ranker.load_state_dict(payload["model"])
+        self.ranker.to(_device()).eval()
+        facts = payload["facts"]
+        self.facts = ItemFacts(facts["log_popularity"], facts["franchise"], facts["genres"])
+        self.candidates = int(payload["candidates"])
+
+    def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:
+        from training.ranker import candidate_tables
+
+        assert self.model is not None, "fit() first"
+        tables, logits = candidate_tables(
+            self.model,
+            histories,
+            has_times=self.has_times,
+            episodes=self.episodes,
+            facts=self.facts,
+            n_candidates=self.candidates,
+            device=_device(),
+        )
+        out = logits.astype(np.float32) - BELOW_CANDIDATES
+        for row, table in enumerate(tables):
+            with torch.no_grad():
+                features = torch.from_numpy(table.features).to(_device())
+                out[row, table.items] = self.ranker(features).float().cpu().numpy()
+        return out
+
+
+def _ours(arg: str | None) -> TransformerRecommender:
+    if arg and "=" in arg:
+        params = parse_params(arg, "ft")
+        finetuned, ranker = params.pop("ft", ""), params.pop("ranker", "")
+        reject_leftovers("ours", params)
+        if ranker:
+            return RankedRecommender(finetuned, ranker)
+        arg = finetuned
+    return TransformerRecommender(arg, "ours", ("finetune", "pretrain"))
+
+
+register_model("sasrec", lambda arg: TransformerRecommender(arg, "sasrec", ("sasrec",)))
+register_model("ours", _ours)
+register_score_model(
+    "ours", lambda arg: TransformerRecommender(arg, "ours", ("finetune", "pretrain"))
+)

@@ -1,0 +1,379 @@
+"""`python -m training ranker --config X.toml`: the listwise ranker over the fine-tuned model.
+
+For each user with validation items, the fine-tuned model (fed the training part) proposes its top
+`candidates` unseen items; every candidate and every held-out item gets the features of
+`inference.encoding.ranker_features`. A small MLP scores them, trained with position-aware ListMLE
+(DESIGN §8): the held-out items in grade order (score, then status; ties shuffled every epoch) on
+top, `negatives` sampled unwatched candidates below them, which only widen the denominators.
+Its score is the utility the re-ranker trades off. A share of the users is kept out to check, each
+epoch, that the ranker orders their held-out items better than the fine-tuned logits alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.encoding import N_RANKER_FEATURES, EntryArrays, ItemFacts, ranker_features
+from training.batches import UserParts, global_batches, load_episodes, n_steps
+from training.dataset import TRAIN, VALIDATION, Dataset
+from training.metrics import ndcg_at_k, recall_at_k
+from training.model import ListTransformer, ModelConfig
+from training.pretrain import run_command
+from training.scoring import entry_predictions, user_states, watch_logits
+from training.train import (
+    Batch,
+    ConfigError,
+    DataConfig,
+    Dist,
+    Losses,
+    TrainConfig,
+    add_common_args,
+    fit,
+    load_checkpoint,
+    load_config,
+    rank_slice,
+)
+
+MAX_GRADED = 50  # held-out items per list (the rest of a huge hold-out adds little)
+STATUS_RANK = {1: 4, 0: 3, 5: 3, 2: 2, 4: 1, 3: 0}  # completed > watching/rewatch > ... > dropped
+
+
+@dataclass
+class RankerSettings:
+    finetuned: str = ""  # the fine-tuned checkpoint whose outputs are the features
+    candidates: int = 100
+    negatives: int = 50
+    hidden: int = 64
+    alpha: str = "log"  # position weights: "log" 1/log2(1+i), "exp" 2^(n-i) - 1
+    top_k: int = 10  # only the first top_k graded positions carry weight
+    holdout_users: float = 0.1  # share of users kept out for the per-epoch check
+
+
+@dataclass
+class RankerConfig:
+    name: str = "ranker"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ranker: RankerSettings = field(default_factory=RankerSettings)
+
+    @property
+    def run_dir(self) -> Any:
+        from pathlib import Path
+
+        return Path(self.out_dir) / self.name
+
+
+@dataclass
+class RankerNetConfig:
+    n_features: int = N_RANKER_FEATURES
+    hidden: int = 64
+
+
+class RankerNet(nn.Module):
+    """MLP over candidate features plus a skip on the watch log-probability, so that training
+    starts from the fine-tuned model's own order and learns corrections to it."""
+
+    def __init__(self, cfg: RankerNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_features, cfg.hidden),
+            nn.GELU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.GELU(),
+            nn.Linear(cfg.hidden, 1),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.skip = nn.Parameter(torch.ones(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features).squeeze(-1) + self.skip * features[..., 0]
+
+
+def position_weights(n: int, kind: str, top_k: int) -> np.ndarray:
+    i = np.arange(1, n + 1, dtype=np.float64)
+    if kind == "log":
+        w = 1.0 / np.log2(1.0 + i)
+    elif kind == "exp":
+        w = np.exp2(np.minimum(n, top_k) - i) - 1.0
+        w = w / max(w.max(), 1.0) + 1e-3  # rescaled; the last graded position keeps a little weight
+    else:
+        raise ConfigError(f"ranker.alpha must be 'log' or 'exp', not {kind!r}")
+    w[top_k:] = 0.0
+    return w
+
+
+def listmle_loss(
+    scores: torch.Tensor, valid: torch.Tensor, n_graded: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position-aware ListMLE summed over lists, and its number of weighted terms.
+
+    scores [B, L] are in list order: graded items first (best first), then sampled negatives; term
+    i = weights[i] * (log sum_{k>=i} exp s_k - s_i) for i < n_graded (reversed log-cumsum-exp).
+    """
+    masked = scores.float().masked_fill(~valid, float("-inf"))
+    tail_lse = torch.logcumsumexp(masked.flip(1), dim=1).flip(1)
+    position = torch.arange(scores.shape[1], device=scores.device)
+    graded = position[None, :] < n_graded[:, None]
+    terms = torch.where(graded, tail_lse - masked, torch.zeros_like(masked))
+    return (terms * weights[None, : scores.shape[1]]).sum(), graded.sum()
+
+
+def grades(history: EntryArrays) -> np.ndarray:
+    status_rank = np.array([STATUS_RANK.get(int(s), 0) for s in history.statuses])
+    return np.asarray(history.scores, dtype=np.float64) * 10.0 + status_rank
+
+
+# -------------------------------------------------------------------------------- candidate table
+
+
+@dataclass
+class UserCandidates:
+    items: np.ndarray  # candidates first (fine-tuned order), then held-out items outside them
+    features: np.ndarray  # float32 [len(items), N_RANKER_FEATURES]
+
+
+def load_finetuned(path: str, device: torch.device) -> tuple[ListTransformer, dict[str, Any]]:
+    payload = load_checkpoint(path)
+    if payload.get("kind") not in ("pretrain", "finetune"):
+        raise ConfigError(f"{path} is not a pretrain/finetune checkpoint")
+    model = ListTransformer(ModelConfig(**payload["model_config"]))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload
+
+
+def candidate_tables(
+    model: ListTransformer,
+    histories: Sequence[EntryArrays],
+    *,
+    has_times: bool,
+    episodes: np.ndarray | None,
+    facts: ItemFacts,
+    n_candidates: int,
+    extra: Sequence[np.ndarray] | None = None,
+    device: torch.device | None = None,
+) -> tuple[list[UserCandidates], np.ndarray]:
+    """Per user: the top unseen candidates (+ `extra` items) with features; also the raw logits."""
+    states = user_states(model, histories, has_times=has_times, episodes=episodes, device=device)
+    logits = watch_logits(model, states)
+    tables = []
+    for row, history in enumerate(histories):
+        masked = logits[row].astype(np.float64)
+        masked[np.asarray(history.items, dtype=np.int64)] = -np.inf
+        order = np.argsort(-masked, kind="stable")
+        ranks = np.empty(len(order), dtype=np.int64)
+        ranks[order] = np.arange(len(order))
+        finite = masked[np.isfinite(masked)]
+        log_probs = masked - (finite.max() + np.log(np.exp(finite - finite.max()).sum()))
+        items = order[: min(n_candidates, len(finite))]
+        if extra is not None:
+            outside = np.setdiff1d(extra[row], items)
+            items = np.concatenate([items, outside[np.isfinite(masked[outside])]])
+        scores, drops = entry_predictions(model, states, np.full(len(items), row), items)
+        features = ranker_features(
+            history, items, log_probs[items], ranks[items], scores, drops, facts
+        )
+        tables.append(UserCandidates(items, features))
+    return tables, logits
+
+
+def item_facts(parts: UserParts, catalog_path: str) -> ItemFacts:
+    """Popularity from the training part; franchises and genres from the catalogue, if any."""
+    n_items = parts.n_items
+    train_items = np.asarray(parts.dataset.items)[np.asarray(parts.labels) == TRAIN]
+    counts = np.bincount(train_items, minlength=n_items).astype(np.float64)
+    log_pop = (np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32)
+    franchise = np.full(n_items, -1, dtype=np.int64)
+    genres = np.zeros((n_items, 0), dtype=np.float32)
+    if catalog_path:
+        from inference.catalog import load_catalog
+
+        catalog = load_catalog(catalog_path)
+        if len(catalog) != n_items:
+            raise ConfigError(f"catalogue {catalog_path} has {len(catalog)} items, not {n_items}")
+        names = sorted({g for item in catalog for g in item.genres})
+        column = {g: i for i, g in enumerate(names)}
+        genres = np.zeros((n_items, len(names)), dtype=np.float32)
+        for i, item in enumerate(catalog):
+            franchise[i] = -1 if item.franchise_id is None else item.franchise_id
+            for g in item.genres:
+                genres[i, column[g]] = 1.0
+    return ItemFacts(log_pop, franchise, genres)
+
+
+# ------------------------------------------------------------------------------------------- job
+
+
+@dataclass
+class RankerList:
+    features: np.ndarray  # [m, F]: candidates and held-out items
+    graded_rows: np.ndarray  # rows of the held-out items
+    graded: np.ndarray  # their grades
+    negative_rows: np.ndarray  # rows of candidates that are not held out
+    targets: np.ndarray  # held-out item ids (for the check)
+    items: np.ndarray
+
+
+class RankerJob:
+    kind = "ranker"
+    loss_weights = {"listmle": 1.0}  # noqa: RUF012 (read-only class constant)
+
+    def __init__(self, cfg: RankerConfig, lists: list[RankerList], check: list[RankerList]) -> None:
+        self.cfg = cfg
+        self.lists = lists
+        self.check = check
+        s = cfg.ranker
+        self.width = MAX_GRADED + s.negatives
+        self.weights = position_weights(self.width, s.alpha, s.top_k).astype(np.float32)
+        self.extra: dict[str, Any] = {}
+
+    def steps_per_epoch(self) -> int:
+        return n_steps(len(self.lists), self.cfg.train.batch_size, self.cfg.train.steps_per_epoch)
+
+    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+        tc = self.cfg.train
+        if tc.batch_size % world:
+            raise ConfigError(f"batch_size {tc.batch_size} is not divisible by {world} ranks")
+        part = rank_slice(tc.batch_size, rank, world)
+        for gb in global_batches(
+            len(self.lists), tc.batch_size, tc.seed, epoch, tc.steps_per_epoch
+        ):
+            yield self._batch(gb.samples[part], gb.seeds[part])
+
+    def _batch(self, samples: np.ndarray, seeds: np.ndarray) -> Batch:
+        features = np.zeros((len(samples), self.width, N_RANKER_FEATURES), dtype=np.float32)
+        valid = np.zeros((len(samples), self.width), dtype=bool)
+        n_graded = np.zeros(len(samples), dtype=np.int64)
+        for row, (index, seed) in enumerate(zip(samples, seeds, strict=True)):
+            rng = np.random.default_rng(int(seed))
+            lst = self.lists[int(index)]
+            # Best grade first; equal grades in a fresh random order each epoch.
+            order = np.lexsort((rng.random(len(lst.graded)), -lst.graded))[:MAX_GRADED]
+            negatives = rng.permutation(lst.negative_rows)[: self.cfg.ranker.negatives]
+            rows = np.concatenate([lst.graded_rows[order], negatives])
+            features[row, : len(rows)] = lst.features[rows]
+            valid[row, : len(rows)] = True
+            n_graded[row] = len(order)
+        # "items" is what the loop counts as tokens: here, list entries scored.
+        return {"features": features, "valid": valid, "n_graded": n_graded, "items": valid}
+
+    def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
+        scores = model(torch.from_numpy(batch["features"]).to(device))
+        loss, count = listmle_loss(
+            scores,
+            torch.from_numpy(batch["valid"]).to(device),
+            torch.from_numpy(batch["n_graded"]).to(device),
+            torch.from_numpy(self.weights).to(device),
+        )
+        return {"listmle": (loss, count)}
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if not self.check:
+            return {}
+        k = self.cfg.train.val_k
+        ours, base, hr = [], [], []
+        for lst in self.check:
+            with torch.no_grad():
+                scores = model(torch.from_numpy(lst.features).to(device)).float().cpu().numpy()
+            n_cand = (
+                len(lst.negative_rows) + np.isin(lst.graded_rows, np.arange(len(lst.items))).sum()
+            )
+            del n_cand
+            ranked = lst.items[np.argsort(-scores, kind="stable")]
+            ranked_base = lst.items[np.argsort(-lst.features[:, 0], kind="stable")]
+            ours.append(ndcg_at_k(ranked, lst.targets, k))
+            hr.append(recall_at_k(ranked, lst.targets, k))
+            base.append(ndcg_at_k(ranked_base, lst.targets, k))
+        return {
+            f"val_NDCG@{k}": float(np.mean(ours)),
+            f"val_HR@{k}": float(np.mean(hr)),
+            f"val_base_NDCG@{k}": float(np.mean(base)),
+        }
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return self.extra
+
+
+def build_lists(
+    tables: list[UserCandidates], targets: list[np.ndarray], grade_of: list[np.ndarray]
+) -> list[RankerList]:
+    lists = []
+    for table, target, grade in zip(tables, targets, grade_of, strict=True):
+        is_target = np.isin(table.items, target)
+        graded_rows = np.flatnonzero(is_target)
+        if len(graded_rows) == 0:
+            continue  # every held-out item was already on the list
+        grade_by_item = dict(zip(target.tolist(), grade.tolist(), strict=True))
+        graded = np.array([grade_by_item[int(i)] for i in table.items[graded_rows]])
+        lists.append(
+            RankerList(
+                table.features, graded_rows, graded, np.flatnonzero(~is_target), target, table.items
+            )
+        )
+    return lists
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_common_args(parser)
+
+
+def _main(args: argparse.Namespace, dist: Dist) -> None:
+    cfg = load_config(RankerConfig, args.config, args.overrides)
+    s = cfg.ranker
+    if not cfg.data.path or not s.finetuned:
+        raise ConfigError("data.path and ranker.finetuned must be set")
+    parts = UserParts(Dataset(cfg.data.path), cfg.data.split)
+    model, payload = load_finetuned(s.finetuned, dist.device)
+    if payload["n_items"] != parts.n_items:
+        raise ConfigError(
+            f"{s.finetuned} was trained on {payload['n_items']} items, not {parts.n_items}"
+        )
+    episodes = load_episodes(cfg.data.catalog, parts.n_items)
+    facts = item_facts(parts, cfg.data.catalog)
+    users = parts.users_with(min_train=1, label=VALIDATION)
+    histories = [parts.part(int(u)) for u in users]
+    held = [parts.part(int(u), (VALIDATION,)) for u in users]
+    if dist.is_main:
+        print(f"ranker: features for {len(users)} users", flush=True)
+    tables, _ = candidate_tables(
+        model,
+        histories,
+        has_times=parts.has_times,
+        episodes=episodes,
+        facts=facts,
+        n_candidates=s.candidates,
+        extra=[h.items.astype(np.int64) for h in held],
+        device=dist.device,
+    )
+    lists = build_lists(tables, [h.items.astype(np.int64) for h in held], [grades(h) for h in held])
+    rng = np.random.default_rng([cfg.train.seed, 11])
+    is_check = rng.random(len(lists)) < s.holdout_users
+    job = RankerJob(
+        cfg,
+        [lst for lst, c in zip(lists, is_check, strict=True) if not c],
+        [lst for lst, c in zip(lists, is_check, strict=True) if c],
+    )
+    job.extra = {
+        "finetuned": s.finetuned,
+        "candidates": s.candidates,
+        "facts": {
+            "log_popularity": facts.log_popularity,
+            "franchise": facts.franchise,
+            "genres": facts.genres,
+        },
+    }
+    torch.manual_seed(cfg.train.seed)
+    fit(cfg, RankerNet(RankerNetConfig(hidden=s.hidden)), job, dist, resume=args.resume)  # type: ignore[arg-type]
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_command(_main, args)
