@@ -337,7 +337,9 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"# {results['dataset']} — protocol `{results['protocol']}`",
         "",
         f"{results.get('n_users', '?')} evaluated users, {results.get('n_items', '?')} items; "
-        "full ranking, items already in the history removed.",
+        "full ranking, items already in the history removed, ties to the lower item index; "
+        "hyper-parameters tuned on the validation split, then refitted on train + validation. "
+        "Several held-out items: Recall@K and NDCG@K are normalized by min(K, |held-out|).",
         "",
         "```",
         *commands,

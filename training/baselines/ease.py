@@ -18,7 +18,7 @@ from training.baselines.interface import (
 )
 from training.dataset import History
 
-LAMBDA_GRID = ("100", "200", "300", "500", "700", "1000")
+LAMBDA_GRID = ("100", "200", "300", "500", "1000", "2000")
 
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:

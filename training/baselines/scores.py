@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from tqdm import tqdm
 
 from training.baselines.interface import (
     TrainData,
@@ -153,7 +154,7 @@ class BiasedMf:
         rng = np.random.default_rng(self.seed)
         item_factors = rng.normal(0.0, 0.1, size=(data.n_items, self.factors))
         item_bias = np.zeros(data.n_items)
-        for _ in range(self.iterations):
+        for _ in tqdm(range(self.iterations), desc=f"{self.name} fit", leave=False):
             user_factors, user_bias = _solve_biased(
                 by_user, item_factors, item_bias, self.mean, self.reg
             )
