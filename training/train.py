@@ -274,6 +274,8 @@ class TrainState:
     step_in_epoch: int = 0  # steps done in the current epoch
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # The interrupted epoch's running sums (loss, parts..., tokens) over all ranks, for its record.
+    partial: list[float] = field(default_factory=list)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -370,7 +372,13 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").write_text("")
 
-    def save() -> None:
+    def save(running: torch.Tensor | None = None) -> None:
+        state.partial = []
+        if running is not None:
+            running = running.clone()
+            if dist.world > 1:
+                torch_dist.all_reduce(running)
+            state.partial = running.tolist()
         if dist.is_main:
             save_checkpoint(
                 ckpt_path,
@@ -397,8 +405,11 @@ def fit(
     for epoch in range(state.epoch, tc.epochs):
         net.train()
         started = time.perf_counter()
-        loss_total = torch.zeros(1 + len(names), device=dist.device)  # loss, then parts
-        tokens = 0
+        # Running sums: loss, its parts, tokens. A resumed epoch starts from the saved global sums
+        # on rank 0 (the others from 0), so the epoch's record matches an uninterrupted run.
+        running = torch.zeros(2 + len(names), dtype=torch.float64, device=dist.device)
+        if state.partial and dist.is_main:
+            running += torch.tensor(state.partial, dtype=torch.float64, device=dist.device)
         bar = tqdm(
             total=steps_per_epoch,
             initial=state.step_in_epoch,
@@ -427,16 +438,16 @@ def fit(
             scheduler.step()
             state.step += 1
             state.step_in_epoch = index + 1
-            loss_total += torch.cat([loss.detach()[None], means.detach()])
-            tokens += int((batch["items"] != 0).sum())
+            running[:-1] += torch.cat([loss.detach()[None], means.detach()]).double()
+            running[-1] += float((batch["items"] != 0).sum())
             bar.update(1)
             if dist.is_main and state.step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
-                save()
+                save(running)
         bar.close()
         done_steps = max(1, steps_per_epoch)
-        totals = torch.cat([loss_total, torch.tensor([float(tokens)], device=dist.device)])
+        totals = running
         if dist.world > 1:
             torch_dist.all_reduce(totals)
         totals[:-1] /= dist.world * done_steps
