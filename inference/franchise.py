@@ -16,6 +16,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
+
 from inference.catalog import Catalog, CatalogItem
 
 # Relation types whose *target* is a recap of the item holding the relation: MyAnimeList's
@@ -95,3 +97,10 @@ class FranchiseIndex:
         if fid is None:
             return ()
         return self.members[fid][: self.rank[index]]
+
+
+def franchise_array(catalog: Catalog) -> np.ndarray:
+    """int64 [n_items]: each item's franchise id, −1 where it has none (the re-ranker's input)."""
+    return np.array(
+        [-1 if item.franchise_id is None else item.franchise_id for item in catalog], dtype=np.int64
+    )

@@ -316,3 +316,58 @@ def franchise_duplicates(franchises: Sequence[int] | np.ndarray) -> int:
     """Picks beyond the first of their franchise, for one list's franchise ids (−1 = none)."""
     ids = [int(f) for f in franchises if int(f) != NO_FRANCHISE]
     return len(ids) - len(set(ids))
+
+
+# ----- the whole step over the vocabulary --------------------------------------------------------
+
+
+def select(
+    utilities: np.ndarray,
+    eligible: np.ndarray,
+    item_embeddings: np.ndarray,
+    franchises: np.ndarray,
+    count: int,
+    *,
+    popularity: np.ndarray | None = None,
+    adventurous: float = 0.0,
+    genres: np.ndarray | None = None,
+    genre_weight: float = 0.0,
+    limited: np.ndarray | None = None,
+    limit: int | None = None,
+    method: Method = "dpp",
+    tradeoff: float = 0.7,
+    n_candidates: int = 200,
+) -> np.ndarray:
+    """Vocabulary indices of `count` picks, from vocabulary-wide arrays (index i = item i).
+
+    Takes the `n_candidates` eligible items with the best utility (diversity never needs to reach
+    deeper than a few hundred), applies the adventurous knob there, and re-ranks them with
+    `method`. `limited`/`limit` cap the plan-to-watch picks; `franchises` holds −1 for none.
+    """
+    u = np.asarray(utilities, dtype=np.float64)
+    pool = np.flatnonzero(np.asarray(eligible, dtype=bool))
+    if len(pool) > n_candidates:
+        best = np.argpartition(-u[pool], n_candidates - 1)[:n_candidates]
+        pool = np.sort(pool[best])
+    # Candidates in utility order (ties by index), so "earlier candidate wins" means "better".
+    pool = pool[np.argsort(-u[pool], kind="stable")]
+    if popularity is not None:
+        adjusted = adventure_utilities(u[pool], np.asarray(popularity)[pool], adventurous)
+    else:
+        adjusted = u[pool]
+    similarity = ItemSimilarity(
+        np.asarray(item_embeddings)[pool],
+        None if genres is None else np.asarray(genres)[pool],
+        genre_weight,
+    )
+    picks = rerank(
+        method,
+        adjusted,
+        similarity,
+        count,
+        tradeoff=tradeoff,
+        franchises=np.asarray(franchises)[pool],
+        limited=None if limited is None else np.asarray(limited, dtype=bool)[pool],
+        limit=limit,
+    )
+    return pool[picks]

@@ -9,7 +9,7 @@ import pytest
 from inference.animelist import PartialDate, Status
 from inference.catalog import Catalog, load_catalog
 from inference.filters import REASONS, eligible, is_unaired, redirect_utilities
-from inference.franchise import FranchiseIndex
+from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
 from tests.inference.small_catalogs import animelist, item, with_relations, without_relations
 
@@ -130,6 +130,8 @@ def test_offline_order_uses_dates_only_when_every_member_has_one() -> None:
     )
     index = FranchiseIndex.build(undated)
     assert [undated[i].mal_id for i in index.members[5]] == [5, 7]
+    loose = Catalog([item(1, "Alone", franchise_id=None), item(2, "Grouped", franchise_id=9)])
+    assert franchise_array(loose).tolist() == [-1, 9]
 
 
 def test_redirect_utilities_give_entry_points_the_better_score() -> None:

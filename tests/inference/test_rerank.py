@@ -14,6 +14,7 @@ from inference.rerank import (
     intra_list_diversity,
     mmr,
     rerank,
+    select,
 )
 
 
@@ -208,3 +209,42 @@ def test_bad_inputs_are_refused_with_messages() -> None:
         rerank("random", np.ones(3), sim, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="one row per candidate"):
         ItemSimilarity(np.eye(3), np.ones((2, 2)), 0.5)
+
+
+@pytest.mark.parametrize("method", ["mmr", "dpp"])
+def test_select_over_the_vocabulary_keeps_every_rule(method: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    utilities = rng.normal(size=n)
+    eligible = rng.random(n) < 0.6
+    franchises = np.where(rng.random(n) < 0.3, -1, rng.integers(0, 60, size=n))
+    planned = eligible & (rng.random(n) < 0.2)
+    utilities[planned] += 3.0  # plan-to-watch items would fill the list without the cap
+    picks = select(
+        utilities,
+        eligible,
+        rng.normal(size=(n, 8)),
+        franchises,
+        10,
+        popularity=rng.integers(1, 10**6, size=n),
+        adventurous=0.5,
+        limited=planned,
+        limit=3,
+        method=method,  # type: ignore[arg-type]
+        n_candidates=50,
+    )
+    assert len(picks) == 10 and len(set(picks.tolist())) == 10
+    assert eligible[picks].all()
+    assert int(planned[picks].sum()) == 3
+    assert franchise_duplicates(franchises[picks]) == 0
+    # Only the 50 best eligible items were candidates.
+    threshold = np.sort(utilities[eligible])[-50]
+    assert (utilities[picks] >= threshold).all()
+
+
+def test_select_at_full_utility_tradeoff_is_the_constrained_utility_order() -> None:
+    utilities = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    eligible = np.array([True, False, True, True, True, True])
+    franchises = np.array([7, -1, 7, -1, 8, 8])
+    picks = select(utilities, eligible, np.eye(6), franchises, 3, method="mmr", tradeoff=1.0)
+    assert picks.tolist() == [0, 3, 4]
