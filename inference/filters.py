@@ -80,9 +80,10 @@ def eligible(
     today: dt.date | None = None,
     franchises: FranchiseIndex | None = None,
 ) -> Eligibility:
-    """The items `options` allow for this user. `options` genres must be resolved
-    (`RecommendOptions.resolve_genres`) so they match the catalogue's spelling."""
+    """The items `options` allow for this user. Genre names are matched to the catalogue's
+    spelling first (`RecommendOptions.resolve_genres`: ValueError for an unknown genre)."""
     today = today or dt.date.today()
+    options = options.resolve_genres(catalog)
     franchises = franchises or FranchiseIndex.build(catalog)
     statuses = list_statuses(animelist, catalog)
     include = set(options.include_genres)
@@ -209,3 +210,30 @@ def redirect_utilities(utilities: np.ndarray, eligibility: Eligibility) -> np.nd
     for later, entry in eligibility.redirects.items():
         out[entry] = max(out[entry], float(utilities[later]))
     return out
+
+
+def exclusion_notes(eligibility: Eligibility) -> list[str]:
+    """Short notes for the reply about filters a user may not expect (empty when none applied)."""
+    notes: list[str] = []
+    held = eligibility.excluded["unwatched_prequel"]
+    if held:
+        how = (
+            " (which entry comes first is guessed from titles and dates)"
+            if eligibility.approximate_franchises
+            else ""
+        )
+        notes.append(
+            f"Left out {_count(held, 'later entry', 'later entries')} of franchises you have not "
+            f"started; their first entries were considered instead{how}."
+        )
+    for reason, one, many in (
+        ("adult", "adult title", "adult titles"),
+        ("unaired", "title not aired yet", "titles not aired yet"),
+    ):
+        if eligibility.excluded[reason]:
+            notes.append(f"Left out {_count(eligibility.excluded[reason], one, many)}.")
+    return notes
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"1 {one}" if n == 1 else f"{n} {many}"

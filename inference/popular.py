@@ -65,10 +65,7 @@ def popular_recent(
     franchises: FranchiseIndex | None = None,
     explainer: Explainer | None = None,
 ) -> tuple[list[Recommendation], str]:
-    """Up to `options.count` popular-and-recent picks and the note that says why they were given.
-
-    `options` genres must be resolved (`RecommendOptions.resolve_genres`).
-    """
+    """Up to `options.count` popular-and-recent picks and the note that says why they were given."""
     today = today or dt.date.today()
     franchises = franchises or FranchiseIndex.build(catalog)
     animelist = animelist or AnimeList(source="mal", username=None)

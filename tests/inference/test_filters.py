@@ -8,7 +8,13 @@ import pytest
 
 from inference.animelist import PartialDate, Status
 from inference.catalog import Catalog, load_catalog
-from inference.filters import REASONS, eligible, is_unaired, redirect_utilities
+from inference.filters import (
+    REASONS,
+    eligible,
+    exclusion_notes,
+    is_unaired,
+    redirect_utilities,
+)
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
 from tests.inference.small_catalogs import animelist, item, with_relations, without_relations
@@ -86,8 +92,7 @@ def test_options_open_up_adult_and_unaired_and_narrow_types_and_genres() -> None
     )
     assert _allowed(catalog, movies.mask) == {20, 50}
     drama = RecommendOptions(include_genres=("drama",), exclude_genres=("romance",))
-    drama = drama.resolve_genres(catalog)
-    result = eligible(catalog, user, drama, today=TODAY)
+    result = eligible(catalog, user, drama, today=TODAY)  # names matched to the catalogue's
     assert _allowed(catalog, result.mask) == {20}
     assert result.excluded["excluded_genre"] == 1 and result.excluded["missing_genre"] >= 1
 
@@ -181,3 +186,23 @@ def test_real_offline_catalogue(shared_data: Path, tmp_path: Path) -> None:
     for later, entry in result.redirects.items():
         assert result.mask[entry]
         assert catalog[entry].franchise_id == catalog[later].franchise_id
+
+
+def test_exclusion_notes_say_what_was_held_back_and_how_sure_we_are() -> None:
+    exact = eligible(with_relations(), animelist(), RecommendOptions(), today=TODAY)
+    notes = exclusion_notes(exact)
+    assert notes[0].startswith("Left out 2 later entries of franchises you have not started;")
+    assert "guessed" not in notes[0]
+    assert "Left out 1 adult title." in notes
+    assert "Left out 1 title not aired yet." in notes
+    offline = eligible(without_relations(), animelist(), RecommendOptions(), today=TODAY)
+    assert "guessed from titles" in exclusion_notes(offline)[0]
+    everything = RecommendOptions(adult=True, unaired=True)
+    assert exclusion_notes(
+        eligible(with_relations(), animelist((10, Status.COMPLETED)), everything, today=TODAY)
+    ) == [
+        "Left out 1 later entry of franchises you have not started; "
+        "their first entries were considered instead."
+    ]
+    with pytest.raises(ValueError, match="unknown genre"):
+        eligible(with_relations(), animelist(), RecommendOptions(include_genres=("x",)))
