@@ -60,11 +60,11 @@ __all__ = [
 PROTOCOLS = ("loo", "random", "temporal")
 METRIC_ORDER = (
     "HR@10",
+    "Recall@10",
     "NDCG@10",
     "HR@20",
-    "NDCG@20",
-    "Recall@10",
     "Recall@20",
+    "NDCG@20",
     "NDCG@10-graded",
     "RMSE",
     "RMSE/bias",

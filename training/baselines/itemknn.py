@@ -17,7 +17,7 @@ from training.baselines.interface import (
 )
 from training.dataset import History
 
-K_GRID = ("10", "20", "50", "100")
+K_GRID = ("5", "10", "20", "50", "100")
 BLOCK_ROWS = 1024  # rows of the dense similarity block held at once (bounded memory at 20k items)
 
 
