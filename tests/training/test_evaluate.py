@@ -327,3 +327,29 @@ def test_bad_input_is_a_clean_error(chain: Path, tmp_path: Path, capsys) -> None
     )
     assert "must be a number" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_max_users_evaluates_a_seeded_sample(chain: Path, tmp_path: Path) -> None:
+    outs = [tmp_path / f"{name}.json" for name in ("a", "b")]
+    for out in outs:
+        assert (
+            run_cli(
+                "--data",
+                str(chain),
+                "--protocol",
+                "loo",
+                "--models",
+                "popularity",
+                "--max-users",
+                "7",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            )
+            == 0
+        )
+    first, second = (read(out) for out in outs)
+    assert first["n_users"] == 7 and first["rows"][0]["n_users"] == 7
+    assert first["rows"][0]["metrics"] == second["rows"][0]["metrics"]
+    assert "--max-users 7 --seed 3" in first["command"]
