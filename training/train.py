@@ -67,6 +67,7 @@ class TrainConfig:
     stop_after_epoch: int = 0  # stop (resumably) after this epoch; 0: run all epochs
     val_users: int = 1000  # validation users scored after each epoch (0: no validation)
     val_k: int = 10
+    time_limit_s: float = 0.0  # stop (resumably) after the epoch that passes this; 0: no limit
 
 
 @dataclass
@@ -400,6 +401,7 @@ def fit(
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(net)
     use_bf16 = dist.device.type == "cuda"
+    fit_started = time.perf_counter()
     names = list(job.loss_weights)
     weights = torch.tensor([job.loss_weights[n] for n in names], device=dist.device)
     for epoch in range(state.epoch, tc.epochs):
@@ -472,5 +474,15 @@ def fit(
             print(f"[{cfg.name}] epoch {epoch + 1}: {json.dumps(shown)}", flush=True)
         save()
         if tc.stop_after_epoch and state.epoch >= tc.stop_after_epoch:
+            break
+        over = torch.tensor(
+            [float(bool(tc.time_limit_s) and time.perf_counter() - fit_started > tc.time_limit_s)],
+            device=dist.device,
+        )
+        if dist.world > 1:
+            torch_dist.all_reduce(over, op=torch_dist.ReduceOp.MAX)  # all ranks stop together
+        if over.item():
+            if dist.is_main:
+                print(f"[{cfg.name}] time limit {tc.time_limit_s:.0f} s reached", flush=True)
             break
     return state
