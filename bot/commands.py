@@ -1,0 +1,442 @@
+"""The platform-neutral command layer: a user and a command in, a `Reply` out, never an exception.
+
+Every front end calls `CommandService.handle_line` (typed text) or `execute` (an already parsed
+command, e.g. from a button). Behind it: the list sources (bounded concurrency, SQLite list cache),
+the engine (bounded concurrency), the per-user cooldown, and storage for accounts, subscriptions and
+feedback. Feedback is honoured in every later recommendation: seen and not-interested titles are
+excluded from the user's picks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bot.limits import Limits, wait_message
+from bot.parsing import (
+    Command,
+    CommandError,
+    FeedbackCommand,
+    HelpCommand,
+    LinkCommand,
+    MoreCommand,
+    RecommendCommand,
+    SubscribeCommand,
+    UnlinkCommand,
+    UnsubscribeCommand,
+    parse_command,
+    shown,
+)
+from bot.replies import Button, Reply
+from bot.settings import BotSettings
+from bot.storage import Storage, Subscription
+from inference.animelist import AnimeList
+from inference.config import MAL_CLIENT_ID_ENV
+from inference.engine import Engine
+from inference.errors import (
+    AnimerecError,
+    ConfigError,
+    ListSourceError,
+    UserNotFound,
+)
+from inference.http import service_display_name
+from inference.options import RecommendOptions
+from inference.sources.fetch import ListSources
+from inference.sources.mal_xml import parse_mal_export
+from inference.sources.usernames import validate_anilist_username, validate_mal_username
+
+log = logging.getLogger(__name__)
+
+CONSOLE = "console"
+INTERNAL_ERROR = "Something went wrong on our side; please try again later."
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """Who is asking: the platform, the user's id there, and where a DM to them goes."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a command (a MyAnimeList export), already read."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Session:
+    """What /more and "/seen N" need: the last list, its options and what was shown."""
+
+    anime_list: AnimeList
+    options: RecommendOptions
+    shown_ids: set[int] = field(default_factory=set)
+    last_cards: list[tuple[int, str]] = field(default_factory=list)  # (mal_id, title)
+    service: str | None = None
+    username: str | None = None
+
+
+class CommandService:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        sources: ListSources,
+        storage: Storage,
+        settings: BotSettings,
+        limits: Limits,
+        mal_available: bool,
+    ) -> None:
+        self.engine = engine
+        self.sources = sources
+        self.storage = storage
+        self.settings = settings
+        self.limits = limits
+        self.mal_available = mal_available
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    # ----- entry points ---------------------------------------------------------------------
+
+    async def handle_line(
+        self, user: UserRef, line: str, attachment: Attachment | None = None
+    ) -> Reply:
+        try:
+            command = parse_command(line)
+        except CommandError as exc:
+            return Reply.failure(str(exc))
+        return await self.execute(user, command, attachment)
+
+    async def execute(
+        self, user: UserRef, command: Command, attachment: Attachment | None = None
+    ) -> Reply:
+        try:
+            return await self._dispatch(user, command, attachment)
+        except CommandError as exc:
+            return Reply.failure(str(exc))
+        except (ListSourceError, ConfigError) as exc:
+            return Reply.failure(str(exc))
+        except AnimerecError as exc:
+            log.warning("command failed: %s", type(exc).__name__)
+            return Reply.failure(str(exc))
+        except Exception:
+            log.exception("command %s failed", type(command).__name__)
+            self.limits.cooldown.release(user.key)
+            return Reply.failure(INTERNAL_ERROR)
+
+    async def _dispatch(
+        self, user: UserRef, command: Command, attachment: Attachment | None
+    ) -> Reply:
+        if isinstance(command, RecommendCommand):
+            return await self._recommend(user, command, attachment)
+        if isinstance(command, MoreCommand):
+            return await self._more(user)
+        if isinstance(command, FeedbackCommand):
+            return await self._feedback(user, command)
+        if isinstance(command, LinkCommand):
+            return await self._link(user, command)
+        if isinstance(command, UnlinkCommand):
+            removed = await self.storage.unlink(user.platform, user.user_id)
+            return Reply.text("Unlinked your list." if removed else "No list was linked.")
+        if isinstance(command, SubscribeCommand):
+            return await self._subscribe(user, command)
+        if isinstance(command, UnsubscribeCommand):
+            removed = await self.storage.unsubscribe(user.platform, user.user_id)
+            return Reply.text(
+                "You will get no more weekly recommendations."
+                if removed
+                else "You had no weekly subscription."
+            )
+        if isinstance(command, HelpCommand):
+            return self.help()
+        raise CommandError("Unknown command. Send /help to see the commands.")
+
+    # ----- /help ----------------------------------------------------------------------------
+
+    def help(self) -> Reply:
+        info = self.engine.info
+        return Reply(
+            heading="animerec: anime recommendations from your list",
+            lines=[
+                "/recommend [NAME] [--source mal|anilist] [--count N] [--genre G]... "
+                "[--exclude-genre G]... [--type tv|movie|ova|ona|special|music|tv_special]... "
+                "[--adventurous 0..1] [--adult] [--unaired] [--no-plan-to-watch]",
+                "   (or attach a MyAnimeList XML export; on the console: /recommend --file PATH)",
+                "/link NAME [--source mal|anilist] · /unlink: remember your list",
+                "/subscribe [WEEKDAY] [HOUR] [TIME ZONE] · /unsubscribe: weekly recommendations",
+                "/more · /seen N · /notinterested N: follow-ups to the last recommendations",
+                f"Default site: {service_display_name(self._default_source())}.",
+                f"Model: {info.name} (version {info.version}), trained on {info.trained_on}.",
+            ],
+        )
+
+    # ----- /recommend and /more -------------------------------------------------------------
+
+    async def _recommend(
+        self, user: UserRef, command: RecommendCommand, attachment: Attachment | None
+    ) -> Reply:
+        options = build_options(command, self.settings.bot.default_count)
+        wait = self._cooldown(user)
+        if wait > 0:
+            return Reply.failure(wait_message(wait))
+        service: str | None = None
+        username: str | None = None
+        if attachment is not None:
+            anime_list = await self._read_attachment(attachment)
+        elif command.file is not None:
+            anime_list = await self._read_local_file(user, command.file)
+        else:
+            service, username, explicit = await self._target(user, command)
+            anime_list = await self._fetch(service, username, explicit_source=explicit)
+        feedback = await self.storage.feedback(user.platform, user.user_id)
+        options = _with_excluded(options, feedback)
+        session = Session(anime_list, options, service=service, username=username)
+        return await self._run(user, session, heading=_heading(anime_list))
+
+    async def _more(self, user: UserRef) -> Reply:
+        session = self._sessions.get(user.key)
+        if session is None:
+            return Reply.failure("Ask for recommendations first: /recommend NAME")
+        wait = self._cooldown(user)
+        if wait > 0:
+            return Reply.failure(wait_message(wait))
+        feedback = await self.storage.feedback(user.platform, user.user_id)
+        session.options = _with_excluded(session.options, feedback, session.shown_ids)
+        return await self._run(user, session, heading="More recommendations")
+
+    async def _run(self, user: UserRef, session: Session, *, heading: str) -> Reply:
+        async with self.limits.inference:
+            try:
+                result = await self.engine.recommend(session.anime_list, session.options)
+            except ValueError as exc:  # an unknown genre, found against the catalogue
+                self.limits.cooldown.release(user.key)
+                return Reply.failure(f"{exc}.")
+        cards = result.recommendations
+        session.shown_ids.update(r.mal_id for r in cards)
+        session.last_cards = [(r.mal_id, r.title) for r in cards]
+        self._remember(user, session)
+        if not cards:
+            return Reply(
+                lines=["No titles match those options; try fewer filters."],
+                notes=list(result.notes),
+            )
+        return Reply(
+            heading=heading,
+            cards=cards,
+            notes=list(result.notes),
+            buttons=[Button("more", "More"), Button("subscribe", "Weekly")],
+        )
+
+    def _cooldown(self, user: UserRef) -> float:
+        # The console's one local user is the operator: there is nobody for them to starve.
+        return 0.0 if user.platform == CONSOLE else self.limits.cooldown.try_acquire(user.key)
+
+    def _remember(self, user: UserRef, session: Session) -> None:
+        self._sessions[user.key] = session
+        self._sessions.move_to_end(user.key)
+        while len(self._sessions) > self.settings.bot.sessions_max:
+            self._sessions.popitem(last=False)
+
+    async def _target(self, user: UserRef, command: RecommendCommand) -> tuple[str, str, bool]:
+        """(service, username, whether the user chose the service) for a by-name request."""
+        if command.username is not None:
+            return command.source or self._default_source(), command.username, bool(command.source)
+        account = await self.storage.account(user.platform, user.user_id)
+        if account is None:
+            raise CommandError(
+                "Tell me whose list to use: /recommend NAME, or link yours once with /link NAME."
+            )
+        return command.source or account.service, account.username, True
+
+    def _default_source(self) -> str:
+        choice = self.settings.bot.default_source
+        if choice == "auto":
+            return "mal" if self.mal_available else "anilist"
+        return choice
+
+    async def _fetch(self, service: str, username: str, *, explicit_source: bool) -> AnimeList:
+        # Checked before the cache so a bad name never reaches the database as a key.
+        name = (validate_mal_username if service == "mal" else validate_anilist_username)(username)
+        ttl = self.settings.storage.list_cache_ttl_s
+        cached = await self.storage.cached_list(service, name, ttl)
+        if cached is not None:
+            return cached
+        try:
+            async with self.limits.fetches:
+                if service == "mal":
+                    anime_list = await self.sources.fetch_mal_list(name)
+                else:
+                    anime_list = await self.sources.fetch_anilist_list(name)
+        except UserNotFound as exc:
+            if explicit_source:
+                raise
+            other = "anilist" if service == "mal" else "mal"
+            raise UserNotFound(
+                f"{exc} (I looked on {service_display_name(service)}; "
+                f"add --source {other} to look on {service_display_name(other)}.)",
+                service=service,
+            ) from None
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc}. Use --source anilist, or ask the bot's operator to set {MAL_CLIENT_ID_ENV}."
+                if service == "mal"
+                else str(exc)
+            ) from None
+        await self.storage.cache_list(service, name, anime_list)
+        return anime_list
+
+    async def _read_attachment(self, attachment: Attachment) -> AnimeList:
+        limit = self.settings.bot.max_attachment_bytes
+        if len(attachment.data) > limit:
+            raise CommandError(
+                f"That file is larger than {limit // (1024 * 1024)} MB; "
+                "a MyAnimeList export (.xml or .xml.gz) is much smaller."
+            )
+        # Parsing a big export takes a while: keep the event loop free.
+        return await asyncio.to_thread(parse_mal_export, attachment.data)
+
+    async def _read_local_file(self, user: UserRef, path_text: str) -> AnimeList:
+        if user.platform != CONSOLE:
+            # A chat user must never name a file on the bot's machine.
+            raise CommandError("Attach your MyAnimeList export to the message instead of --file.")
+        path = Path(os.path.expanduser(path_text))
+        limit = self.settings.bot.max_attachment_bytes
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise CommandError(f"{shown(path_text)} is not a file.")
+            if size > limit:
+                raise CommandError(f"{shown(path_text)} is larger than {limit // 2**20} MB.")
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise CommandError(f"No such file: {shown(path_text)}") from None
+        except OSError as exc:
+            raise CommandError(f"Cannot read {shown(path_text)}: {exc.strerror or exc}") from None
+        return await asyncio.to_thread(parse_mal_export, data)
+
+    # ----- feedback -------------------------------------------------------------------------
+
+    async def _feedback(self, user: UserRef, command: FeedbackCommand) -> Reply:
+        if command.mal_id is not None:
+            mal_id = command.mal_id
+            item = self.engine.catalog.by_mal_id(mal_id)
+            title = item.title if item is not None else f"title {mal_id}"
+        else:
+            session = self._sessions.get(user.key)
+            cards = session.last_cards if session else []
+            if not cards:
+                return Reply.failure("There are no recommendations to refer to; /recommend first.")
+            position = command.position or 0
+            if not 1 <= position <= len(cards):
+                return Reply.failure(f"Choose a number from 1 to {len(cards)}.")
+            mal_id, title = cards[position - 1]
+        await self.storage.add_feedback(user.platform, user.user_id, mal_id, command.kind)
+        what = "you have seen" if command.kind == "seen" else "you are not interested in"
+        return Reply.text(f"Noted: {what} {title}. It will not be recommended to you again.")
+
+    # ----- accounts and subscriptions -------------------------------------------------------
+
+    async def _link(self, user: UserRef, command: LinkCommand) -> Reply:
+        service = command.source or self._default_source()
+        # Fetching proves the user exists and the list is public (and warms the cache).
+        await self._fetch(service, command.username, explicit_source=command.source is not None)
+        name = command.username.strip()
+        await self.storage.link(user.platform, user.user_id, service, name)
+        return Reply.text(
+            f"Linked {name} on {service_display_name(service)}. "
+            "Now /recommend and /subscribe use it."
+        )
+
+    async def _subscribe(self, user: UserRef, command: SubscribeCommand) -> Reply:
+        lines: list[str] = []
+        account = await self.storage.account(user.platform, user.user_id)
+        if account is None:
+            session = self._sessions.get(user.key)
+            if session is None or session.service is None or session.username is None:
+                return Reply.failure(
+                    "Weekly recommendations need your list: link it first with /link NAME."
+                )
+            await self.storage.link(user.platform, user.user_id, session.service, session.username)
+            lines.append(
+                f"Linked {session.username} on {service_display_name(session.service)} "
+                "for your weekly recommendations."
+            )
+        defaults = self.settings.scheduler
+        sub = await self.storage.subscribe(
+            user.platform,
+            user.user_id,
+            user.chat_id,
+            command.weekday or defaults.default_weekday,
+            defaults.default_hour if command.hour is None else command.hour,
+            command.tz or defaults.default_timezone,
+        )
+        lines.append(
+            f"Subscribed: recommendations every {sub.weekday.capitalize()} at {sub.hour:02d}:00 "
+            f"({sub.tz}). /unsubscribe stops them."
+        )
+        return Reply(lines=lines)
+
+    # ----- weekly -------------------------------------------------------------------------
+
+    async def weekly_reply(self, subscription: Subscription) -> Reply:
+        """What a subscriber's weekly DM says; failures become a message to them, not an error."""
+        user = UserRef(subscription.platform, subscription.user_id, subscription.chat_id)
+        try:
+            account = await self.storage.account(user.platform, user.user_id)
+            if account is None:
+                return Reply.failure(
+                    "Your weekly recommendations need a linked list: /link NAME, then they resume."
+                )
+            anime_list = await self._fetch(account.service, account.username, explicit_source=True)
+            feedback = await self.storage.feedback(user.platform, user.user_id)
+            options = _with_excluded(
+                RecommendOptions(count=self.settings.bot.default_count), feedback
+            )
+            session = Session(
+                anime_list, options, service=account.service, username=account.username
+            )
+            reply = await self._run(user, session, heading="Your weekly recommendations")
+        except (AnimerecError, CommandError) as exc:
+            return Reply.failure(f"Your weekly recommendations could not be made: {exc}")
+        reply.buttons = [b for b in reply.buttons if b.action != "subscribe"]
+        return reply
+
+
+def build_options(command: RecommendCommand, default_count: int) -> RecommendOptions:
+    """The request's options, checked; CommandError (not ValueError) for the user to read."""
+    try:
+        return RecommendOptions(
+            count=default_count if command.count is None else command.count,
+            media_types=frozenset(command.media_types) if command.media_types else None,
+            include_genres=command.genres,
+            exclude_genres=command.exclude_genres,
+            plan_to_watch=command.plan_to_watch,
+            unaired=command.unaired,
+            adult=command.adult,
+            adventurous=command.adventurous,
+        )
+    except ValueError as exc:
+        raise CommandError(f"{str(exc)[:300]}.") from None
+
+
+def _with_excluded(
+    options: RecommendOptions, feedback: dict[int, str], shown_ids: set[int] | None = None
+) -> RecommendOptions:
+    excluded = set(options.exclude_mal_ids) | set(feedback) | (shown_ids or set())
+    return replace(options, exclude_mal_ids=frozenset(excluded))
+
+
+def _heading(anime_list: AnimeList) -> str:
+    who = anime_list.username or "your list"
+    return f"Recommendations for {who}"

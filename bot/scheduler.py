@@ -1,0 +1,178 @@
+"""Weekly DMs (DESIGN §5): one recurring job that sends whatever is due.
+
+A subscription is due when its weekday and hour have come in its own time zone during the current
+ISO week (in that zone), after it was created, and the week has no delivery row yet. The row is the
+claim: it is written "sending" before the message goes out and "sent" or "failed" after. A row left
+"sending" by a crash is never retried (a chat message cannot be sent idempotently), so nobody gets
+two DMs in a week; a run missed while the bot was down is caught up by the next run of that week.
+
+APScheduler 3.x runs the job: one interval job with `misfire_grace_time` in hours (its 1 s default
+would silently drop a run missed across a restart), `coalesce` and `max_instances=1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.limits import Limits
+from bot.replies import Reply
+from bot.settings import WEEKDAYS, SchedulerSection
+from bot.storage import Storage, Subscription
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "weekly-deliveries"
+
+
+class DeliveryForbidden(Exception):
+    """The platform refused the DM for good (closed DMs, bot blocked): pause the subscription."""
+
+
+class Sender(Protocol):
+    async def send(self, chat_id: str, reply: Reply) -> None: ...
+
+
+class WeeklyReplies(Protocol):
+    async def weekly_reply(self, subscription: Subscription) -> Reply: ...
+
+
+def week_slot(subscription: Subscription, now: dt.datetime) -> tuple[str, dt.datetime]:
+    """("2026-W48", the scheduled moment) for the ISO week `now` falls in, in the user's zone."""
+    tz = zoneinfo.ZoneInfo(subscription.tz)
+    local = now.astimezone(tz)
+    year, week, _ = local.isocalendar()
+    day = dt.date.fromisocalendar(year, week, WEEKDAYS.index(subscription.weekday) + 1)
+    scheduled = dt.datetime.combine(day, dt.time(subscription.hour), tzinfo=tz)
+    return f"{year}-W{week:02d}", scheduled
+
+
+def due_week(subscription: Subscription, now: dt.datetime) -> str | None:
+    """The ISO week whose DM is due now, or None (not yet this week, or subscribed after it)."""
+    week, scheduled = week_slot(subscription, now)
+    if scheduled <= now and scheduled.timestamp() >= subscription.created_at:
+        return week
+    return None
+
+
+@dataclass(slots=True)
+class RunStats:
+    due: int = 0
+    sent: int = 0
+    failed: int = 0
+    paused: int = 0
+    skipped: int = 0  # already claimed, or no sender for the platform in this process
+
+
+class WeeklyDeliveries:
+    def __init__(
+        self,
+        storage: Storage,
+        replies: WeeklyReplies,
+        senders: Mapping[str, Sender],
+        limits: Limits,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.storage = storage
+        self.replies = replies
+        self.senders = senders
+        self.limits = limits
+        self._clock = clock
+
+    async def run_once(self) -> RunStats:
+        """Send every DM that is due now. Platforms proceed side by side, each at its own pace."""
+        now = self._clock()
+        stats = RunStats()
+        due: dict[str, list[tuple[Subscription, str]]] = {}
+        for sub in await self.storage.active_subscriptions():
+            try:
+                week = due_week(sub, now)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                log.error("subscription %d has an unusable time zone; skipped", sub.id)
+                continue
+            if week is not None:
+                due.setdefault(sub.platform, []).append((sub, week))
+        weeks = sorted({week for items in due.values() for _, week in items})
+        claimed = await self.storage.delivered_weeks(weeks)
+        for platform in list(due):
+            pending = [(s, w) for s, w in due[platform] if (s.id, w) not in claimed]
+            stats.due += len(pending)
+            stats.skipped += len(due[platform]) - len(pending)
+            if platform not in self.senders:
+                stats.skipped += len(pending)
+                del due[platform]
+            else:
+                due[platform] = pending
+        await asyncio.gather(*(self._send_all(p, items, stats) for p, items in due.items()))
+        if stats.due:
+            log.info(
+                "weekly run: %d due, %d sent, %d failed, %d paused",
+                stats.due,
+                stats.sent,
+                stats.failed,
+                stats.paused,
+            )
+        return stats
+
+    async def _send_all(
+        self, platform: str, items: list[tuple[Subscription, str]], stats: RunStats
+    ) -> None:
+        sender = self.senders[platform]
+        limiter = self.limits.send_limiter(platform)
+        for sub, week in items:
+            # The reply is made before the claim: a crash while fetching the list loses nothing.
+            reply = await self.replies.weekly_reply(sub)
+            if not await self.storage.claim_delivery(sub.id, week):
+                stats.skipped += 1
+                continue
+            await limiter.acquire()
+            try:
+                await sender.send(sub.chat_id, reply)
+            except DeliveryForbidden as exc:
+                reason = f"direct messages refused: {exc}"[:300]
+                await self.storage.finish_delivery(sub.id, week, ok=False, error=reason)
+                await self.storage.pause_subscription(sub.id, reason)
+                log.info("subscription %d paused: the platform refused the DM", sub.id)
+                stats.failed += 1
+                stats.paused += 1
+            except Exception as exc:
+                await self.storage.finish_delivery(sub.id, week, ok=False, error=type(exc).__name__)
+                log.warning("weekly DM for subscription %d failed: %s", sub.id, type(exc).__name__)
+                stats.failed += 1
+            else:
+                await self.storage.finish_delivery(sub.id, week, ok=True)
+                stats.sent += 1
+
+    async def run_logged(self) -> None:
+        """The job itself: a failed run is logged and the next one tries again."""
+        try:
+            await self.run_once()
+        except Exception:
+            log.exception("weekly run failed")
+
+
+def start_scheduler(
+    deliveries: WeeklyDeliveries, settings: SchedulerSection, *, first_run_in_s: float = 5.0
+) -> AsyncIOScheduler:
+    """Start the one recurring job on the running loop; the first run comes soon after start-up."""
+    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    scheduler.add_job(
+        deliveries.run_logged,
+        "interval",
+        seconds=settings.interval_s,
+        id=JOB_ID,
+        misfire_grace_time=int(settings.misfire_grace_hours * 3600),
+        coalesce=True,
+        max_instances=1,
+        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=first_run_in_s),
+    )
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,259 @@
+"""The Telegram front end (python-telegram-bot 21/22): a thin adapter over the command layer.
+
+Replies are HTML (every user or catalogue string escaped) in messages of at most 4096 characters,
+split on line boundaries; buttons are inline keyboards whose callback data is small ("seen:5114").
+A MyAnimeList export sent as a document (caption optional, e.g. "/recommend --count 5") is read and
+recommended for. A DM the user has blocked raises Forbidden, which pauses their subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot.commands import Attachment, CommandService, UserRef
+from bot.parsing import (
+    COMMAND_NAMES,
+    HELP_POINTER,
+    Command,
+    FeedbackCommand,
+    MoreCommand,
+    RecommendCommand,
+    SubscribeCommand,
+    parse_command,
+)
+from bot.replies import Reply, detail_lines, parse_payload
+from bot.scheduler import DeliveryForbidden
+from bot.settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+MESSAGE_LIMIT = 4096
+# One raw string (an error echo, a title) is capped before escaping, so a cut never splits an entity.
+TEXT_PIECE_LIMIT = 1000
+# The Bot API lets bots download files up to 20 MB.
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+
+def esc(text: str) -> str:
+    if len(text) > TEXT_PIECE_LIMIT:
+        text = text[: TEXT_PIECE_LIMIT - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+def reply_blocks(reply: Reply) -> list[str]:
+    """The reply as HTML blocks (a block is never split across two messages unless it must be)."""
+    blocks: list[str] = []
+    if reply.heading:
+        blocks.append(f"<b>{esc(reply.heading)}</b>")
+    blocks.extend(esc(line) for line in reply.lines)
+    for position, rec in enumerate(reply.cards, start=1):
+        lines = [f'<b>{position}. <a href="{esc(rec.url)}">{esc(rec.title)}</a></b>']
+        lines.extend(esc(line) for line in detail_lines(rec))
+        lines.extend(f"<i>{esc(why)}</i>" for why in rec.why)
+        blocks.append("\n".join(lines))
+    blocks.extend(f"<i>{esc(note)}</i>" for note in reply.notes)
+    return blocks
+
+
+def split_messages(blocks: list[str], limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Join blocks with blank lines into messages of at most `limit` characters."""
+    pieces: list[str] = []
+    for block in blocks:
+        if len(block) <= limit:
+            pieces.append(block)
+            continue
+        # Only a block of many lines can be this long; its lines are each short and well-formed.
+        pieces.extend(line[:limit] for line in block.split("\n"))
+    messages: list[str] = []
+    current = ""
+    for piece in pieces:
+        candidate = f"{current}\n\n{piece}" if current else piece
+        if len(candidate) <= limit:
+            current = candidate
+        else:
+            messages.append(current)
+            current = piece
+    if current:
+        messages.append(current)
+    return messages or ["…"]
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.cards:
+        return None
+    rows = [
+        [
+            InlineKeyboardButton(f"{b.label} #{position}", callback_data=b.payload())
+            for b in reply.card_buttons(position)
+        ]
+        for position in range(1, len(reply.cards) + 1)
+    ]
+    if reply.buttons:
+        rows.append(
+            [InlineKeyboardButton(b.label, callback_data=b.payload()) for b in reply.buttons]
+        )
+    return InlineKeyboardMarkup(rows)
+
+
+def button_command(payload: str) -> Command | None:
+    parsed = parse_payload(payload)
+    if parsed is None:
+        return None
+    action, mal_id = parsed
+    if action == "more":
+        return MoreCommand()
+    if action == "subscribe":
+        return SubscribeCommand()
+    return FeedbackCommand(kind=action, mal_id=mal_id)
+
+
+class TelegramFrontEnd:
+    def __init__(
+        self,
+        service: CommandService,
+        token: str,
+        settings: BotSettings,
+        *,
+        request: BaseRequest | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        builder = Application.builder().token(token).concurrent_updates(True)
+        if request is not None:
+            builder = builder.request(request).get_updates_request(request)
+        self.app = builder.build()
+        self.app.add_handler(CommandHandler(["start", *COMMAND_NAMES], self._on_command))
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
+        self.app.add_handler(MessageHandler(filters.Document.ALL, self._on_document))
+        self.app.add_handler(
+            MessageHandler(filters.ChatType.PRIVATE & filters.TEXT, self._on_stray_text)
+        )
+        self.app.add_error_handler(self._on_error)
+
+    async def run_forever(self) -> None:
+        async with self.app:
+            await self.app.start()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.app.updater.stop()
+                await self.app.stop()
+
+    # ----- incoming -------------------------------------------------------------------------
+
+    async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = _user_ref(update)
+        if message is None or user is None or message.text is None:
+            return
+        reply = await self.service.handle_line(user, message.text)
+        await self._answer(message.chat_id, reply)
+
+    async def _on_stray_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is not None:
+            await self._answer(message.chat_id, Reply.failure(HELP_POINTER))
+
+    async def _on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = _user_ref(update)
+        if message is None or user is None or message.document is None:
+            return
+        caption = (message.caption or "").strip() or "/recommend"
+        try:
+            command = parse_command(caption)
+        except Exception:
+            command = RecommendCommand()
+        if not isinstance(command, RecommendCommand):
+            await self._answer(
+                message.chat_id, Reply.failure("Send a list export with /recommend.")
+            )
+            return
+        document = message.document
+        limit = min(self.settings.bot.max_attachment_bytes, DOWNLOAD_LIMIT)
+        if document.file_size is not None and document.file_size > limit:
+            await self._answer(
+                message.chat_id,
+                Reply.failure(
+                    f"That file is larger than {limit // 2**20} MB; send your MyAnimeList export (.xml or .xml.gz)."
+                ),
+            )
+            return
+        try:
+            file = await document.get_file()
+            data = bytes(await file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("telegram: could not download a document: %s", type(exc).__name__)
+            await self._answer(
+                message.chat_id,
+                Reply.failure("I could not download that file; please send it again."),
+            )
+            return
+        attachment = Attachment(document.file_name or "export.xml", data)
+        reply = await self.service.execute(user, command, attachment)
+        await self._answer(message.chat_id, reply)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        user = _user_ref(update)
+        if query is None or user is None:
+            return
+        await query.answer()
+        command = button_command(query.data or "")
+        if command is None:
+            return
+        reply = await self.service.execute(user, command)
+        chat = update.effective_chat
+        await self._answer(chat.id if chat is not None else int(user.chat_id), reply)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # The command layer never raises; this is a Telegram failure (network, a refused send).
+        log.warning("telegram: update failed: %s", type(context.error).__name__)
+
+    # ----- outgoing -------------------------------------------------------------------------
+
+    async def _answer(self, chat_id: int, reply: Reply) -> None:
+        messages = split_messages(reply_blocks(reply))
+        markup = keyboard(reply)
+        for index, text in enumerate(messages):
+            last = index == len(messages) - 1
+            await self.app.bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup if last else None,
+                disable_web_page_preview=True,
+            )
+
+    async def send(self, chat_id: str, reply: Reply) -> None:
+        """A weekly DM; a blocked bot or a never-started chat raises DeliveryForbidden."""
+        try:
+            await self._answer(int(chat_id), reply)
+        except Forbidden as exc:
+            raise DeliveryForbidden(exc.message) from None
+
+
+def _user_ref(update: Update) -> UserRef | None:
+    user = update.effective_user
+    if user is None:
+        return None
+    # A DM goes to the user's private chat, whose id is the user's id, wherever they asked from.
+    return UserRef(PLATFORM, str(user.id), str(user.id))
