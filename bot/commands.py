@@ -39,6 +39,7 @@ from inference.config import MAL_CLIENT_ID_ENV
 from inference.engine import Engine
 from inference.errors import (
     AnimerecError,
+    BadExportFile,
     ConfigError,
     ListSourceError,
     UserNotFound,
@@ -303,8 +304,7 @@ class CommandService:
                 f"That file is larger than {limit // (1024 * 1024)} MB; "
                 "a MyAnimeList export (.xml or .xml.gz) is much smaller."
             )
-        # Parsing a big export takes a while: keep the event loop free.
-        return await asyncio.to_thread(parse_mal_export, attachment.data)
+        return await _parse_export(attachment.data)
 
     async def _read_local_file(self, user: UserRef, path_text: str) -> AnimeList:
         if user.platform != CONSOLE:
@@ -323,7 +323,7 @@ class CommandService:
             raise CommandError(f"No such file: {shown(path_text)}") from None
         except OSError as exc:
             raise CommandError(f"Cannot read {shown(path_text)}: {exc.strerror or exc}") from None
-        return await asyncio.to_thread(parse_mal_export, data)
+        return await _parse_export(data)
 
     # ----- feedback -------------------------------------------------------------------------
 
@@ -435,6 +435,14 @@ def _with_excluded(
 ) -> RecommendOptions:
     excluded = set(options.exclude_mal_ids) | set(feedback) | (shown_ids or set())
     return replace(options, exclude_mal_ids=frozenset(excluded))
+
+
+async def _parse_export(data: bytes) -> AnimeList:
+    try:
+        # Parsing a big export takes a while: keep the event loop free.
+        return await asyncio.to_thread(parse_mal_export, data)
+    except BadExportFile as exc:
+        raise BadExportFile(f"That file is not a readable MyAnimeList export: {exc}") from None
 
 
 def _heading(anime_list: AnimeList) -> str:
