@@ -45,11 +45,16 @@ FIELDS = ("items", "scores", "statuses", "times", "progress", "positions")
 class EntryArrays(Protocol):
     """One user's entries as parallel arrays, oldest first (`training.dataset.History` is one)."""
 
-    items: np.ndarray
-    scores: np.ndarray
-    statuses: np.ndarray
-    progress: np.ndarray
-    times: np.ndarray
+    @property
+    def items(self) -> np.ndarray: ...
+    @property
+    def scores(self) -> np.ndarray: ...
+    @property
+    def statuses(self) -> np.ndarray: ...
+    @property
+    def progress(self) -> np.ndarray: ...
+    @property
+    def times(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ class TransformerRecommender:
     def predict(self, users: np.ndarray, items: np.ndarray, histories: list[History]) -> np.ndarray:
         assert self.model is not None, "fit() first"
         # One state per user, however many of their entries are asked about.
-        unique, first, rows = np.unique(users, return_index=True, return_inverse=True)
+        _, first, rows = np.unique(users, return_index=True, return_inverse=True)
         states = self._states([histories[i] for i in first])
         scores, _ = entry_predictions(self.model, states, rows.reshape(-1), items)
         return scores

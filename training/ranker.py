@@ -89,14 +89,14 @@ class RankerNet(nn.Module):
             nn.GELU(),
             nn.Linear(cfg.hidden, cfg.hidden),
             nn.GELU(),
-            nn.Linear(cfg.hidden, 1),
         )
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        self.out = nn.Linear(cfg.hidden, 1)
+        nn.init.zeros_(self.out.weight)  # starts as the skip alone: the fine-tuned order
+        nn.init.zeros_(self.out.bias)
         self.skip = nn.Parameter(torch.ones(()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp(features).squeeze(-1) + self.skip * features[..., 0]
+        return self.out(self.mlp(features)).squeeze(-1) + self.skip * features[..., 0]
 
 
 def position_weights(n: int, kind: str, top_k: int) -> np.ndarray:

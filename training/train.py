@@ -386,7 +386,7 @@ def fit(
                 {
                     "kind": job.kind,
                     "model": model.state_dict(),
-                    "model_config": dataclasses.asdict(model.cfg),  # type: ignore[arg-type]
+                    "model_config": dataclasses.asdict(getattr(model, "cfg")),  # noqa: B009
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "state": dataclasses.asdict(state),

@@ -34,8 +34,10 @@ def test_left_padded_most_recent_kept_positions_count_back():
     long = entries([5, 6, 7, 8, 9], [10, 20, 30, 40, 50], scores=[1, 2, 3, 4, 5])
     short = entries([3], [100])
     enc = encode([long, short], max_len=3, has_times=True)
-    assert enc.items.tolist() == [[7 + ITEM_OFFSET, 8 + ITEM_OFFSET, 9 + ITEM_OFFSET],
-                                  [PAD_ITEM, PAD_ITEM, 3 + ITEM_OFFSET]]
+    assert enc.items.tolist() == [
+        [7 + ITEM_OFFSET, 8 + ITEM_OFFSET, 9 + ITEM_OFFSET],
+        [PAD_ITEM, PAD_ITEM, 3 + ITEM_OFFSET],
+    ]
     assert enc.scores[0].tolist() == [3, 4, 5]
     assert enc.positions.tolist() == [[2, 1, 0], [0, 0, 0]]
     assert enc.lengths.tolist() == [3, 1]
@@ -78,8 +80,12 @@ def test_progress_fraction_needs_episode_counts():
 
 
 def test_mask_touches_only_masked_positions():
-    enc = encode([entries([1, 2, 3], [1, 2, 3], scores=[7, 8, 9], progress=[1, 1, 1])], 5,
-                 has_times=True, episodes=np.array([2, 2, 2, 2]))
+    enc = encode(
+        [entries([1, 2, 3], [1, 2, 3], scores=[7, 8, 9], progress=[1, 1, 1])],
+        5,
+        has_times=True,
+        episodes=np.array([2, 2, 2, 2]),
+    )
     mask = np.zeros(enc.items.shape, dtype=bool)
     mask[0, -2] = True
     masked = mask_tokens(enc, mask)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.training.tiny_data import planted_dataset
 from training.train import load_checkpoint
@@ -23,16 +22,33 @@ REPO = Path(__file__).resolve().parents[2]
 
 def train(command: list[str], data: Path, out: Path) -> None:
     settings = [
-        "--config", TINY, "--device", "cpu",
-        "--set", f"data.path={data}", "--set", f"out_dir={out}",
-        "--set", "train.epochs=2", "--set", "train.steps_per_epoch=3",
-        "--set", "train.batch_size=8", "--set", "train.val_users=0",
-        "--set", "model.dropout=0.0",
+        "--config",
+        TINY,
+        "--device",
+        "cpu",
+        "--set",
+        f"data.path={data}",
+        "--set",
+        f"out_dir={out}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.steps_per_epoch=3",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.val_users=0",
+        "--set",
+        "model.dropout=0.0",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, *command, "-m", "training", "pretrain", *settings],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
         start_new_session=True,  # so a hang can be ended with its worker processes
     )
     try:
@@ -50,7 +66,8 @@ def test_two_gloo_ranks_follow_the_single_process_run(tmp_path):
     train([], data, tmp_path / "single")
     train(
         ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-        data, tmp_path / "ddp",
+        data,
+        tmp_path / "ddp",
     )
     single = load_checkpoint(tmp_path / "single" / "tiny" / "ckpt.pt")
     ddp = load_checkpoint(tmp_path / "ddp" / "tiny" / "ckpt.pt")

@@ -41,9 +41,13 @@ def test_padding_does_not_change_a_row(parts):
     short, long = parts.part(0).select(np.arange(3)), parts.part(1)
     from inference.encoding import encode
 
-    alone = model(to_device(encode([short], 16, has_times=True).as_dict(), torch.device("cpu"), FIELDS_IN))
+    alone = model(
+        to_device(encode([short], 16, has_times=True).as_dict(), torch.device("cpu"), FIELDS_IN)
+    )
     padded = model(
-        to_device(encode([short, long], 16, has_times=True).as_dict(), torch.device("cpu"), FIELDS_IN)
+        to_device(
+            encode([short, long], 16, has_times=True).as_dict(), torch.device("cpu"), FIELDS_IN
+        )
     )
     assert torch.allclose(alone[0, -1], padded[0, -1], atol=1e-5)
 
@@ -63,9 +67,9 @@ def test_pretrain_masking_touches_only_chosen_positions(parts):
         train = parts.part(int(user))
         real = batch["items"][row][batch["items"][row] != PAD_ITEM]
         keep = real != MASK_ITEM
-        assert (real[keep] - ITEM_OFFSET == train.items[-len(real):][keep]).all()
+        assert (real[keep] - ITEM_OFFSET == train.items[-len(real) :][keep]).all()
         targets = batch["target_items"][rows == row]
-        assert (targets == train.items[-len(real):][~keep]).all()
+        assert (targets == train.items[-len(real) :][~keep]).all()
     # Same seeds, same batch: resume and DDP rely on it.
     again = pretrain_batch(parts, users, seeds, max_len=16, mask_prob=0.15, query_prob=1.0)
     assert all((again[k] == batch[k]).all() for k in batch)
@@ -90,11 +94,21 @@ def test_finetune_and_sasrec_batches_never_use_held_out_items(parts):
 
 
 def test_loss_falls_and_model_learns_the_planted_cycle(tmp_path, parts):
-    overrides = [f"out_dir={tmp_path}", "train.epochs=5", "train.lr=0.01", "finetune.cuts_per_user=6"]
+    overrides = [
+        f"out_dir={tmp_path}",
+        "train.epochs=5",
+        "train.lr=0.01",
+        "finetune.cuts_per_user=4",
+    ]
     cfg = load_config(FinetuneConfig, TINY, [*overrides, "name=ft"])
     cfg.model.n_items = N_ITEMS
     torch.manual_seed(0)
-    state = fit(cfg, ListTransformer(cfg.model), FinetuneJob(cfg, parts, None), Dist(0, 1, torch.device("cpu")))
+    state = fit(
+        cfg,
+        ListTransformer(cfg.model),
+        FinetuneJob(cfg, parts, None),
+        Dist(0, 1, torch.device("cpu")),
+    )
     first, last = state.history[0], state.history[-1]
     assert last["loss_item"] < 0.7 * first["loss_item"]
     assert last["loss_score"] < 0.5 * first["loss_score"]  # scores are a function of the item
@@ -107,7 +121,14 @@ def test_loss_falls_and_model_learns_the_planted_cycle(tmp_path, parts):
 def test_pretrain_job_runs_and_records_metrics(tmp_path, parts):
     cfg = load_config(PretrainConfig, TINY, [f"out_dir={tmp_path}", "train.epochs=2"])
     cfg.model.n_items = N_ITEMS
-    state = fit(cfg, ListTransformer(cfg.model), PretrainJob(cfg, parts, None), Dist(0, 1, torch.device("cpu")))
+    state = fit(
+        cfg,
+        ListTransformer(cfg.model),
+        PretrainJob(cfg, parts, None),
+        Dist(0, 1, torch.device("cpu")),
+    )
     lines = (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 == len(state.history)
-    assert {"loss_item", "loss_score", "loss_status", "val_NDCG@10", "tokens_per_s"} <= set(state.history[0])
+    assert {"loss_item", "loss_score", "loss_status", "val_NDCG@10", "tokens_per_s"} <= set(
+        state.history[0]
+    )

@@ -23,9 +23,7 @@ def test_listmle_matches_the_definition_with_negatives_only_in_denominators():
     loss, count = listmle_loss(
         torch.tensor(scores), torch.tensor(valid), torch.tensor(n_graded), torch.tensor(weights)
     )
-    expected = sum(
-        brute_listmle(scores[r][valid[r]], n_graded[r], weights) for r in range(3)
-    )
+    expected = sum(brute_listmle(scores[r][valid[r]], n_graded[r], weights) for r in range(3))
     assert abs(loss.item() - expected) < 1e-5
     assert count.item() == n_graded.sum()
 
@@ -63,20 +61,36 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
     data = planted_dataset(tmp_path / "planted")
     parts = UserParts(Dataset(data), "loo")
     cfg = load_config(
-        FinetuneConfig, "training/configs/tiny.toml",
+        FinetuneConfig,
+        "training/configs/tiny.toml",
         [f"out_dir={tmp_path}", "name=ft", "train.epochs=1", "train.val_users=0"],
     )
     cfg.model.n_items = N_ITEMS
-    fit(cfg, ListTransformer(cfg.model), FinetuneJob(cfg, parts, None), Dist(0, 1, torch.device("cpu")))
+    fit(
+        cfg,
+        ListTransformer(cfg.model),
+        FinetuneJob(cfg, parts, None),
+        Dist(0, 1, torch.device("cpu")),
+    )
     args = argparse.Namespace(
-        config="training/configs/tiny.toml", device="cpu", resume=False,
-        overrides=[f"data.path={data}", f"out_dir={tmp_path}", "name=rk", "train.epochs=2",
-                   "train.batch_size=8", f"ranker.finetuned={tmp_path}/ft/ckpt.pt",
-                   "ranker.candidates=8", "ranker.negatives=4", "ranker.holdout_users=0.25"],
+        config="training/configs/tiny.toml",
+        device="cpu",
+        resume=False,
+        overrides=[
+            f"data.path={data}",
+            f"out_dir={tmp_path}",
+            "name=rk",
+            "train.epochs=2",
+            "train.batch_size=8",
+            f"ranker.finetuned={tmp_path}/ft/ckpt.pt",
+            "ranker.candidates=8",
+            "ranker.negatives=4",
+            "ranker.holdout_users=0.25",
+        ],
     )
     # tiny.toml's [model] section is not a ranker key: the ranker refuses it with a clean error.
     assert ranker.main(args) == 2
-    (tmp_path / "rk.toml").write_text('[train]\nval_users = 8\n')
+    (tmp_path / "rk.toml").write_text("[train]\nval_users = 8\n")
     args.config = str(tmp_path / "rk.toml")
     assert ranker.main(args) == 0
     ckpt = load_checkpoint(tmp_path / "rk" / "ckpt.pt")

@@ -24,8 +24,14 @@ def run(data_path, out, *overrides, resume=False, interrupt_after=None):
     cfg = load_config(
         PretrainConfig,
         TINY,
-        [f"data.path={data_path}", f"out_dir={out}", "train.epochs=3", "train.val_users=8",
-         "model.dropout=0.1", *overrides],
+        [
+            f"data.path={data_path}",
+            f"out_dir={out}",
+            "train.epochs=3",
+            "train.val_users=8",
+            "model.dropout=0.1",
+            *overrides,
+        ],
     )
     cfg.model.n_items = N_ITEMS
     parts = UserParts(Dataset(data_path), "loo")
@@ -59,7 +65,9 @@ def test_resume_after_stop_and_after_kill_continue_the_same_run(tmp_path, data_p
     assert ckpt["state"]["step"] == 6 and ckpt["state"]["step_in_epoch"] == 2  # mid-epoch 2
     killed, killed_state = run(data_path, tmp_path / "c", "train.checkpoint_every=3", resume=True)
     for other, other_state in ((resumed, resumed_state), (killed, killed_state)):
-        for (name, a), b in zip(whole.state_dict().items(), other.state_dict().values(), strict=True):
+        for (name, a), b in zip(
+            whole.state_dict().items(), other.state_dict().values(), strict=True
+        ):
             assert torch.equal(a, b), name
         assert [r["loss"] for r in other_state.history] == [r["loss"] for r in whole_state.history]
     assert len((tmp_path / "b" / "tiny" / "metrics.jsonl").read_text().splitlines()) == 3
@@ -69,7 +77,7 @@ def test_config_loading_and_overrides():
     cfg = load_config(PretrainConfig, TINY, ["train.lr=0.5", "pretrain.mask_prob=0.3", "name=x"])
     assert cfg.train.lr == 0.5 and cfg.pretrain.mask_prob == 0.3 and cfg.name == "x"
     assert cfg.model.d_model == 32  # from the file
-    with pytest.raises(ConfigError, match="train.lrr"):
+    with pytest.raises(ConfigError, match=r"train\.lrr"):
         load_config(PretrainConfig, TINY, ["train.lrr=1"])
     with pytest.raises(ConfigError, match="must be int"):
         load_config(PretrainConfig, TINY, ["train.epochs=abc"])
@@ -78,9 +86,24 @@ def test_config_loading_and_overrides():
 def test_cli_bad_input_is_a_clean_error(tmp_path, data_path):
     for extra in (["--set", "train.nope=1"], ["--set", "data.split=nosuch"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "training", "pretrain", "--config", TINY, "--device", "cpu",
-             "--set", f"data.path={data_path}", "--set", f"out_dir={tmp_path}", *extra],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "pretrain",
+                "--config",
+                TINY,
+                "--device",
+                "cpu",
+                "--set",
+                f"data.path={data_path}",
+                "--set",
+                f"out_dir={tmp_path}",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 2
         assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr

@@ -11,9 +11,7 @@ from training.dataset import TEST, TRAIN, VALIDATION, write_dataset, write_split
 N_ITEMS = 24
 
 
-def planted_dataset(
-    path: Path, n_users: int = 64, has_times: bool = True, seed: int = 0
-) -> Path:
+def planted_dataset(path: Path, n_users: int = 64, has_times: bool = True, seed: int = 0) -> Path:
     """Each user walks the item cycle i -> i+1 (mod N_ITEMS) from a random start; item i is always
     scored i % 10 + 1. A model that learns the cycle predicts the next item almost surely."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,153 @@
+"""Training throughput: measure a short CPU run, or report a finished run's tokens/s and MFU.
+
+    # a short run on this machine (one thread by default: the machine is shared)
+    python bench/bench_train.py measure --kind sasrec --config training/configs/ml-1m-sasrec.toml --steps 20
+    # after the GPU script: tokens/s and model FLOPs utilisation of each run
+    python bench/bench_train.py report runs/gpu-ml1m/runs --peak-tflops 989
+
+Model FLOPs per token follow `training.model.flops_per_token` (6·N + attention + the output softmax
+at the positions that compute full-vocabulary logits); tokens are real (non-padding) input tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.model import ModelConfig, flops_per_token  # noqa: E402
+
+
+def logit_share(kind: str, config: dict, avg_len: float) -> float:
+    """Share of input tokens whose full-vocabulary logits are computed in this kind of run."""
+    if kind == "sasrec":
+        return 1.0
+    if kind == "pretrain":
+        p = config["pretrain"]
+        return p["mask_prob"] + p["query_prob"] / max(avg_len, 1.0)
+    if kind == "finetune":
+        return config["finetune"]["n_next"] / max(avg_len, 1.0)
+    return 0.0
+
+
+def report(runs: Path, peak_tflops: float) -> list[dict]:
+    import torch
+
+    rows = []
+    for metrics in sorted(runs.glob("*/metrics.jsonl")):
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        ckpt_path = metrics.parent / "ckpt.pt"
+        if not records or not ckpt_path.exists():
+            continue
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["kind"] not in ("sasrec", "pretrain", "finetune"):
+            continue
+        cfg = ModelConfig(**ckpt["model_config"])
+        config = ckpt["config"]
+        steady = records[1:] or records  # the first epoch holds warm-up and compilation
+        tokens_per_s = statistics.median(r["tokens_per_s"] for r in steady)
+        steps = records[0]["step"]
+        avg_len = records[0]["tokens"] / max(1, steps * config["train"]["batch_size"])
+        flops = flops_per_token(cfg, round(avg_len), logit_share(ckpt["kind"], config, avg_len))
+        achieved = tokens_per_s * flops
+        row = {
+            "run": metrics.parent.name,
+            "kind": ckpt["kind"],
+            "epochs": len(records),
+            "train_seconds": round(sum(r["seconds"] for r in records), 1),
+            "tokens_per_s": round(tokens_per_s),
+            "avg_tokens_per_row": round(avg_len, 1),
+            "model_gflop_per_token": round(flops / 1e9, 6),
+            "achieved_tflops": round(achieved / 1e12, 4),
+            "mfu": round(achieved / (peak_tflops * 1e12), 6),
+            "last": {k: v for k, v in records[-1].items() if k.startswith("val_")},
+        }
+        rows.append(row)
+        print(json.dumps(row))
+    return rows
+
+
+def measure(kind: str, config: str, steps: int, threads: int, extra: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    from training.__main__ import main as cli
+
+    out = ROOT / "runs" / "bench-train"
+    overrides = [
+        f"out_dir={out}",
+        f"name={kind}",
+        "train.epochs=1",
+        f"train.steps_per_epoch={steps}",
+        "train.val_users=0",
+        *extra,
+    ]
+    argv = [kind, "--config", config, "--device", "cpu"]
+    for o in overrides:
+        argv += ["--set", o]
+    started = time.perf_counter()
+    if cli(argv) != 0:
+        raise SystemExit("training failed")
+    wall = time.perf_counter() - started
+    record = json.loads((out / kind / "metrics.jsonl").read_text().splitlines()[-1])
+    ckpt = torch.load(out / kind / "ckpt.pt", map_location="cpu", weights_only=False)
+    from training.batches import UserParts, n_steps
+    from training.dataset import Dataset
+
+    parts = UserParts(Dataset(ckpt["config"]["data"]["path"]), ckpt["config"]["data"]["split"])
+    per_user = ckpt["config"].get("finetune", {}).get("cuts_per_user", 1)
+    samples = len(parts.users_with(min_train=2)) * per_user
+    full_steps = n_steps(samples, ckpt["config"]["train"]["batch_size"])
+    per_step = record["seconds"] / steps
+    import tomllib
+
+    epochs = tomllib.loads(Path(config).read_text()).get("train", {}).get("epochs", 10)
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "threads": threads,
+                "steps": steps,
+                "tokens_per_s": record["tokens_per_s"],
+                "seconds_per_step": round(per_step, 3),
+                "steps_per_epoch": full_steps,
+                "epoch_seconds_estimate": round(per_step * full_steps, 1),
+                "epochs_in_config": epochs,
+                "run_seconds_estimate": round(per_step * full_steps * epochs),
+                "wall_seconds_incl_startup": round(wall, 1),
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    m = sub.add_parser("measure")
+    m.add_argument("--kind", required=True, choices=("sasrec", "pretrain", "finetune"))
+    m.add_argument("--config", required=True)
+    m.add_argument("--steps", type=int, default=20)
+    m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--set", dest="overrides", action="append", default=[])
+    r = sub.add_parser("report")
+    r.add_argument("runs", type=Path)
+    r.add_argument("--peak-tflops", type=float, default=989.0, help="H200 dense bf16: 989")
+    r.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    if args.mode == "measure":
+        measure(args.kind, args.config, args.steps, args.threads, args.overrides)
+    else:
+        rows = report(args.runs, args.peak_tflops)
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
