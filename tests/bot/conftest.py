@@ -86,7 +86,8 @@ def user_rows(start: int = 0) -> list[dict[str, object]]:
 
 def anilist_rows(start: int = 0) -> list[dict[str, object]]:
     return [
-        anilist_row(50_000 + i, 1000 + i, "COMPLETED", score=80 - i) for i in range(start, start + 8)
+        anilist_row(50_000 + i, 1000 + i, "COMPLETED", score=80 - i)
+        for i in range(start, start + 8)
     ]
 
 

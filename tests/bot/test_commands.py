@@ -33,7 +33,9 @@ def listed_ids(services: Services, name: str) -> set[int]:
 async def test_recommend_by_mal_name_excludes_the_users_list(
     runtime: Runtime, services: Services
 ) -> None:
-    reply = await runtime.service.handle_line(chat_user(), "/recommend malfan --source mal --count 5")
+    reply = await runtime.service.handle_line(
+        chat_user(), "/recommend malfan --source mal --count 5"
+    )
     assert not reply.error, reply.lines
     assert len(reply.cards) == 5
     assert not {c.mal_id for c in reply.cards} & listed_ids(services, "malfan")
@@ -79,7 +81,9 @@ async def test_rate_limited_service_is_reported(runtime: Runtime, services: Serv
     assert reply.error and "too many requests" in reply.lines[0]
 
 
-async def test_lists_come_from_the_cache_within_its_ttl(runtime: Runtime, services: Services) -> None:
+async def test_lists_come_from_the_cache_within_its_ttl(
+    runtime: Runtime, services: Services
+) -> None:
     await runtime.service.handle_line(chat_user(1), "/recommend malfan")
     sent = len(services.requests)
     reply = await runtime.service.handle_line(chat_user(2), "/recommend MalFan --count 3")
@@ -158,9 +162,7 @@ async def test_subscribe_button_links_the_last_list_and_uses_defaults(runtime: R
 
 async def test_attached_export_is_recommended_for(runtime: Runtime) -> None:
     data = gzip.compress(EXAMPLE_EXPORT.read_bytes())
-    reply = await runtime.service.handle_line(
-        chat_user(), "/recommend --count 3", attachment=None
-    )
+    reply = await runtime.service.handle_line(chat_user(), "/recommend --count 3", attachment=None)
     assert reply.error  # no name, nothing linked, nothing attached
     reply = await runtime.service.execute(
         chat_user(), RecommendCommand(count=3), Attachment("animelist.xml.gz", data)
