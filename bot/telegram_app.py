@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 MESSAGE_LIMIT = 4096
-# One raw string (an error echo, a title) is capped before escaping, so a cut never splits an entity.
-TEXT_PIECE_LIMIT = 1000
+# One raw string (an error echo, a title) is capped before escaping, so no cut splits an entity.
+TEXT_PIECE_LIMIT = 600  # escaped, at most 6 times longer: still under one message
 # The Bot API lets bots download files up to 20 MB.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 
