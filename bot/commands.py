@@ -107,6 +107,7 @@ class CommandService:
         self.limits = limits
         self.mal_available = mal_available
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._fetching: dict[tuple[str, str], asyncio.Future[AnimeList]] = {}
 
     # ----- entry points ---------------------------------------------------------------------
 
@@ -273,12 +274,15 @@ class CommandService:
         cached = await self.storage.cached_list(service, name, ttl)
         if cached is not None:
             return cached
+        # Requests for the same list while it is being fetched share that one fetch.
+        key = (service, name.lower())
+        pending = self._fetching.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_and_cache(service, name))
+            self._fetching[key] = pending
+            pending.add_done_callback(lambda _: self._fetching.pop(key, None))
         try:
-            async with self.limits.fetches:
-                if service == "mal":
-                    anime_list = await self.sources.fetch_mal_list(name)
-                else:
-                    anime_list = await self.sources.fetch_anilist_list(name)
+            return await asyncio.shield(pending)
         except UserNotFound as exc:
             if explicit_source:
                 raise
@@ -289,11 +293,18 @@ class CommandService:
                 service=service,
             ) from None
         except ConfigError as exc:
+            if service != "mal":
+                raise
             raise ConfigError(
                 f"{exc}. Use --source anilist, or ask the bot's operator to set {MAL_CLIENT_ID_ENV}."
-                if service == "mal"
-                else str(exc)
             ) from None
+
+    async def _fetch_and_cache(self, service: str, name: str) -> AnimeList:
+        async with self.limits.fetches:
+            if service == "mal":
+                anime_list = await self.sources.fetch_mal_list(name)
+            else:
+                anime_list = await self.sources.fetch_anilist_list(name)
         await self.storage.cache_list(service, name, anime_list)
         return anime_list
 

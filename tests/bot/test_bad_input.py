@@ -1,0 +1,140 @@
+"""Hostile and random input: every command line, option and attachment gets a clear reply."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.app import Runtime
+from bot.commands import INTERNAL_ERROR, Attachment
+from bot.parsing import COMMAND_NAMES, CommandError, RecommendCommand, parse_command
+from bot.replies import parse_payload
+from tests.bot.conftest import Services, anilist_rows, chat_user, user_rows
+
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+OPTION_WORDS = st.sampled_from(
+    [
+        "--source",
+        "--count",
+        "--genre",
+        "--exclude-genre",
+        "--type",
+        "--adventurous",
+        "--adult",
+        "--unaired",
+        "--no-plan-to-watch",
+        "--file",
+        "mal",
+        "anilist",
+        "-1",
+        "26",
+        "nan",
+        "1e9",
+        "Action",
+        "scifi",
+        "movie",
+        "'",
+        '"',
+        "--",
+        "—adult",
+        "x" * 300,
+        "ünï",
+        "\x00",
+        ";DROP",
+    ]
+)
+LINES = st.one_of(
+    st.text(max_size=200),
+    st.builds(
+        lambda name, words: f"/{name} " + " ".join(words),
+        st.sampled_from([*COMMAND_NAMES, "start", "nope"]),
+        st.lists(st.one_of(OPTION_WORDS, st.text(max_size=20)), max_size=6),
+    ),
+)
+
+
+@given(LINES)
+@settings(max_examples=300, deadline=None)
+def test_parsing_only_ever_raises_command_error(line: str) -> None:
+    try:
+        parse_command(line)
+    except CommandError as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+
+
+def test_usernames_reach_requests_only_as_parameters() -> None:
+    # A name that could change a URL's path or a query never passes the parser's checks...
+    for name in ("../admin", "a b", 'x") { Viewer { id } } #', "a%2Fb", "x?y=1"):
+        try:
+            parsed = parse_command(f"/recommend '{name}'")
+        except CommandError:
+            continue
+        assert isinstance(parsed, RecommendCommand) and parsed.username == name
+
+
+@given(st.text(max_size=80))
+def test_button_payloads_are_checked(payload: str) -> None:
+    parsed = parse_payload(payload)
+    if parsed is not None:
+        action, mal_id = parsed
+        assert action in ("more", "seen", "not_interested", "subscribe")
+        assert mal_id is None or 0 <= mal_id < 10**9
+
+
+@FAST
+@given(LINES)
+async def test_any_line_gets_a_reply_never_an_internal_error(runtime: Runtime, line: str) -> None:
+    reply = await runtime.service.handle_line(chat_user(), line)
+    assert reply.lines or reply.cards
+    assert INTERNAL_ERROR not in reply.lines
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=400), st.binary(max_size=200).map(gzip.compress)))
+async def test_any_attachment_gets_a_clear_reply(runtime: Runtime, data: bytes) -> None:
+    reply = await runtime.service.execute(
+        chat_user(), RecommendCommand(), Attachment("x.xml", data)
+    )
+    assert reply.lines or reply.cards
+    assert INTERNAL_ERROR not in reply.lines
+
+
+async def test_usernames_in_requests_are_encoded(runtime: Runtime, services) -> None:
+    await runtime.service.handle_line(chat_user(), "/recommend Al-fan_1 --source mal")
+    await runtime.service.handle_line(chat_user(2), "/recommend alfan --source anilist")
+    mal_request = services.requests[0]
+    assert mal_request.url.path == "/v2/users/Al-fan_1/animelist"
+    body = services.anilist.queries[-1]
+    assert body["variables"]["name"] == "alfan" and "alfan" not in body["query"]
+
+
+async def test_many_concurrent_recommends_are_all_answered(
+    runtime: Runtime, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 users at once, asking about 20 lists: all answered, each list fetched once."""
+    caplog.set_level(logging.WARNING)
+    for k in range(10):
+        services.mal.add_user(f"malload{k}", user_rows(k))
+        services.anilist.add_user(f"alload{k}", anilist_rows(k))
+    lines = [
+        f"/recommend malload{i // 2 % 10} --source mal --count 5"
+        if i % 2
+        else f"/recommend alload{i // 2 % 10} --source anilist --count 5"
+        for i in range(200)
+    ]
+    replies = await asyncio.gather(
+        *(runtime.service.handle_line(chat_user(i), line) for i, line in enumerate(lines))
+    )
+    assert len(replies) == 200
+    assert all(not r.error and len(r.cards) == 5 for r in replies), [
+        r.lines for r in replies if r.error
+    ][:3]
+    assert len(services.requests) == 20
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
