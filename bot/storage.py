@@ -113,7 +113,11 @@ class Storage:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         storage = cls(db)
-        await storage._migrate()
+        try:
+            await storage._migrate()
+        except BaseException:
+            await db.close()
+            raise
         return storage
 
     async def close(self) -> None:
