@@ -84,7 +84,9 @@ class PartialDate:
         if not numbers or numbers[0] <= 0:
             return None
         month = numbers[1] if len(numbers) > 1 and 1 <= numbers[1] <= 12 else None
-        day = numbers[2] if month is not None and len(numbers) > 2 and 1 <= numbers[2] <= 31 else None
+        day = (
+            numbers[2] if month is not None and len(numbers) > 2 and 1 <= numbers[2] <= 31 else None
+        )
         return cls(numbers[0], month, day)
 
     @classmethod

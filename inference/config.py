@@ -27,7 +27,11 @@ SECRET_ENV_VARS = (DISCORD_TOKEN_ENV, TELEGRAM_TOKEN_ENV, MAL_CLIENT_ID_ENV)
 
 def load_toml(path: Path | str | None = None) -> dict[str, Any]:
     """Read the config file (the project's `config.toml` by default) with a clear error."""
-    path = Path(path) if path is not None else Path(os.environ.get("ANIMEREC_CONFIG", DEFAULT_CONFIG_PATH))
+    path = (
+        Path(path)
+        if path is not None
+        else Path(os.environ.get("ANIMEREC_CONFIG", DEFAULT_CONFIG_PATH))
+    )
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

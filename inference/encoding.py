@@ -137,6 +137,7 @@ def encode(
     episodes: np.ndarray | None = None,
     now: Sequence[int | None] | None = None,
     append_query: bool = False,
+    use_times: bool = True,
 ) -> Encoded:
     """Encode histories into one left-padded batch.
 
@@ -144,6 +145,9 @@ def encode(
     recent entries. `append_query` adds a MASK token stamped "now" after each history (the
     fine-tuned model's question "what next?"). `now` defaults to each history's last entry time.
     `episodes[i]` is item i's episode count (0 unknown) for the progress fraction.
+    `use_times=False` keeps the order (positions) but leaves every entry's time unknown: a model
+    trained with one query per entry (see `training.batches.next_entries_batch`) cannot give each
+    query its own "now", so it is trained and served without entry times.
     """
     if max_len < 1 + int(append_query):
         raise ValueError(f"max_len {max_len} leaves no room for a history")
@@ -164,8 +168,9 @@ def encode(
         arrays["statuses"][row, cols] = np.asarray(history.statuses[tail], dtype=np.int64) + 1
         arrays["progress"][row, cols] = progress_buckets(items, history.progress[tail], episodes)
         if has_times:
-            row_now = reference_now(history) if now is None else now[row]
-            arrays["times"][row, cols] = time_buckets(history.times[tail], row_now)
+            if use_times:
+                row_now = reference_now(history) if now is None else now[row]
+                arrays["times"][row, cols] = time_buckets(history.times[tail], row_now)
             arrays["positions"][row, start:] = np.arange(lengths[row] - 1, -1, -1)
         if append_query:
             arrays["items"][row, -1] = MASK_ITEM

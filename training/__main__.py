@@ -11,12 +11,24 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "catalog": ("training.catalog_build", "build the anime catalogue (offline files or live AniList)"),
-    "import": ("training.importers", "import interactions (MovieLens, CooperUnion, MAL CSV/XML, crawl store) to Parquet"),
+    "catalog": (
+        "training.catalog_build",
+        "build the anime catalogue (offline files or live AniList)",
+    ),
+    "import": (
+        "training.importers",
+        "import interactions (MovieLens, CooperUnion, MAL CSV/XML, crawl store) to Parquet",
+    ),
     "crawl": ("training.crawl", "fetch many users' lists into a resumable store"),
-    "synthesize": ("training.synthesize", "write synthetic anime-like histories of any size to Parquet"),
+    "synthesize": (
+        "training.synthesize",
+        "write synthetic anime-like histories of any size to Parquet",
+    ),
     "build": ("training.build", "Parquet -> sorted CSR arrays + deterministic splits"),
-    "evaluate": ("training.evaluate", "rank held-out items with baselines and our models; print and save a table"),
+    "evaluate": (
+        "training.evaluate",
+        "rank held-out items with baselines and our models; print and save a table",
+    ),
     "pretrain": ("training.pretrain", "masked pretraining of the list transformer"),
     "finetune": ("training.finetune", "fine-tune the transformer on recent data"),
     "ranker": ("training.ranker", "train the listwise ranker on the fine-tuned model's outputs"),

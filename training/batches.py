@@ -17,7 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.encoding import ITEM_OFFSET, encode, mask_tokens
+from inference.encoding import (
+    ITEM_OFFSET,
+    MASK_ITEM,
+    PAD_ITEM,
+    PROGRESS_UNKNOWN,
+    SCORE_MASK,
+    STATUS_MASK,
+    TIME_NOW,
+    encode,
+    mask_tokens,
+)
 from training.dataset import TRAIN, VALIDATION, Dataset, History
 
 Batch = dict[str, np.ndarray]
@@ -209,6 +219,78 @@ def finetune_batch(
         "target_scores": _padded([t.scores for t in targets], fill=0),
         "target_statuses": _padded([t.statuses for t in targets]),
         "seen_items": _padded(seen),
+    }
+
+
+def next_entries_batch(
+    parts: UserParts,
+    users: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    max_len: int,
+    use_times: bool,
+    episodes: np.ndarray | None = None,
+) -> Batch:
+    """ "What next?" after every prefix of a window, in one pass (timed data only).
+
+    A window of up to `max_len` consecutive entries e_0..e_n is encoded exactly as serving encodes
+    e_0..e_{n-1} followed by the MASK query stamped "now" (which predicts e_n). Behind that row
+    come one more query token per earlier entry e_k (k = 1..n-1), each allowed to see only
+    e_0..e_{k-1} (`query_sees`, used by the causal model) and placed at e_k's position. Every
+    entry of the window is thus a target, as in SASRec, while each question keeps the serving
+    form. Targets: `target_items` (-1 where none), with their scores and statuses.
+    """
+    windows = []
+    for user, seed in zip(users, seeds, strict=True):
+        rng = np.random.default_rng(int(seed))
+        windows.append(_window(parts.part(int(user)), max_len, rng))
+    heads = [w.select(np.arange(len(w) - 1)) for w in windows]
+    enc = encode(
+        heads,
+        max_len,
+        has_times=parts.has_times,
+        episodes=episodes,
+        append_query=True,
+        use_times=use_times,
+    )
+    batch, width = enc.items.shape
+    extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
+    total = width + extra
+    out = {name: np.zeros((batch, total), dtype=np.int64) for name in enc.as_dict()}
+    for name, array in enc.as_dict().items():
+        out[name][:, :width] = array
+    out["items"][:, width:] = PAD_ITEM
+    query_sees = np.full((batch, total), -1, dtype=np.int64)
+    query_sees[:, width - 1] = width - 2
+    target_items = np.full((batch, total), -1, dtype=np.int64)
+    target_scores = np.zeros((batch, total), dtype=np.int64)
+    target_statuses = np.full((batch, total), -1, dtype=np.int64)
+    for row, window in enumerate(windows):
+        n = len(window) - 1  # entries before the last one
+        target_items[row, width - 1] = window.items[-1]
+        target_scores[row, width - 1] = window.scores[-1]
+        target_statuses[row, width - 1] = window.statuses[-1]
+        if n < 2:
+            continue
+        first = width - 1 - n  # column of e_0
+        k = np.arange(1, n)  # targets e_1..e_{n-1}
+        cols = width + k - 1
+        out["items"][row, cols] = MASK_ITEM
+        out["scores"][row, cols] = SCORE_MASK
+        out["statuses"][row, cols] = STATUS_MASK
+        out["times"][row, cols] = TIME_NOW
+        out["progress"][row, cols] = PROGRESS_UNKNOWN
+        out["positions"][row, cols] = enc.positions[row, first + k]
+        query_sees[row, cols] = first + k - 1
+        target_items[row, cols] = window.items[k]
+        target_scores[row, cols] = window.scores[k]
+        target_statuses[row, cols] = window.statuses[k]
+    return {
+        **out,
+        "query_sees": query_sees,
+        "target_items": target_items,
+        "target_scores": target_scores,
+        "target_statuses": target_statuses,
     }
 
 

@@ -5,6 +5,10 @@ recent items (multi-label softmax over the vocabulary, the history's own items e
 are never recommended), their scores and whether they get dropped. Timed data: many random cut
 points per user per epoch (history before the cut, the next entries as targets); untimed data: a
 fresh random 10% of the user's training entries each time (see `batches.finetune_batch`).
+
+`next_entries = true` (timed data) asks the same question after every prefix of a window in one
+pass (`batches.next_entries_batch`, causal entry tokens): one target per entry instead of one per
+sequence, the supervision density of SASRec, with the serving-form query and all entry fields.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from training.batches import UserParts, finetune_batch
+from training.batches import UserParts, finetune_batch, next_entries_batch
 from training.model import ListTransformer, ModelConfig
 from training.pretrain import ListJob, entry_losses, prepare, run_command
 from training.train import (
@@ -43,6 +48,7 @@ class FinetuneSettings:
     n_next: int = 1  # timed data: entries after the cut that are targets
     score_weight: float = 0.5
     status_weight: float = 0.2
+    next_entries: bool = False  # timed data: a query after every prefix (causal entry tokens)
 
 
 @dataclass
@@ -57,6 +63,10 @@ class FinetuneJob(ListJob):
         users = parts.users_with(min_train=2)
         super().__init__(cfg, parts, np.repeat(users, cfg.finetune.cuts_per_user), episodes)
         self.settings = cfg.finetune
+        if self.settings.next_entries and not parts.has_times:
+            raise ConfigError(
+                "finetune.next_entries needs time-ordered data; this dataset has none"
+            )
         self.loss_weights = {
             "item": 1.0,
             "score": cfg.finetune.score_weight,
@@ -65,6 +75,15 @@ class FinetuneJob(ListJob):
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
         def build(users: np.ndarray, seeds: np.ndarray) -> Batch:
+            if self.settings.next_entries:
+                return next_entries_batch(
+                    self.parts,
+                    users,
+                    seeds,
+                    max_len=self.cfg.model.max_len,
+                    use_times=self.cfg.model.use_times,
+                    episodes=self.episodes,
+                )
             return finetune_batch(
                 self.parts,
                 users,
@@ -79,6 +98,8 @@ class FinetuneJob(ListJob):
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
         assert isinstance(model, ListTransformer)
+        if self.settings.next_entries:
+            return self._next_entries_losses(model, batch, device)
         states = model(to_device(batch, device, FIELDS_IN))[:, -1]
         t = to_device(
             batch, device, ("target_items", "target_scores", "target_statuses", "seen_items")
@@ -107,10 +128,29 @@ class FinetuneJob(ListJob):
             ),
         }
 
+    def _next_entries_losses(
+        self, model: ListTransformer, batch: Batch, device: torch.device
+    ) -> Losses:
+        hidden = model(to_device(batch, device, (*FIELDS_IN, "query_sees")))
+        t = to_device(batch, device, ("target_items", "target_scores", "target_statuses"))
+        valid = t["target_items"] >= 0
+        states = hidden[valid]
+        targets = t["target_items"][valid]
+        # Logits only at the queries: padding would waste B x L x n_items memory.
+        item_loss = F.cross_entropy(model.item_logits(states).float(), targets, reduction="sum")
+        return {
+            "item": (item_loss, valid.sum()),
+            **entry_losses(
+                model, states, targets, t["target_scores"][valid], t["target_statuses"][valid]
+            ),
+        }
+
 
 def build_model(cfg: FinetuneConfig) -> ListTransformer:
     """The pretrained model (architecture from its checkpoint), or a fresh one from [model]."""
     if not cfg.finetune.init_from:
+        if cfg.finetune.next_entries:
+            cfg.model.causal, cfg.model.use_times = True, False
         torch.manual_seed(cfg.train.seed)
         return ListTransformer(cfg.model)
     payload = load_checkpoint(cfg.finetune.init_from)
@@ -122,6 +162,10 @@ def build_model(cfg: FinetuneConfig) -> ListTransformer:
             f"{cfg.finetune.init_from} has {model_cfg.n_items} items, the dataset {cfg.model.n_items}"
         )
     model_cfg.dropout = cfg.model.dropout
+    # The next-entries objective needs causal entry tokens and no entry times (see batches);
+    # the weights carry over, attention just stops looking ahead.
+    model_cfg.causal = cfg.finetune.next_entries or model_cfg.causal
+    model_cfg.use_times = cfg.model.use_times and not cfg.finetune.next_entries
     model = ListTransformer(model_cfg)
     model.load_state_dict(payload["model"])
     cfg.model = model_cfg

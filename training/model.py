@@ -45,6 +45,7 @@ class ModelConfig:
     causal: bool = False
     side_inputs: bool = True  # score/status/time/progress embeddings (off for SASRec)
     entry_head: bool = True  # score/status of a given item (off for SASRec)
+    use_times: bool = True  # entry times as inputs (off for the one-query-per-entry fine-tune)
 
 
 class Block(nn.Module):
@@ -132,14 +133,34 @@ class ListTransformer(nn.Module):
         valid_key = (items != PAD_ITEM)[:, None, None, :]
         attend = valid_key
         if self.cfg.causal:
-            attend = (
-                attend & torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
-            )
+            attend = attend & self._causal_mask(batch.get("query_sees"), length, items.device)
         # Every token may see itself, so a padding row never has an all-masked (NaN) softmax.
         attend = attend | torch.eye(length, dtype=torch.bool, device=items.device)
         for block in self.blocks:
             x = block(x, attend)
         return self.ln_f(x)
+
+    @staticmethod
+    def _causal_mask(
+        query_sees: torch.Tensor | None, length: int, device: torch.device
+    ) -> torch.Tensor:
+        """Which columns each column may attend to ([L, L] or [B, 1, L, L]).
+
+        Plain causal attention, unless the batch carries `query_sees` ([B, L]: -1 for an entry
+        token, else the last entry column a query token may see). Then entry tokens see earlier
+        entries, and each query token sees the entries up to its column and itself, while no
+        token sees a query: one forward pass asks "what next?" after every prefix of the history,
+        exactly as serving asks it once after the whole list (the last column of a plain causal
+        pass).
+        """
+        columns = torch.arange(length, device=device)
+        if query_sees is None:
+            return columns[None, :] <= columns[:, None]
+        is_query = query_sees >= 0
+        limit = torch.where(is_query, query_sees, columns[None, :])  # [B, L]
+        attend = columns[None, None, :] <= limit[:, :, None]
+        attend = attend & ~is_query[:, None, :]
+        return attend[:, None]
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d] -> [..., n_items] over the whole vocabulary (tied to the item embeddings)."""

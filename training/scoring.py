@@ -29,7 +29,12 @@ def _inputs(
     # SASRec (no entry head) reads the last entry's state; our model the appended "now" query.
     query = model.cfg.entry_head
     enc = encode(
-        histories, model.cfg.max_len, has_times=has_times, episodes=episodes, append_query=query
+        histories,
+        model.cfg.max_len,
+        has_times=has_times,
+        episodes=episodes,
+        append_query=query,
+        use_times=model.cfg.use_times,
     )
     return {name: torch.from_numpy(getattr(enc, name)).to(device) for name in FIELDS}
 

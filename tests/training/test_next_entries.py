@@ -1,0 +1,120 @@
+"""The one-query-per-entry fine-tune: every query sees only the entries before its target."""
+
+import numpy as np
+import pytest
+import torch
+
+from inference.encoding import MASK_ITEM, PAD_ITEM, TIME_NOW, TIME_UNKNOWN
+from tests.training.tiny_data import N_ITEMS, planted_dataset
+from training.batches import UserParts, next_entries_batch
+from training.dataset import Dataset
+from training.finetune import FinetuneConfig, FinetuneJob, build_model
+from training.model import ListTransformer, ModelConfig
+from training.scoring import user_states, watch_logits
+from training.train import FIELDS_IN, Dist, fit, load_config, to_device
+
+TINY = "training/configs/tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    return UserParts(Dataset(planted_dataset(tmp_path_factory.mktemp("d") / "planted")), "loo")
+
+
+def _batch(parts, users, max_len=12):
+    seeds = np.arange(len(users), dtype=np.uint64) + 7
+    return next_entries_batch(parts, users, seeds, max_len=max_len, use_times=False)
+
+
+def test_every_training_entry_of_the_window_is_a_target_once(parts):
+    users = np.arange(8)
+    batch = _batch(parts, users, max_len=50)
+    for row, user in enumerate(users):
+        train_items = parts.part(int(user)).items
+        targets = batch["target_items"][row]
+        # Entries e_1..e_n are targets (e_0 has nothing before it), each exactly once.
+        assert sorted(targets[targets >= 0].tolist()) == sorted(train_items[1:].tolist())
+        queries = batch["query_sees"][row] >= 0
+        assert (batch["items"][row][queries] == MASK_ITEM).all()
+        assert (batch["times"][row][queries] == TIME_NOW).all()
+        entries = (batch["items"][row] != PAD_ITEM) & (batch["items"][row] != MASK_ITEM)
+        assert (batch["times"][row][entries] == TIME_UNKNOWN).all()  # no per-query "now"
+
+
+def test_a_query_cannot_see_its_target_or_anything_after_it(parts):
+    """Changing entries at or after a query's target leaves that query's state unchanged."""
+    torch.manual_seed(0)
+    model = ListTransformer(
+        ModelConfig(n_items=N_ITEMS, max_len=16, d_model=16, n_heads=2, dropout=0.0, causal=True)
+    ).eval()
+    longest = int(np.argmax(parts.counts[0]))
+    batch = _batch(parts, np.array([longest]), max_len=16)
+    fields = (*FIELDS_IN, "query_sees")
+    hidden = model(to_device(batch, torch.device("cpu"), fields))
+    sees = batch["query_sees"][0]
+    target_cols = np.flatnonzero(batch["target_items"][0] >= 0)
+    checked = 0
+    for col in target_cols:
+        limit = int(sees[col])
+        if limit + 1 >= len(sees) or batch["items"][0, limit + 1] in (PAD_ITEM, MASK_ITEM):
+            continue  # the last query: nothing after it among the entry tokens
+        changed = {k: v.copy() for k, v in batch.items()}
+        later = np.arange(limit + 1, len(sees))
+        later = later[(sees[later] < 0) & (batch["items"][0, later] != PAD_ITEM)]
+        changed["items"][0, later] = (changed["items"][0, later] + 5 - 2) % N_ITEMS + 2
+        changed["scores"][0, later] = 1
+        other = model(to_device(changed, torch.device("cpu"), fields))
+        assert torch.allclose(hidden[0, col], other[0, col], atol=1e-6)
+        checked += 1
+    assert checked >= 3
+
+
+def test_serving_form_matches_the_last_training_query(parts):
+    """The state of the last query in a training row equals what scoring computes for that history."""
+    torch.manual_seed(0)
+    model = ListTransformer(
+        ModelConfig(
+            n_items=N_ITEMS,
+            max_len=16,
+            d_model=16,
+            n_heads=2,
+            dropout=0.0,
+            causal=True,
+            use_times=False,
+        )
+    ).eval()
+    user = 5
+    history = parts.part(user)
+    batch = next_entries_batch(
+        parts, np.array([user]), np.array([1], dtype=np.uint64), max_len=16, use_times=False
+    )
+    hidden = model(to_device(batch, torch.device("cpu"), (*FIELDS_IN, "query_sees")))
+    width = int(np.flatnonzero(batch["query_sees"][0] >= 0).min())  # the first query column
+    assert batch["target_items"][0, width] == history.items[-1]
+    served = user_states(model, [history.select(np.arange(len(history) - 1))], has_times=True)
+    assert torch.allclose(hidden[0, width], served[0], atol=1e-5)
+
+
+def test_next_entries_finetune_learns_the_planted_cycle(tmp_path, parts):
+    cfg = load_config(
+        FinetuneConfig,
+        TINY,
+        [
+            f"out_dir={tmp_path}",
+            "name=ne",
+            "train.epochs=30",
+            "train.lr=0.01",
+            "finetune.next_entries=true",
+            "finetune.cuts_per_user=1",
+        ],
+    )
+    cfg.model.n_items = N_ITEMS
+    model = build_model(cfg)
+    assert model.cfg.causal and not model.cfg.use_times
+    state = fit(cfg, model, FinetuneJob(cfg, parts, None), Dist(0, 1, torch.device("cpu")))
+    assert state.history[-1]["loss_item"] < 0.5 * state.history[0]["loss_item"]
+    assert state.history[-1]["val_HR@10"] >= 0.9
+    histories = [parts.part(u) for u in range(4)]
+    logits = watch_logits(model, user_states(model, histories, has_times=True))
+    nxt = [(int(h.items[-1]) + 1) % N_ITEMS for h in histories]
+    assert all(int(np.argmax(row)) == n for row, n in zip(logits, nxt, strict=True))
