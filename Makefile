@@ -23,7 +23,7 @@ $(VENV)/.dev: pyproject.toml
 	touch $(VENV)/.serve $@
 
 run: $(VENV)/.serve
-	$(PY) -m inference list --file examples/example-export.xml
+	$(PY) -m bot
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -131,10 +131,12 @@ class FinetuneJob(ListJob):
     def _next_entries_losses(
         self, model: ListTransformer, batch: Batch, device: torch.device
     ) -> Losses:
-        hidden = model(to_device(batch, device, (*FIELDS_IN, "query_sees")))
+        inputs = to_device(batch, device, (*FIELDS_IN, "query_sees"))
+        hidden = model(inputs)
         t = to_device(batch, device, ("target_items", "target_scores", "target_statuses"))
         valid = t["target_items"] >= 0
-        states = hidden[valid]
+        rows, cols = valid.nonzero(as_tuple=True)
+        states = model.query_states(hidden, rows, cols, inputs["query_sees"][rows, cols])
         targets = t["target_items"][valid]
         # Logits only at the queries: padding would waste B x L x n_items memory.
         item_loss = F.cross_entropy(model.item_logits(states).float(), targets, reduction="sum")
@@ -166,6 +168,7 @@ def build_model(cfg: FinetuneConfig) -> ListTransformer:
     # the weights carry over, attention just stops looking ahead.
     model_cfg.causal = cfg.finetune.next_entries or model_cfg.causal
     model_cfg.use_times = cfg.model.use_times and not cfg.finetune.next_entries
+    model_cfg.read_last_entry = cfg.model.read_last_entry
     model = ListTransformer(model_cfg)
     model.load_state_dict(payload["model"])
     cfg.model = model_cfg

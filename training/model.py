@@ -46,6 +46,9 @@ class ModelConfig:
     side_inputs: bool = True  # score/status/time/progress embeddings (off for SASRec)
     entry_head: bool = True  # score/status of a given item (off for SASRec)
     use_times: bool = True  # entry times as inputs (off for the one-query-per-entry fine-tune)
+    # A query's state adds the state of the newest entry it sees: the direct "last item" path
+    # SASRec reads from, next to what the query gathers by attention.
+    read_last_entry: bool = False
 
 
 class Block(nn.Module):
@@ -161,6 +164,21 @@ class ListTransformer(nn.Module):
         attend = columns[None, None, :] <= limit[:, :, None]
         attend = attend & ~is_query[:, None, :]
         return attend[:, None]
+
+    def query_states(
+        self,
+        hidden: torch.Tensor,
+        rows: torch.Tensor,
+        query_cols: torch.Tensor,
+        entry_cols: torch.Tensor,
+    ) -> torch.Tensor:
+        """States [N, d] that answer queries at (rows, query_cols); `entry_cols` is the newest entry
+        each query sees (-1 for none), added when `read_last_entry` is on."""
+        states = hidden[rows, query_cols]
+        if not self.cfg.read_last_entry:
+            return states
+        has_entry = (entry_cols >= 0).unsqueeze(-1).to(states.dtype)
+        return states + has_entry * hidden[rows, entry_cols.clamp(min=0)]
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d] -> [..., n_items] over the whole vocabulary (tied to the item embeddings)."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from inference.animelist import STATUS_CODES, Status
-from inference.encoding import EntryArrays, encode
+from inference.encoding import PAD_ITEM, EntryArrays, encode
 from training.model import ListTransformer
 
 FIELDS = ("items", "scores", "statuses", "times", "progress", "positions")
@@ -56,8 +56,17 @@ def user_states(
     states = []
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
-        hidden = model(_inputs(model, chunk, has_times, episodes, device))
-        states.append(hidden[:, -1].float())
+        inputs = _inputs(model, chunk, has_times, episodes, device)
+        hidden = model(inputs)
+        rows = torch.arange(len(chunk), device=device)
+        last = torch.full_like(rows, hidden.shape[1] - 1)
+        # The newest entry sits just before the query (none when the history is empty).
+        newest = (
+            torch.where(inputs["items"][:, -2] != PAD_ITEM, last - 1, -1)
+            if hidden.shape[1] > 1
+            else torch.full_like(rows, -1)
+        )
+        states.append(model.query_states(hidden, rows, last, newest).float())
     model.train(was_training)
     if not states:
         return torch.zeros((0, model.cfg.d_model), device=device)

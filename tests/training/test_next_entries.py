@@ -69,7 +69,8 @@ def test_a_query_cannot_see_its_target_or_anything_after_it(parts):
     assert checked >= 3
 
 
-def test_serving_form_matches_the_last_training_query(parts):
+@pytest.mark.parametrize("read_last_entry", [False, True])
+def test_serving_form_matches_the_last_training_query(parts, read_last_entry):
     """The state of the last query in a training row equals what scoring computes for that history."""
     torch.manual_seed(0)
     model = ListTransformer(
@@ -81,6 +82,7 @@ def test_serving_form_matches_the_last_training_query(parts):
             dropout=0.0,
             causal=True,
             use_times=False,
+            read_last_entry=read_last_entry,
         )
     ).eval()
     user = 5
@@ -88,11 +90,14 @@ def test_serving_form_matches_the_last_training_query(parts):
     batch = next_entries_batch(
         parts, np.array([user]), np.array([1], dtype=np.uint64), max_len=16, use_times=False
     )
-    hidden = model(to_device(batch, torch.device("cpu"), (*FIELDS_IN, "query_sees")))
+    inputs = to_device(batch, torch.device("cpu"), (*FIELDS_IN, "query_sees"))
+    hidden = model(inputs)
     width = int(np.flatnonzero(batch["query_sees"][0] >= 0).min())  # the first query column
     assert batch["target_items"][0, width] == history.items[-1]
+    row, col = torch.tensor([0]), torch.tensor([width])
+    trained = model.query_states(hidden, row, col, inputs["query_sees"][0, col])
     served = user_states(model, [history.select(np.arange(len(history) - 1))], has_times=True)
-    assert torch.allclose(hidden[0, width], served[0], atol=1e-5)
+    assert torch.allclose(trained[0], served[0], atol=1e-5)
 
 
 def test_next_entries_finetune_learns_the_planted_cycle(tmp_path, parts):
