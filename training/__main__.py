@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("training.finetune", "fine-tune the transformer on recent data"),
     "ranker": ("training.ranker", "train the listwise ranker on the fine-tuned model's outputs"),
     "sasrec": ("training.sasrec", "train the SASRec reference baseline"),
+    "vocab-catalog": (
+        "training.vocab_catalog",
+        "the catalogue in a dataset's vocabulary order (training inputs, bundles)",
+    ),
     "export": ("training.export", "export a model bundle to ONNX with parity checks"),
 }
 

@@ -1,0 +1,550 @@
+"""`python -m training export`: a trained model as a serving bundle (DESIGN §4), checked for parity.
+
+    python -m training export --finetuned runs/anime-finetune/ckpt.pt \
+        --ranker runs/anime-ranker/ckpt.pt --catalog data/catalog.json.gz --out exports/default
+
+Writes `exports/<name>/`:
+  encoder.onnx       token fields [batch, seq] (int64) -> watch_logits, predicted_scores,
+                     drop_probs [batch, n_items] and user_vector [batch, d]
+  encoder.int8.onnx  (--int8) the same, dynamically quantized
+  ranker.onnx        features [batch, candidates, n_features] -> utilities [batch, candidates]
+  item_facts.npz     per-item arrays in vocabulary order: the ranker's facts (log_popularity,
+                     franchise, genres) and the item embeddings ("because you liked", diversity)
+  catalog.json.gz    the catalogue rows of the model's vocabulary, in vocabulary order
+  manifest.json      encoding parameters, training data, metrics (parity included), sha256s
+
+The entry head scores every item in one pass: its first layer over [user state, item vector] splits
+into W_u·state + (W_i·item + b), and the item half is a constant folded in at export, so scoring
+all items costs one [n_items, d] add and the small second layer instead of a [n_items, 2d] matmul.
+
+Parity runs right after export on fresh random histories of sizes the export never saw: fp32 must
+match PyTorch to 1e-4 with identical top-10 per row, or no manifest is written (a folder without a
+manifest is not a bundle); the int8 encoder's top-10 overlap is measured and recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.animelist import N_STATUS_CODES, STATUS_CODES, Status
+from inference.bundle import CATALOG, ENCODER, RANKER, write_manifest
+from inference.catalog import Catalog, load_catalog, save_catalog
+from inference.encoding import (
+    FIELDS,
+    ITEM_OFFSET,
+    MASK_ITEM,
+    N_PROGRESS_TOKENS,
+    N_RANKER_FEATURES,
+    N_SCORE_TOKENS,
+    N_TIME_TOKENS,
+    PAD_ITEM,
+    RANKER_FEATURES,
+    SCORE_MASK,
+    STATUS_MASK,
+    TIME_NOW,
+    TIME_UNKNOWN,
+)
+from inference.errors import CatalogError
+from training.model import SCORE_CENTER, ListTransformer, ModelConfig
+from training.train import load_checkpoint
+from training.vocab_catalog import vocab_catalog, vocab_keys
+
+ENCODER_INT8 = "encoder.int8.onnx"
+ITEM_FACTS = "item_facts.npz"
+OPSET = 17
+ATOL = 1e-4
+TOP_K = 10
+ENCODER_OUTPUTS = ("watch_logits", "predicted_scores", "drop_probs", "user_vector")
+DROPPED = STATUS_CODES[Status.DROPPED]
+
+
+class ExportError(RuntimeError):
+    """The export cannot produce a bundle that serves exactly what was trained."""
+
+
+class EncoderGraph(nn.Module):
+    """The fine-tuned transformer as serving asks it: the "now" query in the last column."""
+
+    def __init__(self, model: ListTransformer) -> None:
+        super().__init__()
+        if not model.cfg.entry_head:
+            raise ExportError("the model has no entry head (a SASRec checkpoint?)")
+        self.model = model
+        first, _act, second = model.entry_head
+        d = model.cfg.d_model
+        with torch.no_grad():
+            items = model.item_emb.weight[ITEM_OFFSET:]
+            # Constant per item: the item half of the entry head's first layer, bias included.
+            self.register_buffer("item_part", items @ first.weight[:, d:].t() + first.bias)
+        self.user_weight = nn.Parameter(first.weight[:, :d].detach().clone())
+        self.second = second
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        scores: torch.Tensor,
+        statuses: torch.Tensor,
+        times: torch.Tensor,
+        progress: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        model = self.model
+        batch = {
+            "items": items,
+            "scores": scores,
+            "statuses": statuses,
+            "times": times,
+            "progress": progress,
+            "positions": positions,
+        }
+        hidden = model(batch)
+        state = hidden[:, -1]
+        if model.cfg.read_last_entry:
+            # As training.scoring.user_states: add the newest entry's state (the column before
+            # the query) when there is one.
+            has_entry = (items[:, -2:-1] != PAD_ITEM).to(state.dtype)
+            state = state + has_entry * hidden[:, -2]
+        logits = model.item_logits(state)
+        inner = nn.functional.gelu(self.item_part[None] + (state @ self.user_weight.t())[:, None])
+        out = self.second(inner)
+        predicted = (out[..., 0] + _score_center()).clamp(1.0, 10.0)
+        drops = torch.softmax(out[..., 1:], dim=-1)[..., DROPPED]
+        return logits, predicted, drops, state
+
+
+def _score_center() -> float:
+    return float(SCORE_CENTER)
+
+
+class RankerGraph(nn.Module):
+    def __init__(self, ranker: nn.Module) -> None:
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.ranker(features)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def random_inputs(
+    rng: np.random.Generator, batch: int, width: int, n_items: int, max_len: int
+) -> dict[str, np.ndarray]:
+    """Left-padded random histories (different lengths per row) with the query in the last column."""
+    arrays = {name: np.zeros((batch, width), dtype=np.int64) for name in FIELDS}
+    arrays["times"][:] = TIME_UNKNOWN
+    for row in range(batch):
+        n = int(rng.integers(0, width)) if row else width - 1  # row 0 fills the width
+        start = width - 1 - n
+        cols = slice(start, width - 1)
+        arrays["items"][row, cols] = ITEM_OFFSET + rng.choice(n_items, size=n, replace=False)
+        arrays["scores"][row, cols] = rng.integers(0, N_SCORE_TOKENS - 1, n)
+        arrays["statuses"][row, cols] = 1 + rng.integers(0, N_STATUS_CODES, n)
+        arrays["times"][row, cols] = rng.integers(1, N_TIME_TOKENS, n)
+        arrays["progress"][row, cols] = rng.integers(0, N_PROGRESS_TOKENS, n)
+        arrays["positions"][row, start:] = np.minimum(np.arange(n, -1, -1), max_len - 1)
+        arrays["items"][row, -1] = MASK_ITEM
+        arrays["scores"][row, -1] = SCORE_MASK
+        arrays["statuses"][row, -1] = STATUS_MASK
+        arrays["times"][row, -1] = TIME_NOW
+    return arrays
+
+
+def _torch_outputs(graph: nn.Module, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    with torch.no_grad():
+        outs = graph(*(torch.from_numpy(inputs[name]) for name in FIELDS))
+    return [o.float().numpy() for o in outs]
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's k best, best first (ties to the lower index)."""
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def export_encoder(graph: EncoderGraph, path: Path, n_items: int, max_len: int) -> None:
+    example = random_inputs(np.random.default_rng(0), 3, min(9, max_len), n_items, max_len)
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in FIELDS}
+    dynamic.update({name: {0: "batch"} for name in ENCODER_OUTPUTS})
+    torch.onnx.export(
+        graph,
+        tuple(torch.from_numpy(example[name]) for name in FIELDS),
+        str(path),
+        input_names=list(FIELDS),
+        output_names=list(ENCODER_OUTPUTS),
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    _fix_bool_eyelike(path)
+
+
+def _fix_bool_eyelike(path: Path) -> None:
+    """onnxruntime has no boolean EyeLike (the model's "every token sees itself" mask): compute it
+    in int64 and cast, which is the same matrix."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    types = {
+        value.name: value.type.tensor_type.elem_type
+        for value in onnx.shape_inference.infer_shapes(model).graph.value_info
+    }
+    nodes = []
+    for node in model.graph.node:
+        dtype = next((a.i for a in node.attribute if a.name == "dtype"), None)
+        if dtype is None:
+            dtype = types.get(node.output[0])
+        if node.op_type != "EyeLike" or dtype != TensorProto.BOOL:
+            nodes.append(node)
+            continue
+        source, target = node.input[0], node.output[0]
+        as_int, eye_int = f"{source}_as_int64", f"{target}_int64"
+        nodes.append(helper.make_node("Cast", [source], [as_int], to=TensorProto.INT64))
+        eye = helper.make_node("EyeLike", [as_int], [eye_int], dtype=TensorProto.INT64)
+        for attribute in node.attribute:
+            if attribute.name not in ("dtype",):
+                eye.attribute.append(attribute)
+        nodes.append(eye)
+        nodes.append(helper.make_node("Cast", [eye_int], [target], to=TensorProto.BOOL))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_ranker(graph: RankerGraph, path: Path) -> None:
+    example = torch.randn(2, 5, N_RANKER_FEATURES)
+    torch.onnx.export(
+        graph,
+        (example,),
+        str(path),
+        input_names=["features"],
+        output_names=["utilities"],
+        dynamic_axes={
+            "features": {0: "batch", 1: "candidates"},
+            "utilities": {0: "batch", 1: "candidates"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def encoder_parity(
+    graph: EncoderGraph, path: Path, n_items: int, max_len: int, *, seed: int = 1
+) -> dict[str, Any]:
+    """fp32 encoder vs PyTorch on fresh random histories of a few shapes."""
+    session = _session(path)
+    rng = np.random.default_rng(seed)
+    worst: dict[str, float] = dict.fromkeys(ENCODER_OUTPUTS, 0.0)
+    same_top = True
+    rows = 0
+    for batch, width in ((1, 2), (4, min(37, max_len)), (2, max_len)):
+        inputs = random_inputs(rng, batch, width, n_items, max_len)
+        expected = _torch_outputs(graph, inputs)
+        got = session.run(list(ENCODER_OUTPUTS), inputs)
+        for name, e, g in zip(ENCODER_OUTPUTS, expected, got, strict=True):
+            worst[name] = max(worst[name], float(np.abs(e - g).max()))
+        same_top &= bool((top_k_rows(expected[0], TOP_K) == top_k_rows(got[0], TOP_K)).all())
+        rows += batch
+    return {
+        "rows": rows,
+        "max_abs_diff": worst,
+        "top10_identical": same_top,
+        "passed": same_top and max(worst.values()) <= ATOL,
+    }
+
+
+def int8_overlap(
+    graph: EncoderGraph, path: Path, n_items: int, max_len: int, *, seed: int = 2
+) -> dict[str, Any]:
+    """Mean share of PyTorch's top-10 watch items that the int8 encoder also puts in its top-10."""
+    session = _session(path)
+    rng = np.random.default_rng(seed)
+    overlaps: list[float] = []
+    score_diff = 0.0
+    for width in (8, min(64, max_len), max_len):
+        inputs = random_inputs(rng, 8, width, n_items, max_len)
+        expected = _torch_outputs(graph, inputs)
+        got = session.run(list(ENCODER_OUTPUTS), inputs)
+        score_diff = max(score_diff, float(np.abs(expected[1] - got[1]).max()))
+        for e, g in zip(top_k_rows(expected[0], TOP_K), top_k_rows(got[0], TOP_K), strict=True):
+            overlaps.append(len(set(e.tolist()) & set(g.tolist())) / TOP_K)
+    return {
+        "rows": len(overlaps),
+        "top10_overlap_mean": float(np.mean(overlaps)),
+        "top10_overlap_min": float(np.min(overlaps)),
+        "predicted_score_max_abs_diff": score_diff,
+    }
+
+
+def ranker_parity(graph: RankerGraph, path: Path, *, seed: int = 3) -> dict[str, Any]:
+    session = _session(path)
+    features = np.random.default_rng(seed).normal(size=(3, 211, N_RANKER_FEATURES))
+    features = features.astype(np.float32)
+    with torch.no_grad():
+        expected = graph(torch.from_numpy(features)).numpy()
+    (got,) = session.run(["utilities"], {"features": features})
+    diff = float(np.abs(expected - got).max())
+    same_top = bool((top_k_rows(expected, TOP_K) == top_k_rows(got, TOP_K)).all())
+    return {"max_abs_diff": diff, "top10_identical": same_top, "passed": same_top and diff <= ATOL}
+
+
+# ---------------------------------------------------------------------------------- bundle parts
+
+
+def load_models(
+    finetuned: Path, ranker: Path
+) -> tuple[ListTransformer, dict[str, Any], nn.Module, dict[str, Any]]:
+    from training.ranker import RankerNet, RankerNetConfig
+
+    ft = load_checkpoint(finetuned)
+    if ft.get("kind") not in ("finetune", "pretrain"):
+        raise ExportError(f"{finetuned} is not a fine-tuned (or pretrained) list transformer")
+    model = ListTransformer(ModelConfig(**ft["model_config"]))
+    model.load_state_dict(ft["model"])
+    model.eval()
+    rk = load_checkpoint(ranker)
+    if rk.get("kind") != "ranker":
+        raise ExportError(f"{ranker} is not a ranker checkpoint")
+    net = RankerNet(RankerNetConfig(**rk["model_config"]))
+    net.load_state_dict(rk["model"])
+    net.eval()
+    if Path(str(rk.get("finetuned", ""))).resolve() != finetuned.resolve():
+        print(
+            f"warning: the ranker was trained on {rk.get('finetuned')!r}, exporting it with "
+            f"{finetuned}",
+            file=sys.stderr,
+        )
+    return model, ft, net, rk
+
+
+def bundle_catalog(full_catalog: Path, dataset: Path, n_items: int) -> Catalog:
+    """The catalogue rows of the model's vocabulary, in vocabulary order."""
+    keys = vocab_keys(dataset)
+    if len(keys) != n_items:
+        raise ExportError(f"{dataset} has {len(keys)} items, the model {n_items}")
+    catalog = load_catalog(full_catalog)
+    if [item.mal_id for item in catalog] == keys:
+        return catalog
+    derived, missing = vocab_catalog(catalog, keys, dataset.name)
+    if missing:
+        print(f"note: {missing} vocabulary items are not in {full_catalog}", file=sys.stderr)
+    return derived
+
+
+def check_episodes(catalog: Catalog, trained_with: str) -> bool:
+    """Whether the model was trained with catalogue episode counts (the progress input); if so,
+    the bundle's catalogue must give the same counts, or progress tokens would differ."""
+    if not trained_with:
+        return False
+    try:
+        trained = load_catalog(trained_with)
+    except (CatalogError, OSError) as exc:
+        raise ExportError(
+            f"the model was trained with the catalogue {trained_with} ({exc}); it is needed to "
+            "check that the bundle's episode counts are the ones training saw"
+        ) from None
+    if [i.episodes or 0 for i in trained] != [i.episodes or 0 for i in catalog]:
+        raise ExportError(
+            f"episode counts in the bundle's catalogue differ from {trained_with}, which the "
+            "model was trained with: the progress input would not match training"
+        )
+    return True
+
+
+def write_item_facts(path: Path, model: ListTransformer, ranker_payload: dict[str, Any]) -> None:
+    facts = ranker_payload["facts"]
+    embeddings = model.item_emb.weight[ITEM_OFFSET:].detach().float().numpy()
+    np.savez(
+        path,
+        log_popularity=np.asarray(facts["log_popularity"], dtype=np.float32),
+        franchise=np.asarray(facts["franchise"], dtype=np.int64),
+        genres=np.asarray(facts["genres"], dtype=np.float32),
+        item_embeddings=embeddings.astype(np.float32),
+    )
+
+
+def training_summary(ft_payload: dict[str, Any], dataset: Path) -> dict[str, Any]:
+    meta_path = dataset / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    stats_path = dataset / "stats.json"
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    config = ft_payload.get("config", {})
+    return {
+        "dataset": meta.get("name", dataset.name),
+        "users": meta.get("n_users"),
+        "items": meta.get("n_items"),
+        "interactions": meta.get("n_interactions"),
+        "has_times": meta.get("has_times"),
+        "synthetic": meta.get("synthetic"),
+        "split": config.get("data", {}).get("split"),
+        "length_percentiles": stats.get("length_percentiles"),
+        "finetune_epochs": ft_payload.get("state", {}).get("epoch"),
+    }
+
+
+def read_metrics(path: Path | None) -> dict[str, Any]:
+    """Rows of an `evaluate --out` JSON file, kept as they are (None: no evaluation given)."""
+    if path is None:
+        return {}
+    document = json.loads(path.read_text())
+    return {"evaluation": document, "evaluation_file": str(path)}
+
+
+def export_bundle(
+    finetuned: Path,
+    ranker: Path,
+    catalog_path: Path,
+    out: Path,
+    *,
+    name: str | None = None,
+    int8: bool = False,
+    metrics_file: Path | None = None,
+) -> dict[str, Any]:
+    """Write a verified bundle to `out` (replacing it only once everything passed)."""
+    model, ft, net, rk = load_models(finetuned, ranker)
+    cfg = model.cfg
+    dataset = Path(str(ft.get("dataset", "")))
+    catalog = bundle_catalog(catalog_path, dataset, cfg.n_items)
+    uses_episodes = check_episodes(catalog, str(ft.get("catalog") or ""))
+    encoder = EncoderGraph(model).eval()
+    ranker_graph = RankerGraph(net).eval()
+    torch.manual_seed(0)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        export_encoder(encoder, work / ENCODER, cfg.n_items, cfg.max_len)
+        export_ranker(ranker_graph, work / RANKER)
+        parity = {
+            "encoder_fp32": encoder_parity(encoder, work / ENCODER, cfg.n_items, cfg.max_len),
+            "ranker_fp32": ranker_parity(ranker_graph, work / RANKER),
+        }
+        failed = [k for k, v in parity.items() if not v["passed"]]
+        if failed:
+            raise ExportError(
+                f"parity against PyTorch failed for {', '.join(failed)}: "
+                f"{json.dumps(parity)}; no bundle written"
+            )
+        extra = [ITEM_FACTS]
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(
+                str(work / ENCODER), str(work / ENCODER_INT8), weight_type=QuantType.QInt8
+            )
+            parity["encoder_int8"] = int8_overlap(
+                encoder, work / ENCODER_INT8, cfg.n_items, cfg.max_len
+            )
+            extra.append(ENCODER_INT8)
+        save_catalog(catalog, work / CATALOG)
+        write_item_facts(work / ITEM_FACTS, model, rk)
+        encoding = {
+            "max_len": cfg.max_len,
+            "n_items": cfg.n_items,
+            "d_model": cfg.d_model,
+            "has_times": bool(ft.get("has_times", True)),
+            "use_times": cfg.use_times,
+            "causal": cfg.causal,
+            "append_query": True,
+            "read_last_entry": cfg.read_last_entry,
+            "progress_from_catalog_episodes": uses_episodes,
+            "tokens": {
+                "pad_item": PAD_ITEM,
+                "mask_item": MASK_ITEM,
+                "item_offset": ITEM_OFFSET,
+                "score_mask": SCORE_MASK,
+                "status_mask": STATUS_MASK,
+                "time_now": TIME_NOW,
+                "time_unknown": TIME_UNKNOWN,
+            },
+            "encoder_inputs": list(FIELDS),
+            "encoder_outputs": list(ENCODER_OUTPUTS),
+            "ranker_features": list(RANKER_FEATURES),
+            "ranker_candidates": int(rk.get("candidates", 200)),
+            "item_facts": ITEM_FACTS,
+            "int8_encoder": ENCODER_INT8 if int8 else None,
+            "opset": OPSET,
+        }
+        metrics = {"parity": parity, **read_metrics(metrics_file)}
+        manifest = write_manifest(
+            work,
+            name=name or out.name,
+            encoding=encoding,
+            training_data={
+                **training_summary(ft, dataset),
+                "finetuned_checkpoint": str(finetuned),
+                "ranker_checkpoint": str(ranker),
+            },
+            metrics=metrics,
+            extra_files=extra,
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    return manifest
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--finetuned", required=True, type=Path, help="fine-tuned checkpoint")
+    parser.add_argument("--ranker", required=True, type=Path, help="ranker checkpoint")
+    parser.add_argument(
+        "--catalog", required=True, type=Path, help="the catalogue (full, or in vocabulary order)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. exports/x")
+    parser.add_argument("--name", default=None, help="bundle name (default: the folder's name)")
+    parser.add_argument("--int8", action="store_true", help="also write a quantized encoder")
+    parser.add_argument(
+        "--metrics", type=Path, default=None, help="an `evaluate --out` JSON file to record"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        manifest = export_bundle(
+            args.finetuned,
+            args.ranker,
+            args.catalog,
+            args.out,
+            name=args.name,
+            int8=args.int8,
+            metrics_file=args.metrics,
+        )
+    except (ExportError, CatalogError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parity = manifest["metrics"]["parity"]
+    fp32 = parity["encoder_fp32"]
+    print(
+        f"{args.out}: encoder parity max |diff| "
+        f"{max(fp32['max_abs_diff'].values()):.2e}, top-10 identical: {fp32['top10_identical']}; "
+        f"ranker max |diff| {parity['ranker_fp32']['max_abs_diff']:.2e}"
+    )
+    if "encoder_int8" in parity:
+        print(f"int8 encoder top-10 overlap: {parity['encoder_int8']['top10_overlap_mean']:.3f}")
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    print(f"bundle size {total / 1e6:.1f} MB, files: {', '.join(manifest['files'])}")
+    return 0
