@@ -1,4 +1,4 @@
-"""`python -m inference <command>`: look at a user's list (and, later, recommend for it).
+"""`python -m inference <command>`: look at a user's list, or get recommendations for it.
 
 Each command is one entry in `COMMANDS`: a function that adds its options to a sub-parser and a
 function that runs it. Every command that needs a list shares `add_list_source_arguments` and
@@ -138,8 +138,26 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, TextIO], int]
 
+
+def configure_recommend(parser: argparse.ArgumentParser) -> None:
+    from inference.cli_recommend import configure_recommend as configure
+
+    configure(parser)
+
+
+def run_recommend(args: argparse.Namespace, out: TextIO) -> int:
+    from inference.cli_recommend import run_recommend as run
+
+    return run(args, out)
+
+
 COMMANDS: dict[str, tuple[str, Configure, Run]] = {
     "list": ("summarize a user's anime list", configure_list, run_list),
+    "recommend": (
+        "annotated recommendations for a user's list",
+        configure_recommend,
+        run_recommend,
+    ),
 }
 
 

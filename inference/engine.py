@@ -1,26 +1,51 @@
-"""The recommendation engine: an AnimeList and options in, annotated picks out.
+"""The recommendation engine: an AnimeList and options in, annotated picks out (DESIGN §4-§5).
 
-`Engine.recommend` is what every front end calls. With a model bundle it runs encoder ->
-candidates -> ranker -> filters -> re-rank -> annotations (added with the ONNX export); without
-one (`Engine.without_model`) every list gets the cold-start path, popular-and-recent picks, with a
-note saying so. The blocking work runs off the event loop.
+`Engine.recommend` is what every front end calls. With a model bundle (`Engine.from_bundle`) a list
+goes encoder -> candidates -> ranker (`inference.bundle_model`) -> filters (`inference.filters`) ->
+re-rank (`inference.rerank.select`: at most one title per franchise, diversity, the adventurous
+knob, the plan-to-watch cap) -> annotations (`inference.explain`: predicted score from the score
+head, "because you liked" from item-embedding similarity to the user's liked entries). A list with
+no title the model knows gets the cold-start path, popular-and-recent picks, with a note saying so;
+so does every list when no bundle is loaded (`Engine.without_model`).
+
+Serving: one onnxruntime session per model, shared by all requests; the work runs on a small
+thread pool, never on the event loop; concurrent `recommend` calls are micro-batched into one
+encoder run and one ranker run (`inference.batching`), unless `micro_batching=False`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inference.animelist import AnimeList
+from inference.batching import MicroBatcher
+from inference.bundle import load_bundle
+from inference.bundle_model import BundleModel, Scored
 from inference.catalog import Catalog
-from inference.explain import Explainer, Recommendation
-from inference.franchise import FranchiseIndex
+from inference.encoding import Entries, entries_from_list
+from inference.explain import Explainer, Recommendation, UserContext
+from inference.filters import eligible, exclusion_notes, redirect_utilities
+from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
-from inference.popular import popular_recent
+from inference.popular import COLD_START_NOTE, popular_recent
+from inference.rerank import Method, select
+
+log = logging.getLogger(__name__)
 
 NO_MODEL_NOTE = "No trained model is loaded, so these are popular recent picks for everyone."
+GENRE_WEIGHT = 0.3  # share of genre overlap (vs embedding cosine) in the diversity similarity
+TRADEOFF = 0.7  # DPP θ / MMR λ: utility against diversity
+RERANK_POOL = 200  # candidates the re-ranker chooses among
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,27 +63,107 @@ class ModelInfo:
 class RecommendationResult:
     recommendations: list[Recommendation]
     notes: list[str]
+    model: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "recommendations": [r.as_json() for r in self.recommendations],
             "notes": list(self.notes),
+            "model": dict(self.model),
         }
 
 
-class Engine:
-    """Shared by every request of a process; thread-safe for `recommend_sync`."""
+@dataclass(frozen=True, slots=True)
+class _Request:
+    anime_list: AnimeList
+    options: RecommendOptions  # genres already resolved
+    today: dt.date | None
+    now: int | None
 
-    def __init__(self, catalog: Catalog, info: ModelInfo) -> None:
+
+class Engine:
+    """Shared by every request of a process; `recommend_sync` is thread-safe."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        info: ModelInfo,
+        model: BundleModel | None = None,
+        *,
+        micro_batching: bool = True,
+        max_batch: int = 16,
+        max_wait_s: float = 0.003,
+        workers: int = 1,
+        method: Method = "dpp",
+        tradeoff: float = TRADEOFF,
+        genre_weight: float = GENRE_WEIGHT,
+    ) -> None:
         self.catalog = catalog
         self.info = info
+        self.model = model
         self.franchises = FranchiseIndex.build(catalog)
-        self.explainer = Explainer(catalog, franchises=self.franchises)
+        self.explainer = Explainer(
+            catalog,
+            item_embeddings=None if model is None else model.item_embeddings,
+            franchises=self.franchises,
+        )
+        self.method: Method = method
+        self.tradeoff = tradeoff
+        self.genre_weight = genre_weight
+        self.item_index = {item.mal_id: i for i, item in enumerate(catalog)}
+        self._franchise_ids = franchise_array(catalog)
+        self._popularity = np.array(
+            [np.nan if item.popularity is None else item.popularity for item in catalog],
+            dtype=np.float64,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
+        self.micro_batching = micro_batching
+        self._batcher: MicroBatcher[_Request, RecommendationResult | Exception] = MicroBatcher(
+            self._run_requests, self._executor, max_batch=max_batch, max_wait_s=max_wait_s
+        )
 
     @classmethod
     def without_model(cls, catalog: Catalog) -> Engine:
         info = ModelInfo(name="none", version="-", trained_on="no model: popularity only")
         return cls(catalog, info)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: Path | str,
+        providers: str | Sequence[str] = "auto",
+        *,
+        precision: str = "fp32",
+        **settings: Any,
+    ) -> Engine:
+        """Load and verify a bundle (a wrong hash or format version raises `BundleError`)."""
+        started = time.perf_counter()
+        bundle = load_bundle(path)
+        model = BundleModel(bundle, providers, precision=precision)
+        manifest = bundle.manifest
+        data = manifest.get("training_data", {})
+        trained_on = f"{data.get('dataset', '?')}: {data.get('users', '?')} users, " + (
+            f"{data.get('interactions', '?')} list entries"
+        )
+        files = manifest["files"]
+        info = ModelInfo(
+            name=bundle.name,
+            version=str(files["encoder.onnx"]["sha256"])[:12],
+            trained_on=trained_on,
+            created_at=manifest.get("created_at"),
+            metrics=_headline_metrics(manifest.get("metrics", {})),
+        )
+        engine = cls(bundle.catalog, info, model, **settings)
+        log.info(
+            "bundle %s loaded in %.2f s; models run on %s (%s)",
+            bundle.name,
+            time.perf_counter() - started,
+            model.providers[0],
+            precision,
+        )
+        return engine
+
+    # ----- requests ---------------------------------------------------------------------------
 
     def recommend_sync(
         self,
@@ -66,20 +171,167 @@ class Engine:
         options: RecommendOptions,
         *,
         today: dt.date | None = None,
+        now: int | None = None,
     ) -> RecommendationResult:
-        options = options.resolve_genres(self.catalog)
-        picks, _cold_start_note = popular_recent(
-            self.catalog,
-            options,
-            anime_list,
-            today=today,
-            franchises=self.franchises,
-            explainer=self.explainer,
-        )
-        notes = [NO_MODEL_NOTE]
-        return RecommendationResult(picks, notes)
+        """One request, on the calling thread. Unknown genres raise ValueError."""
+        request = _Request(anime_list, options.resolve_genres(self.catalog), today, now)
+        (result,) = self._run_requests([request])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def recommend(
         self, anime_list: AnimeList, options: RecommendOptions
     ) -> RecommendationResult:
-        return await asyncio.to_thread(self.recommend_sync, anime_list, options)
+        """One request, off the event loop; concurrent calls share model runs when batching."""
+        request = _Request(anime_list, options.resolve_genres(self.catalog), None, None)
+        if self.micro_batching and self.model is not None:
+            result = await self._batcher.submit(request)
+        else:
+            loop = asyncio.get_running_loop()
+            (result,) = await loop.run_in_executor(self._executor, self._run_requests, [request])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def model_inputs(self, anime_list: AnimeList, now: int | None = None) -> dict[str, np.ndarray]:
+        """The encoder inputs this list becomes (what the encoder equivalence test compares)."""
+        if self.model is None:
+            raise ValueError("no model is loaded")
+        entries, _ = entries_from_list(anime_list.entries, self.item_index)
+        return self.model.encode([entries], None if now is None else [now]).as_dict()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+    # ----- the pipeline -----------------------------------------------------------------------
+
+    def _run_requests(self, requests: Sequence[_Request]) -> list[RecommendationResult | Exception]:
+        """Many requests: one encoder and one ranker run for all lists the model knows."""
+        prepared = [entries_from_list(r.anime_list.entries, self.item_index) for r in requests]
+        warm = [
+            i for i, (entries, _) in enumerate(prepared) if self.model is not None and len(entries)
+        ]
+        scored: dict[int, Scored] = {}
+        if warm:
+            assert self.model is not None
+            runs = self.model.run(
+                [prepared[i][0] for i in warm],
+                [self._now(requests[i]) for i in warm] if self.model.has_times else None,
+            )
+            scored = dict(zip(warm, runs, strict=True))
+        results: list[RecommendationResult | Exception] = []
+        for i, request in enumerate(requests):
+            try:
+                entries, n_unknown = prepared[i]
+                if i in scored:
+                    results.append(self._ranked(request, entries, n_unknown, scored[i]))
+                else:
+                    results.append(self._cold(request, n_unknown))
+            except Exception as exc:  # one bad request must not fail its batch-mates
+                results.append(exc)
+        return results
+
+    def _now(self, request: _Request) -> int | None:
+        # Serving's "now" is the wall clock (DESIGN §4), never an entry's own time.
+        return int(time.time()) if request.now is None else request.now
+
+    def _ranked(
+        self, request: _Request, entries: Entries, n_unknown: int, scored: Scored
+    ) -> RecommendationResult:
+        assert self.model is not None
+        options = request.options
+        today = request.today or dt.date.today()
+        allowed = eligible(
+            self.catalog, request.anime_list, options, today=today, franchises=self.franchises
+        )
+        utilities = redirect_utilities(scored.utilities, allowed)
+        picks = select(
+            utilities,
+            allowed.mask,
+            self.model.item_embeddings,
+            self._franchise_ids,
+            options.count,
+            popularity=self._popularity,
+            adventurous=float(options.adventurous),
+            genres=self.model.facts.genres if self.model.facts.genres.shape[1] else None,
+            genre_weight=self.genre_weight if self.model.facts.genres.shape[1] else 0.0,
+            limited=allowed.plan_to_watch if options.plan_to_watch else None,
+            limit=options.plan_to_watch_max if options.plan_to_watch else None,
+            method=self.method,
+            tradeoff=self.tradeoff,
+            n_candidates=RERANK_POOL,
+        )
+        user = UserContext(request.anime_list, self.catalog)
+        entry_points = {entry: later for later, entry in allowed.redirects.items()}
+        recommendations = []
+        for index in picks.tolist():
+            extra = []
+            later = entry_points.get(index)
+            if later is not None and scored.utilities[later] > scored.utilities[index]:
+                extra.append(f"Where {self.catalog[later].title} starts")
+            recommendations.append(
+                self.explainer.explain(
+                    index,
+                    user,
+                    predicted_score=float(scored.predicted_scores[index]),
+                    utility=float(utilities[index]),
+                    extra_why=extra,
+                )
+            )
+        notes = exclusion_notes(allowed)
+        if n_unknown:
+            notes.append(_unknown_note(n_unknown))
+        if len(recommendations) < options.count:
+            notes.append(
+                f"Only {len(recommendations)} title(s) passed your filters; loosen them for more."
+            )
+        return RecommendationResult(recommendations, notes, self._model_json())
+
+    def _cold(self, request: _Request, n_unknown: int) -> RecommendationResult:
+        picks, note = popular_recent(
+            self.catalog,
+            request.options,
+            request.anime_list,
+            today=request.today,
+            franchises=self.franchises,
+            explainer=self.explainer,
+        )
+        notes = [NO_MODEL_NOTE if self.model is None else note]
+        if n_unknown and self.model is not None:
+            notes.append(_unknown_note(n_unknown))
+        return RecommendationResult(picks, notes, self._model_json())
+
+    def _model_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.info.name, "version": self.info.version}
+        if self.model is not None:
+            out.update(self.model.describe())
+        return out
+
+
+def _unknown_note(n: int) -> str:
+    what = "1 title" if n == 1 else f"{n} titles"
+    return f"{what} on your list {'is' if n == 1 else 'are'} not in the model's catalogue and " + (
+        "could not be used."
+    )
+
+
+def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A few numbers for /help: parity and, when recorded, the bundle's own evaluation rows."""
+    out: dict[str, Any] = {}
+    parity = metrics.get("parity", {}).get("encoder_fp32", {})
+    if parity:
+        out["parity_max_abs_diff"] = max(parity.get("max_abs_diff", {}).values(), default=None)
+    headline = metrics.get("headline")
+    if isinstance(headline, dict):
+        out.update(headline)
+    return out
+
+
+__all__ = [
+    "COLD_START_NOTE",
+    "NO_MODEL_NOTE",
+    "Engine",
+    "ModelInfo",
+    "RecommendationResult",
+]

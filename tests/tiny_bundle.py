@@ -112,3 +112,26 @@ def build_tiny_bundle(root: Path, *, int8: bool = True) -> Path:
     out = root / "bundle"
     export_bundle(root / "ft" / "ckpt.pt", root / "rk" / "ckpt.pt", catalog_path, out, int8=int8)
     return out
+
+
+def export_xml(entries: list[tuple[int, str, int, int]]) -> str:
+    """A MyAnimeList XML export of (MAL id, status name, score 0-10, episodes watched) rows."""
+    rows = []
+    for mal_id, status, score, watched in entries:
+        rows.append(
+            "<anime>"
+            f"<series_animedb_id>{mal_id}</series_animedb_id>"
+            f"<series_title><![CDATA[Title {mal_id}]]></series_title>"
+            "<series_type>TV</series_type><series_episodes>12</series_episodes>"
+            f"<my_watched_episodes>{watched}</my_watched_episodes>"
+            "<my_start_date>0000-00-00</my_start_date><my_finish_date>0000-00-00</my_finish_date>"
+            f"<my_score>{score}</my_score><my_status>{status}</my_status>"
+            "<my_times_watched>0</my_times_watched><my_rewatching>0</my_rewatching>"
+            "</anime>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" ?><myanimelist><myinfo>'
+        "<user_name>tester</user_name><user_export_type>1</user_export_type></myinfo>"
+        + "".join(rows)
+        + "</myanimelist>"
+    )

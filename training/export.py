@@ -81,10 +81,12 @@ class EncoderGraph(nn.Module):
             raise ExportError("the model has no entry head (a SASRec checkpoint?)")
         self.model = model
         first, _act, second = model.entry_head
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
         d = model.cfg.d_model
         with torch.no_grad():
             items = model.item_emb.weight[ITEM_OFFSET:]
             # Constant per item: the item half of the entry head's first layer, bias included.
+            self.item_part: torch.Tensor
             self.register_buffer("item_part", items @ first.weight[:, d:].t() + first.bias)
         self.user_weight = nn.Parameter(first.weight[:, :d].detach().clone())
         self.second = second

@@ -1,0 +1,197 @@
+"""A loaded bundle's two ONNX models asked about lists: encoder -> candidates -> ranker utilities.
+
+Everything here mirrors how training asked the PyTorch model (`training.scoring`,
+`training.ranker.candidate_tables`), so the ranker sees at serving the features it was trained on:
+
+- the list is encoded by `inference.encoding.encode` with the manifest's parameters, the "now"
+  query appended;
+- candidates are the `ranker_candidates` unseen items with the best watch logits (items on the list
+  are masked out), with log-probabilities over the unseen vocabulary and their ranks;
+- plan-to-watch entries are on the list, so training never offered them as candidates; serving does
+  (they stay eligible, capped), with the log-probability and rank they would have among the unseen;
+- items outside the candidates keep the fine-tuned order below every candidate, so a franchise
+  entry point reached by redirect or a filter-heavy request still has a sensible utility.
+
+One shared onnxruntime session per model; `run` takes many lists at once (micro-batching): one
+encoder run and one ranker run for the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.animelist import STATUS_CODES, Status
+from inference.bundle import Bundle, BundleError, make_session
+from inference.encoding import (
+    N_RANKER_FEATURES,
+    Encoded,
+    Entries,
+    ItemFacts,
+    encode,
+    ranker_features,
+)
+
+log = logging.getLogger(__name__)
+
+PLAN_TO_WATCH = STATUS_CODES[Status.PLAN_TO_WATCH]
+ENCODER_OUTPUTS = ("watch_logits", "predicted_scores", "drop_probs", "user_vector")
+BELOW_CANDIDATES = 1.0  # gap between the worst candidate's utility and the best non-candidate
+RANK_STEP = 1e-4  # non-candidates keep the fine-tuned order below the candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One list through both models: vocabulary-wide arrays (index i = item i)."""
+
+    utilities: np.ndarray  # float64 [n_items]: ranker utility; non-candidates below every candidate
+    predicted_scores: np.ndarray  # float32 [n_items]: the score head (1-10)
+    candidates: np.ndarray  # int64: the items the ranker scored
+    user_vector: np.ndarray  # float32 [d]
+
+
+class BundleModel:
+    """The encoder and ranker sessions of one bundle, with the facts the features need."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        providers: str | Sequence[str] = "auto",
+        *,
+        precision: str = "fp32",
+    ) -> None:
+        enc = bundle.encoding
+        self.max_len = int(enc["max_len"])
+        self.has_times = bool(enc["has_times"])
+        self.use_times = bool(enc.get("use_times", True))
+        self.n_items = int(enc["n_items"])
+        self.n_candidates = int(enc.get("ranker_candidates", 200))
+        if list(enc.get("ranker_features", [])) and len(enc["ranker_features"]) != (
+            N_RANKER_FEATURES
+        ):
+            raise BundleError(
+                f"bundle {bundle.path}: its ranker reads {len(enc['ranker_features'])} features, "
+                f"this code computes {N_RANKER_FEATURES}; re-export the bundle"
+            )
+        self.episodes: np.ndarray | None = None
+        if enc.get("progress_from_catalog_episodes"):
+            self.episodes = np.array([i.episodes or 0 for i in bundle.catalog], dtype=np.int64)
+        facts = np.load(bundle.file(str(enc.get("item_facts", "item_facts.npz"))))
+        self.facts = ItemFacts(
+            log_popularity=facts["log_popularity"],
+            franchise=facts["franchise"],
+            genres=facts["genres"],
+        )
+        self.item_embeddings: np.ndarray = facts["item_embeddings"]
+        if precision == "int8":
+            name = enc.get("int8_encoder")
+            if not name:
+                raise BundleError(f"bundle {bundle.path} has no int8 encoder; export with --int8")
+            encoder_path = bundle.file(str(name))
+        elif precision == "fp32":
+            encoder_path = bundle.encoder_path
+        else:
+            raise BundleError(f"precision must be 'fp32' or 'int8', not {precision!r}")
+        self.precision = precision
+        self.encoder = make_session(encoder_path, providers)
+        self.ranker = make_session(bundle.ranker_path, providers)
+        self.providers = self.encoder.get_providers()
+
+    # ----- encoding -------------------------------------------------------------------------
+
+    def encode(self, lists: Sequence[Entries], now: Sequence[int | None] | None = None) -> Encoded:
+        """Model inputs for lists, exactly as training encodes them (see `training.scoring`)."""
+        return encode(
+            lists,
+            self.max_len,
+            has_times=self.has_times,
+            episodes=self.episodes,
+            now=now,
+            append_query=True,
+            use_times=self.use_times,
+        )
+
+    # ----- both models ----------------------------------------------------------------------
+
+    def run(
+        self, lists: Sequence[Entries], now: Sequence[int | None] | None = None
+    ) -> list[Scored]:
+        """Utilities and predicted scores for each list (one encoder and one ranker run)."""
+        if not lists:
+            return []
+        encoded = self.encode(lists, now)
+        logits, scores, drops, users = self.encoder.run(list(ENCODER_OUTPUTS), encoded.as_dict())
+        tables = [
+            self._candidates(entries, logits[row], scores[row], drops[row])
+            for row, entries in enumerate(lists)
+        ]
+        width = max(len(items) for items, _ in tables)
+        features = np.zeros((len(lists), max(width, 1), N_RANKER_FEATURES), dtype=np.float32)
+        for row, (items, table) in enumerate(tables):
+            features[row, : len(items)] = table
+        (utilities,) = self.ranker.run(["utilities"], {"features": features})
+        out = []
+        for row, (items, _) in enumerate(tables):
+            out.append(
+                Scored(
+                    utilities=self._vocabulary_utilities(
+                        logits[row], items, utilities[row, : len(items)]
+                    ),
+                    predicted_scores=scores[row],
+                    candidates=items,
+                    user_vector=users[row],
+                )
+            )
+        return out
+
+    def _candidates(
+        self, entries: Entries, logits: np.ndarray, scores: np.ndarray, drops: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        seen = np.asarray(entries.items, dtype=np.int64)
+        masked = logits.astype(np.float64)
+        masked[seen] = -np.inf
+        order = np.argsort(-masked, kind="stable")
+        ranks = np.empty(len(order), dtype=np.int64)
+        ranks[order] = np.arange(len(order))
+        finite = masked[np.isfinite(masked)]
+        if len(finite) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, N_RANKER_FEATURES), np.float32)
+        top = finite.max()
+        log_norm = top + np.log(np.exp(finite - top).sum())
+        log_probs = masked - log_norm
+        items = order[: min(self.n_candidates, len(finite))]
+        planned = seen[np.asarray(entries.statuses) == PLAN_TO_WATCH]
+        if len(planned):
+            # As if unseen: the same normalizer, and the rank among the unseen they would take.
+            raw = logits.astype(np.float64)[planned]
+            log_probs[planned] = raw - log_norm
+            ranks[planned] = np.searchsorted(-finite[np.argsort(-finite)], -raw, side="left")
+            items = np.concatenate([items, planned])
+        features = ranker_features(
+            entries, items, log_probs[items], ranks[items], scores[items], drops[items], self.facts
+        )
+        return items, features
+
+    def _vocabulary_utilities(
+        self, logits: np.ndarray, items: np.ndarray, utilities: np.ndarray
+    ) -> np.ndarray:
+        out = np.empty(self.n_items, dtype=np.float64)
+        order = np.argsort(-logits.astype(np.float64), kind="stable")
+        ranks = np.empty(self.n_items, dtype=np.float64)
+        ranks[order] = np.arange(self.n_items)
+        floor = float(utilities.min()) if len(utilities) else 0.0
+        out[:] = floor - BELOW_CANDIDATES - RANK_STEP * ranks
+        out[items] = utilities
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "providers": list(self.providers),
+            "max_len": self.max_len,
+            "candidates": self.n_candidates,
+        }
