@@ -25,10 +25,13 @@ manifest is not a bundle); the int8 encoder's top-10 overlap is measured and rec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,20 +180,31 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------ export
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The TorchScript exporter warns that it is legacy and that d_model is traced as a constant
+    (it is one); parity, not the tracer's warnings, is what decides whether the export is right."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
 def export_encoder(graph: EncoderGraph, path: Path, n_items: int, max_len: int) -> None:
     example = random_inputs(np.random.default_rng(0), 3, min(9, max_len), n_items, max_len)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in FIELDS}
     dynamic.update({name: {0: "batch"} for name in ENCODER_OUTPUTS})
-    torch.onnx.export(
-        graph,
-        tuple(torch.from_numpy(example[name]) for name in FIELDS),
-        str(path),
-        input_names=list(FIELDS),
-        output_names=list(ENCODER_OUTPUTS),
-        dynamic_axes=dynamic,
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with _quiet_exporter():
+        torch.onnx.export(
+            graph,
+            tuple(torch.from_numpy(example[name]) for name in FIELDS),
+            str(path),
+            input_names=list(FIELDS),
+            output_names=list(ENCODER_OUTPUTS),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     _fix_bool_eyelike(path)
 
 
@@ -230,19 +244,20 @@ def _fix_bool_eyelike(path: Path) -> None:
 
 def export_ranker(graph: RankerGraph, path: Path) -> None:
     example = torch.randn(2, 5, N_RANKER_FEATURES)
-    torch.onnx.export(
-        graph,
-        (example,),
-        str(path),
-        input_names=["features"],
-        output_names=["utilities"],
-        dynamic_axes={
-            "features": {0: "batch", 1: "candidates"},
-            "utilities": {0: "batch", 1: "candidates"},
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with _quiet_exporter():
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            input_names=["features"],
+            output_names=["utilities"],
+            dynamic_axes={
+                "features": {0: "batch", 1: "candidates"},
+                "utilities": {0: "batch", 1: "candidates"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _session(path: Path) -> Any:

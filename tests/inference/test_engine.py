@@ -1,0 +1,432 @@
+"""The engine over a real exported bundle: encoding as in training, every option, annotations,
+cold start, micro-batching; and `python -m inference recommend`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.animelist import STATUS_BY_CODE, AnimeList, ListEntry, Status
+from inference.batching import MicroBatcher
+from inference.engine import Engine, RecommendationResult
+from inference.explain import liked_weight
+from inference.options import RecommendOptions
+from inference.popular import COLD_START_NOTE
+from tests.tiny_bundle import (
+    ADULT_ID,
+    MOVIE_IDS,
+    PREQUEL_ID,
+    SEQUEL_ID,
+    UNAIRED_ID,
+    export_xml,
+)
+
+TODAY = None  # the engine's own clock: the tiny catalogue's dates are far from any edge
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle: Path) -> Iterator[Engine]:
+    engine = Engine.from_bundle(tiny_bundle, providers="cpu")
+    yield engine
+    engine.close()
+
+
+def make_list(*rows: tuple[int, Status, float | None]) -> AnimeList:
+    entries = [
+        ListEntry(mal_id=m, status=s, score=sc, episodes_watched=12 if s == Status.COMPLETED else 2)
+        for m, s, sc in rows
+    ]
+    return AnimeList(source="mal", username="tester", entries=entries)
+
+
+LIKES = make_list(
+    (1003, Status.COMPLETED, 9.0),
+    (1004, Status.COMPLETED, 8.0),
+    (1009, Status.DROPPED, 2.0),
+    (1012, Status.WATCHING, None),
+    (1013, Status.PLAN_TO_WATCH, None),
+    (1014, Status.PLAN_TO_WATCH, None),
+    (1015, Status.COMPLETED, None),
+)
+
+
+def ids(result: RecommendationResult) -> list[int]:
+    return [r.mal_id for r in result.recommendations]
+
+
+# ----- the same inputs and outputs as training ------------------------------------------------
+
+
+def test_a_list_through_the_engine_gives_the_training_encoder_inputs(
+    engine: Engine, tiny_bundle: Path
+) -> None:
+    """A dataset user's history, as a list through the engine and as training scores it."""
+    import torch
+
+    from training.batches import UserParts, load_episodes
+    from training.dataset import Dataset
+    from training.ranker import load_finetuned
+    from training.scoring import _inputs, entry_predictions, user_states, watch_logits
+
+    root = tiny_bundle.parent
+    parts = UserParts(Dataset(root / "planted"), "loo")
+    model, payload = load_finetuned(str(root / "ft" / "ckpt.pt"), torch.device("cpu"))
+    episodes = load_episodes(str(root / "catalog.json.gz"), parts.n_items)
+    for user in (0, 5, 17):
+        history = parts.part(user)
+        keys = Dataset(root / "planted").item_keys()
+        anime_list = AnimeList(
+            source="mal",
+            username=f"u{user}",
+            entries=[
+                ListEntry(
+                    mal_id=int(keys[int(i)]),
+                    status=STATUS_BY_CODE[int(st)],
+                    score=float(sc) if sc else None,
+                    episodes_watched=int(p),
+                )
+                for i, sc, st, p in zip(
+                    history.items, history.scores, history.statuses, history.progress, strict=True
+                )
+            ],
+        )
+        served = engine.model_inputs(anime_list)
+        trained = _inputs(model, [history], payload["has_times"], episodes, torch.device("cpu"))
+        for name, array in trained.items():
+            np.testing.assert_array_equal(served[name], array.numpy(), err_msg=name)
+
+        states = user_states(model, [history], has_times=False, episodes=episodes)
+        (scored,) = engine.model.run([_entries(engine, anime_list)])  # type: ignore[union-attr]
+        np.testing.assert_allclose(scored.user_vector, states[0].numpy(), atol=1e-4)
+        every = np.arange(parts.n_items)
+        scores, _ = entry_predictions(model, states, np.zeros(parts.n_items, int), every)
+        np.testing.assert_allclose(scored.predicted_scores, scores, atol=1e-4)
+        logits = watch_logits(model, states)[0]
+        assert (
+            set(scored.candidates[: engine.model.n_candidates].tolist())
+            <= set(  # type: ignore[union-attr]
+                np.argsort(-np.where(np.isin(every, history.items), -np.inf, logits))[:12].tolist()
+            )
+        )
+
+
+def _entries(engine: Engine, anime_list: AnimeList):  # type: ignore[no-untyped-def]
+    from inference.encoding import entries_from_list
+
+    return entries_from_list(anime_list.entries, engine.item_index)[0]
+
+
+# ----- options ----------------------------------------------------------------------------------
+
+
+def test_count_and_the_defaults(engine: Engine) -> None:
+    for count in (1, 3, 7):
+        result = engine.recommend_sync(LIKES, RecommendOptions(count=count))
+        assert len(result.recommendations) == count
+    result = engine.recommend_sync(LIKES, RecommendOptions(count=25))
+    picked = ids(result)
+    on_list = {e.mal_id for e in LIKES.entries if e.status != Status.PLAN_TO_WATCH}
+    assert not on_list & set(picked)
+    assert ADULT_ID not in picked and UNAIRED_ID not in picked
+    # 1001 is the sequel of 1000, which the user has not watched: held back for its entry point.
+    assert SEQUEL_ID not in picked and PREQUEL_ID in picked
+    assert len(picked) == len(set(picked))
+    assert any("adult" in note for note in result.notes)
+    assert any("not aired" in note for note in result.notes)
+
+
+def test_media_types(engine: Engine) -> None:
+    result = engine.recommend_sync(
+        LIKES, RecommendOptions(count=5, media_types=frozenset({"movie"}))
+    )
+    assert result.recommendations and set(ids(result)) <= set(MOVIE_IDS)
+    assert all(r.media_type == "movie" for r in result.recommendations)
+
+
+def test_genres_included_and_excluded(engine: Engine) -> None:
+    wanted = engine.recommend_sync(LIKES, RecommendOptions(count=5, include_genres=("drama",)))
+    assert wanted.recommendations
+    assert all("Drama" in r.genres for r in wanted.recommendations)
+    unwanted = engine.recommend_sync(LIKES, RecommendOptions(count=8, exclude_genres=("Action",)))
+    assert unwanted.recommendations
+    assert all("Action" not in r.genres for r in unwanted.recommendations)
+    with pytest.raises(ValueError, match="did you mean Comedy"):
+        engine.recommend_sync(LIKES, RecommendOptions(include_genres=("comdy",)))
+
+
+def test_plan_to_watch_on_is_capped_and_off_is_never(engine: Engine) -> None:
+    planned = {e.mal_id for e in LIKES.entries if e.status == Status.PLAN_TO_WATCH}
+    on = engine.recommend_sync(LIKES, RecommendOptions(count=25, plan_to_watch_max=1))
+    on_ptw = [r for r in on.recommendations if r.mal_id in planned]
+    assert len(on_ptw) == 1
+    assert on_ptw[0].why[-1] == "On your plan-to-watch list"
+    off = engine.recommend_sync(LIKES, RecommendOptions(count=25, plan_to_watch=False))
+    assert not planned & set(ids(off))
+
+
+def test_unaired_and_adult_only_when_asked(engine: Engine) -> None:
+    everything = RecommendOptions(count=25, unaired=True, adult=True)
+    picked = ids(engine.recommend_sync(LIKES, everything))
+    assert UNAIRED_ID in picked and ADULT_ID in picked
+
+
+def test_not_interested_titles_never_come_back(engine: Engine) -> None:
+    first = ids(engine.recommend_sync(LIKES, RecommendOptions(count=5)))
+    again = engine.recommend_sync(
+        LIKES, RecommendOptions(count=5, exclude_mal_ids=frozenset(first[:3]))
+    )
+    assert not set(first[:3]) & set(ids(again))
+
+
+def test_adventurous_trades_predicted_enjoyment_for_less_popular_titles(engine: Engine) -> None:
+    def mean_log_popularity(adventurous: float) -> float:
+        result = engine.recommend_sync(LIKES, RecommendOptions(count=5, adventurous=adventurous))
+        pops = [engine.catalog.by_mal_id(m).popularity for m in ids(result)]  # type: ignore[union-attr]
+        return float(np.mean([math.log1p(p or 0) for p in pops]))
+
+    assert mean_log_popularity(1.0) < mean_log_popularity(0.0)
+
+
+def test_at_most_one_title_per_franchise(engine: Engine) -> None:
+    fresh = make_list((1003, Status.COMPLETED, 9.0))
+    picked = ids(engine.recommend_sync(fresh, RecommendOptions(count=25)))
+    franchises = [engine.catalog.by_mal_id(m).franchise_id for m in picked]  # type: ignore[union-attr]
+    assert len(franchises) == len(set(franchises))
+
+
+# ----- annotations --------------------------------------------------------------------------------
+
+
+def test_annotations_are_true(engine: Engine) -> None:
+    result = engine.recommend_sync(LIKES, RecommendOptions(count=10))
+    titles = {engine.catalog.by_mal_id(e.mal_id).title: e for e in LIKES.entries}  # type: ignore[union-attr]
+    named = 0
+    for rec in result.recommendations:
+        assert rec.predicted_score is not None and 1.0 <= rec.predicted_score <= 10.0
+        assert rec.url == f"https://myanimelist.net/anime/{rec.mal_id}"
+        for line in rec.why:
+            match = re.fullmatch(r"Because you liked (.+?)(?: and (.+))?", line)
+            if not match:
+                continue
+            for title in filter(None, match.groups()):
+                named += 1
+                entry = titles[title]  # a title on the user's list...
+                assert liked_weight(entry) > 0  # ...that the user liked (never the dropped one)
+    assert named > 0
+
+
+def test_predicted_scores_come_from_the_score_head(engine: Engine) -> None:
+    result = engine.recommend_sync(LIKES, RecommendOptions(count=5))
+    (scored,) = engine.model.run([_entries(engine, LIKES)])  # type: ignore[union-attr]
+    for rec in result.recommendations:
+        index = engine.catalog.index_of(rec.mal_id)
+        assert rec.predicted_score == round(float(scored.predicted_scores[index]), 1)
+
+
+# ----- cold start ---------------------------------------------------------------------------------
+
+
+def test_an_empty_list_gets_popular_picks_with_a_note(engine: Engine) -> None:
+    result = engine.recommend_sync(make_list(), RecommendOptions(count=5))
+    assert result.notes[0] == COLD_START_NOTE
+    assert len(result.recommendations) == 5
+    assert all(r.predicted_score is None for r in result.recommendations)
+
+
+def test_a_list_of_unknown_titles_is_cold_and_says_how_many(engine: Engine) -> None:
+    unknown = make_list((999_001, Status.COMPLETED, 9.0), (999_002, Status.WATCHING, None))
+    result = engine.recommend_sync(unknown, RecommendOptions(count=3))
+    assert result.notes[0] == COLD_START_NOTE
+    assert any(note.startswith("2 titles on your list") for note in result.notes)
+    assert len(result.recommendations) == 3
+
+
+# ----- concurrency ------------------------------------------------------------------------------------
+
+
+LISTS = [
+    LIKES,
+    make_list((1003, Status.COMPLETED, 9.0)),
+    make_list((1020, Status.COMPLETED, 7.0), (1021, Status.DROPPED, 3.0)),
+    make_list(),
+    make_list(*[(1000 + i, Status.COMPLETED, float(i % 10 + 1)) for i in range(0, 20, 2)]),
+]
+
+
+async def test_micro_batched_requests_give_the_unbatched_results(tiny_bundle: Path) -> None:
+    batched = Engine.from_bundle(tiny_bundle, providers="cpu", max_batch=16, max_wait_s=0.05)
+    plain = Engine.from_bundle(tiny_bundle, providers="cpu", micro_batching=False)
+    options = RecommendOptions(count=6)
+    try:
+        together = await asyncio.gather(*(batched.recommend(lst, options) for lst in LISTS * 2))
+        alone = [await plain.recommend(lst, options) for lst in LISTS * 2]
+        assert batched._batcher.batches_run < len(LISTS) * 2  # requests really were gathered
+        assert batched._batcher.largest_batch > 1
+        for a, b in zip(together, alone, strict=True):
+            assert ids(a) == ids(b)
+            assert [r.why for r in a.recommendations] == [r.why for r in b.recommendations]
+            assert [r.predicted_score for r in a.recommendations] == [
+                r.predicted_score for r in b.recommendations
+            ]
+            assert a.notes == b.notes
+    finally:
+        batched.close()
+        plain.close()
+
+
+async def test_a_bad_request_fails_alone_in_its_batch(engine: Engine) -> None:
+    good, bad = RecommendOptions(count=3), RecommendOptions(count=3, include_genres=("nope",))
+    results = await asyncio.gather(
+        engine.recommend(LIKES, good), engine.recommend(LIKES, bad), return_exceptions=True
+    )
+    assert isinstance(results[0], RecommendationResult) and len(results[0].recommendations) == 3
+    assert isinstance(results[1], ValueError)
+
+
+async def test_the_batcher_flushes_when_full_and_shares_a_batch_error() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: list[list[int]] = []
+
+    def double(batch: list[int]) -> list[int]:
+        seen.append(list(batch))
+        return [2 * x for x in batch]
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(double, pool, max_batch=3, max_wait_s=10)
+        assert await asyncio.gather(*(batcher.submit(x) for x in range(3))) == [0, 2, 4]
+        assert seen == [[0, 1, 2]]  # flushed at 3 without waiting 10 s
+
+        def broken(batch: list[int]) -> list[int]:
+            raise RuntimeError("model failed")
+
+        failing: MicroBatcher[int, int] = MicroBatcher(broken, pool, max_batch=2, max_wait_s=0)
+        results = await asyncio.gather(
+            *(failing.submit(x) for x in range(2)), return_exceptions=True
+        )
+        assert all(isinstance(r, RuntimeError) for r in results)
+
+
+# ----- the CLI ------------------------------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    from inference.cli import main
+
+    out = io.StringIO()
+    code = main(list(argv), out)
+    return code, out.getvalue()
+
+
+def test_recommend_prints_numbered_picks_with_indented_why_lines(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "export.xml"
+    export.write_text(
+        export_xml(
+            [(1003, "Completed", 9, 12), (1004, "Completed", 8, 12), (1009, "Dropped", 2, 1)]
+        )
+    )
+    code, text = run_cli("recommend", "--file", str(export), "--bundle", str(tiny_bundle))
+    assert code == 0
+    lines = text.splitlines()
+    picks = [line for line in lines if re.match(r"^\d+\. \S", line)]
+    assert [int(p.split(".")[0]) for p in picks] == list(range(1, 11))
+    assert any(line.startswith("   why: Because you liked ") for line in lines)
+    for line in lines:
+        assert re.match(r"^\d+\. ", line) or line.startswith(("   ", "note: ")), line
+
+
+def test_recommend_json_shape_and_options(tiny_bundle: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1003, "Completed", 9, 12), (1013, "Plan to Watch", 0, 0)]))
+    code, text = run_cli(
+        "recommend", "--file", str(export), "--bundle", str(tiny_bundle), "--json",
+        "--count", "4", "--type", "tv", "--exclude-genre", "Romance", "--no-plan-to-watch",
+        "--adventurous", "0.5",
+    )  # fmt: skip
+    assert code == 0
+    document = json.loads(text)
+    assert set(document) == {"recommendations", "notes", "model"}
+    assert len(document["recommendations"]) == 4
+    for pick in document["recommendations"]:
+        assert isinstance(pick["mal_id"], int) and isinstance(pick["title"], str)
+        assert isinstance(pick["predicted_score"], float)
+        assert isinstance(pick["why"], list)
+        assert pick["media_type"] == "tv" and "Romance" not in pick["genres"]
+        assert pick["mal_id"] != 1013
+    assert document["model"]["providers"] == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--count", "many"), "--count must be a whole number"),
+        (("--count", "0"), "count must be between 1 and"),
+        (("--adventurous", "2"), "adventurous must be between 0"),
+        (("--type", "cartoon"), "unknown media type"),
+        (("--genre", "scifi"), "unknown genre 'scifi'"),
+    ],
+)
+def test_recommend_bad_options_are_one_error_line(
+    tiny_bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1003, "Completed", 9, 12)]))
+    code, _ = run_cli("recommend", "--file", str(export), "--bundle", str(tiny_bundle), *args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_recommend_without_a_bundle_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1003, "Completed", 9, 12)]))
+    code, _ = run_cli("recommend", "--file", str(export), "--bundle", str(tmp_path / "nowhere"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: model bundle not found")
+
+
+# ----- the default bundle, tried as a new user would ------------------------------------------------
+
+
+def test_the_default_bundle_recommends_for_a_real_export(default_bundle: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
+    code, text = run_cli("recommend", "--file", str(example), "--json")
+    assert code == 0
+    document = json.loads(text)
+    picks = document["recommendations"]
+    assert len(picks) == 10
+    from inference.sources.mal_xml import read_mal_export
+
+    listed = {e.mal_id: e for e in read_mal_export(example).entries}
+    liked_titles = set()
+    engine = Engine.from_bundle(default_bundle, providers="cpu", micro_batching=False)
+    try:
+        for mal_id, entry in listed.items():
+            item = engine.catalog.by_mal_id(mal_id)
+            if item is not None and liked_weight(entry) > 0:
+                liked_titles.add(item.title_english or item.title)
+    finally:
+        engine.close()
+    because = [w for p in picks for w in p["why"] if w.startswith("Because you liked ")]
+    assert because, "no pick explained by the user's own titles"
+    for line in because:
+        named = line.removeprefix("Because you liked ").split(" and ")
+        assert any(n in liked_titles for n in named), line
+    assert not {p["mal_id"] for p in picks} & {
+        m for m, e in listed.items() if e.status != Status.PLAN_TO_WATCH
+    }
