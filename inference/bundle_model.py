@@ -65,6 +65,7 @@ class BundleModel:
         precision: str = "fp32",
     ) -> None:
         enc = bundle.encoding
+        self.encoding = enc
         self.max_len = int(enc["max_len"])
         self.has_times = bool(enc["has_times"])
         self.use_times = bool(enc.get("use_times", True))

@@ -480,6 +480,8 @@ def export_bundle(
             "max_len": cfg.max_len,
             "n_items": cfg.n_items,
             "d_model": cfg.d_model,
+            "n_layers": cfg.n_layers,
+            "n_heads": cfg.n_heads,
             "has_times": bool(ft.get("has_times", True)),
             "use_times": cfg.use_times,
             "causal": cfg.causal,
