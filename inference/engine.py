@@ -32,9 +32,10 @@ from inference.batching import MicroBatcher
 from inference.bundle import load_bundle
 from inference.bundle_model import BundleModel, Scored
 from inference.catalog import Catalog
+from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
 from inference.explain import Explainer, Recommendation, UserContext
-from inference.filters import eligible, exclusion_notes, redirect_utilities
+from inference.filters import exclusion_notes, redirect_utilities
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE, popular_recent
@@ -102,6 +103,7 @@ class Engine:
         self.info = info
         self.model = model
         self.franchises = FranchiseIndex.build(catalog)
+        self.filters = EligibilityIndex(catalog, self.franchises)
         self.explainer = Explainer(
             catalog,
             item_embeddings=None if model is None else model.item_embeddings,
@@ -174,7 +176,7 @@ class Engine:
         now: int | None = None,
     ) -> RecommendationResult:
         """One request, on the calling thread. Unknown genres raise ValueError."""
-        request = _Request(anime_list, options.resolve_genres(self.catalog), today, now)
+        request = _Request(anime_list, self.filters.resolve(options), today, now)
         (result,) = self._run_requests([request])
         if isinstance(result, Exception):
             raise result
@@ -184,7 +186,7 @@ class Engine:
         self, anime_list: AnimeList, options: RecommendOptions
     ) -> RecommendationResult:
         """One request, off the event loop; concurrent calls share model runs when batching."""
-        request = _Request(anime_list, options.resolve_genres(self.catalog), None, None)
+        request = _Request(anime_list, self.filters.resolve(options), None, None)
         if self.micro_batching and self.model is not None:
             result = await self._batcher.submit(request)
         else:
@@ -242,9 +244,7 @@ class Engine:
         assert self.model is not None
         options = request.options
         today = request.today or dt.date.today()
-        allowed = eligible(
-            self.catalog, request.anime_list, options, today=today, franchises=self.franchises
-        )
+        allowed = self.filters.eligible(request.anime_list, options, today=today)
         utilities = redirect_utilities(scored.utilities, allowed)
         picks = select(
             utilities,

@@ -71,13 +71,18 @@ class RecommendOptions:
         object.__setattr__(self, "exclude_genres", tuple(self.exclude_genres))
         object.__setattr__(self, "exclude_mal_ids", frozenset(self.exclude_mal_ids))
 
-    def resolve_genres(self, catalog: Catalog) -> RecommendOptions:
+    def resolve_genres(
+        self, catalog: Catalog, known: dict[str, str] | None = None
+    ) -> RecommendOptions:
         """These options with genre names spelled as the catalogue spells them.
 
         Matching ignores case; a name the catalogue does not know raises ValueError with the
-        closest known names, so "/recommend --genre scifi" gets a useful answer.
+        closest known names, so "/recommend --genre scifi" gets a useful answer. `known` is
+        `catalog_genres(catalog)` when the caller keeps it (it scans the whole catalogue).
         """
-        known = catalog_genres(catalog)
+        if not self.include_genres and not self.exclude_genres:
+            return self
+        known = catalog_genres(catalog) if known is None else known
         return replace(
             self,
             include_genres=_canonical(self.include_genres, known),

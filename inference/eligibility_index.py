@@ -1,0 +1,152 @@
+"""`inference.filters.eligible`, with the per-catalogue work done once: same answers, per request
+only what depends on the list.
+
+`filters.eligible` looks at every catalogue item in Python for every request (about 25 ms for 7k
+items, more than the whole model run). Almost all of it depends only on the catalogue (adult,
+recap, media type, genres) or on the day (not yet aired), so `EligibilityIndex` keeps those as
+arrays and each request combines them with numpy. The prequel rule is per item, but only
+franchises the user has an entry in need the rule's walk: in every other franchise nothing is
+watched, so each later entry is held back for the franchise's first entry (approximate mode).
+
+The result is the `filters.Eligibility` that `filters.eligible` returns for the same input;
+tests/inference/test_eligibility_index.py checks that on many random lists and options.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from inference.animelist import AnimeList, Status
+from inference.catalog import Catalog
+from inference.filters import (
+    REASONS,
+    Eligibility,
+    _approximate_prequel_rule,
+    _exact_prequel_rule,
+    is_unaired,
+    list_statuses,
+)
+from inference.franchise import FranchiseIndex
+from inference.options import RecommendOptions, catalog_genres
+
+
+class EligibilityIndex:
+    def __init__(self, catalog: Catalog, franchises: FranchiseIndex | None = None) -> None:
+        self.catalog = catalog
+        self.franchises = franchises or FranchiseIndex.build(catalog)
+        n = len(catalog)
+        self.known_genres = catalog_genres(catalog)
+        self._genre_column = {g: c for c, g in enumerate(sorted(set(self.known_genres.values())))}
+        self._genres = np.zeros((n, len(self._genre_column)), dtype=bool)
+        for i, item in enumerate(catalog):
+            for g in item.genres:
+                self._genres[i, self._genre_column[g]] = True
+        self._mal_ids = np.array([item.mal_id for item in catalog], dtype=np.int64)
+        self._adult = np.array([item.adult for item in catalog], dtype=bool)
+        self._recap = np.zeros(n, dtype=bool)
+        recaps = [i for i in range(n) if self.franchises.is_recap(i)]
+        self._recap[recaps] = True
+        self._media_types = np.array([item.media_type or "" for item in catalog], dtype=object)
+        self._franchise = np.array(
+            [-1 if item.franchise_id is None else item.franchise_id for item in catalog],
+            dtype=np.int64,
+        )
+        fr = self.franchises
+        self._later = np.zeros(n, dtype=bool)  # items the prequel rule may hold back
+        self._entry_point = np.full(n, -1, dtype=np.int64)  # approximate mode: first member
+        if fr.exact:
+            self._later[list(fr.prequels)] = True
+        else:
+            for members in fr.members.values():
+                self._later[list(members[1:])] = True
+                self._entry_point[list(members[1:])] = members[0]
+        self._unaired_day: dt.date | None = None
+        self._unaired = np.zeros(n, dtype=bool)
+
+    def resolve(self, options: RecommendOptions) -> RecommendOptions:
+        """`options.resolve_genres(catalog)` without scanning the catalogue again."""
+        return options.resolve_genres(self.catalog, known=self.known_genres)
+
+    def _unaired_on(self, today: dt.date) -> np.ndarray:
+        if self._unaired_day != today:
+            self._unaired = np.array([is_unaired(item, today) for item in self.catalog], dtype=bool)
+            self._unaired_day = today
+        return self._unaired
+
+    def eligible(
+        self, animelist: AnimeList, options: RecommendOptions, *, today: dt.date | None = None
+    ) -> Eligibility:
+        today = today or dt.date.today()
+        options = self.resolve(options)
+        statuses = list_statuses(animelist, self.catalog)
+        n = len(self.catalog)
+        listed = np.zeros(n, dtype=bool)
+        planned = np.zeros(n, dtype=bool)
+        for i, status in statuses.items():
+            listed[i] = True
+            planned[i] = status == Status.PLAN_TO_WATCH
+        reasons = {
+            "on_list": listed & ~(planned & options.plan_to_watch),
+            "not_interested": np.isin(self._mal_ids, list(options.exclude_mal_ids)),
+            "adult": self._adult if not options.adult else np.zeros(n, dtype=bool),
+            "recap": self._recap,
+            "unaired": self._unaired_on(today) if not options.unaired else np.zeros(n, bool),
+            "media_type": (
+                ~np.isin(self._media_types, list(options.media_types))
+                if options.media_types is not None
+                else np.zeros(n, dtype=bool)
+            ),
+            "excluded_genre": self._any_genre(options.exclude_genres),
+            "missing_genre": (
+                ~self._any_genre(options.include_genres)
+                if options.include_genres
+                else np.zeros(n, dtype=bool)
+            ),
+        }
+        mask = np.ones(n, dtype=bool)
+        counts: dict[str, int] = {}
+        for reason in REASONS[:-1]:
+            hit = reasons[reason] & mask
+            counts[reason] = int(hit.sum())
+            mask &= ~hit
+
+        redirects: dict[int, int] = {}
+        held_back = 0
+        later = mask & self._later
+        if self.franchises.exact:
+            walk = np.flatnonzero(later)
+        else:
+            touched = np.isin(self._franchise, [self._franchise[i] for i in statuses])
+            walk = np.flatnonzero(later & touched & (self._franchise >= 0))
+            # Untouched franchises: nothing watched, every earlier member unlisted, so the rule
+            # holds each later entry back for the franchise's first entry.
+            quiet = np.flatnonzero(later & ~touched)
+            mask[quiet] = False
+            held_back += len(quiet)
+            redirects.update(zip(quiet.tolist(), self._entry_point[quiet].tolist(), strict=True))
+        rule = _exact_prequel_rule if self.franchises.exact else _approximate_prequel_rule
+        for i in walk.tolist():
+            held, entry = rule(i, statuses, self.franchises, self.catalog)
+            if not held:
+                continue
+            mask[i] = False
+            held_back += 1
+            if entry is not None:
+                redirects[i] = entry
+        counts["unwatched_prequel"] = held_back
+        redirects = {i: e for i, e in sorted(redirects.items()) if mask[e]}
+        return Eligibility(
+            mask=mask,
+            plan_to_watch=planned & mask,
+            excluded={reason: counts.get(reason, 0) for reason in REASONS},
+            redirects=redirects,
+            approximate_franchises=not self.franchises.exact,
+        )
+
+    def _any_genre(self, names: tuple[str, ...]) -> np.ndarray:
+        columns = [self._genre_column[g] for g in names if g in self._genre_column]
+        if not columns:
+            return np.zeros(len(self.catalog), dtype=bool)
+        return np.asarray(self._genres[:, columns].any(axis=1), dtype=bool)
