@@ -25,6 +25,7 @@ $PY -m training build data/anime-cu.parquet --out data/anime-cu --min-user-count
 $PY -m training vocab-catalog --data data/anime-cu --catalog data/catalog.json.gz \
     --out data/anime-cu/catalog.json.gz
 # 4. Train: masked pretraining, fine-tuning on held-out additions, the listwise ranker.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: two jobs on two cores must not spin against each other
 $PY -m training pretrain --config training/configs/anime-pretrain.toml
 $PY -m training finetune --config training/configs/anime-finetune.toml
 $PY -m training ranker --config training/configs/anime-ranker.toml

@@ -63,6 +63,7 @@ class BundleModel:
         providers: str | Sequence[str] = "auto",
         *,
         precision: str = "fp32",
+        threads: int | None = 1,
     ) -> None:
         enc = bundle.encoding
         self.encoding = enc
@@ -98,8 +99,8 @@ class BundleModel:
         else:
             raise BundleError(f"precision must be 'fp32' or 'int8', not {precision!r}")
         self.precision = precision
-        self.encoder = make_session(encoder_path, providers)
-        self.ranker = make_session(bundle.ranker_path, providers)
+        self.encoder = make_session(encoder_path, providers, threads=threads)
+        self.ranker = make_session(bundle.ranker_path, providers, threads=threads)
         self.providers = self.encoder.get_providers()
 
     # ----- encoding -------------------------------------------------------------------------

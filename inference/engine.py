@@ -94,7 +94,7 @@ class Engine:
         micro_batching: bool = True,
         max_batch: int = 16,
         max_wait_s: float = 0.003,
-        workers: int = 1,
+        workers: int = 2,
         method: Method = "dpp",
         tradeoff: float = TRADEOFF,
         genre_weight: float = GENRE_WEIGHT,
@@ -136,12 +136,17 @@ class Engine:
         providers: str | Sequence[str] = "auto",
         *,
         precision: str = "fp32",
+        threads: int | None = 1,
         **settings: Any,
     ) -> Engine:
-        """Load and verify a bundle (a wrong hash or format version raises `BundleError`)."""
+        """Load and verify a bundle (a wrong hash or format version raises `BundleError`).
+
+        `threads` caps onnxruntime's threads per model run (None: its default, every core);
+        `settings` go to the constructor (micro_batching, max_batch, max_wait_s, workers, ...).
+        """
         started = time.perf_counter()
         bundle = load_bundle(path)
-        model = BundleModel(bundle, providers, precision=precision)
+        model = BundleModel(bundle, providers, precision=precision, threads=threads)
         manifest = bundle.manifest
         data = manifest.get("training_data", {})
         trained_on = f"{data.get('dataset', '?')}: {data.get('users', '?')} users, " + (
