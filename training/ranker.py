@@ -337,7 +337,9 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         raise ConfigError(
             f"{s.finetuned} was trained on {payload['n_items']} items, not {parts.n_items}"
         )
-    episodes = load_episodes(cfg.data.catalog, parts.n_items)
+    # Encode as the fine-tuned model was trained (progress from its catalogue, or none); the
+    # ranker's own catalogue only feeds the franchise and genre features.
+    episodes = load_episodes(payload.get("catalog") or "", parts.n_items)
     facts = item_facts(parts, cfg.data.catalog)
     users = parts.users_with(min_train=1, label=VALIDATION)
     histories = [parts.part(int(u)) for u in users]
