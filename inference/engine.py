@@ -274,7 +274,7 @@ class Engine:
             extra = []
             later = entry_points.get(index)
             if later is not None and scored.utilities[later] > scored.utilities[index]:
-                extra.append(f"Where {self.catalog[later].title} starts")
+                extra.append(f"Where the franchise of {self.catalog[later].title} starts")
             recommendations.append(
                 self.explainer.explain(
                     index,

@@ -19,6 +19,7 @@ from bot.settings import BotSettings, LimitsSection, StorageSection
 from inference.catalog import Catalog
 from inference.config import ServiceLimits, SourceSettings
 from inference.engine import Engine
+from tests.conftest import DEFAULT_BUNDLE
 from tests.inference.fakes import FakeAniList, FakeMal, anilist_row, mal_row
 from tests.inference.small_catalogs import date, item
 
@@ -57,7 +58,9 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def engine(catalog: Catalog) -> Engine:
-    # The one line to switch to the default bundle: Engine.from_bundle(Path("exports/default")).
+    # The default bundle when it is built (the one line that switches every bot test to it).
+    if (DEFAULT_BUNDLE / "manifest.json").is_file():
+        return Engine.from_bundle(DEFAULT_BUNDLE, providers="cpu")
     return Engine.without_model(catalog)
 
 

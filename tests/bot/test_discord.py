@@ -26,7 +26,17 @@ from bot.discord_app import (
 from bot.parsing import FeedbackCommand, MoreCommand
 from bot.replies import Reply
 from bot.scheduler import DeliveryForbidden
+from inference.catalog import Catalog
+from inference.engine import Engine
 from inference.explain import Recommendation
+
+
+@pytest.fixture(scope="session")
+def engine(catalog: Catalog) -> Engine:
+    """These tests check rendering (cover thumbnails, escaping of titles with markup characters),
+    which needs the bot catalogue's titles and covers rather than the default bundle's."""
+    return Engine.without_model(catalog)
+
 
 EXPORT = Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
 

@@ -19,7 +19,17 @@ from bot.parsing import RecommendCommand
 from bot.replies import Reply
 from bot.scheduler import DeliveryForbidden
 from bot.telegram_app import MESSAGE_LIMIT, TelegramFrontEnd, reply_blocks, split_messages
+from inference.catalog import Catalog
+from inference.engine import Engine
 from tests.bot.conftest import CONSOLE_USER
+
+
+@pytest.fixture(scope="session")
+def engine(catalog: Catalog) -> Engine:
+    """These tests check rendering (cover thumbnails, escaping of titles with markup characters),
+    which needs the bot catalogue's titles and covers rather than the default bundle's."""
+    return Engine.without_model(catalog)
+
 
 TOKEN = "123456789:AAH-secret-telegram-token-value-xyz"
 EXPORT = Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
