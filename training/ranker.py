@@ -353,7 +353,9 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         episodes=episodes,
         facts=facts,
         n_candidates=s.candidates,
-        extra=[h.items.astype(np.int64) for h in held],
+        # No held-out items from outside the candidates: they would be the only items ranked
+        # below `candidates` by the fine-tuned model, and the ranker learns that "a low rank means
+        # held out" (at serving nothing outside the candidates is ever scored).
         device=dist.device,
     )
     lists = build_lists(tables, [h.items.astype(np.int64) for h in held], [grades(h) for h in held])
