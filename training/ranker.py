@@ -1,9 +1,9 @@
 """`python -m training ranker --config X.toml`: the listwise ranker over the fine-tuned model.
 
 For each user with validation items, the fine-tuned model (fed the training part) proposes its top
-`candidates` unseen items; every candidate and every held-out item gets the features of
-`inference.encoding.ranker_features`. A small MLP scores them, trained with position-aware ListMLE
-(DESIGN §8): the held-out items in grade order (score, then status; ties shuffled every epoch) on
+`candidates` unseen items, each with the features of `inference.encoding.ranker_features` (only
+candidates: serving never scores anything else). A small MLP scores them, trained with
+position-aware ListMLE (DESIGN §8): the held-out items among them in grade order (score, then status; ties shuffled every epoch) on
 top, `negatives` sampled unwatched candidates below them, which only widen the denominators.
 Its score is the utility the re-ranker trades off. A share of the users is kept out to check, each
 epoch, that the ranker orders their held-out items better than the fine-tuned logits alone.
