@@ -519,6 +519,9 @@ def export_bundle(
             extra_files=extra,
         )
         if out.exists():
+            notes = out / "README.md"  # the bundle's documentation is not part of the model
+            if notes.is_file():
+                shutil.copy2(notes, work / "README.md")
             shutil.rmtree(out)
         work.rename(out)
     finally:
