@@ -73,11 +73,13 @@ def read_secrets(settings: BotSettings) -> Secrets:
 
 
 def load_engine(settings: EngineSection) -> Engine:
-    """The model bundle when this build can load it, else the no-model mode over a catalogue."""
+    """The model bundle when there is one, else the no-model mode over a catalogue."""
     bundle = settings.bundle_path()
-    from_bundle = getattr(Engine, "from_bundle", None)
-    if from_bundle is not None and bundle.is_dir():
-        engine: Engine = from_bundle(bundle, providers=list(settings.providers))
+    if bundle.is_dir():
+        providers = settings.providers
+        engine = Engine.from_bundle(
+            bundle, providers=providers if isinstance(providers, str) else list(providers)
+        )
         log.info("model %s %s loaded from %s", engine.info.name, engine.info.version, bundle)
         return engine
     catalog_path = settings.catalog_path()
@@ -88,8 +90,11 @@ def load_engine(settings: EngineSection) -> Engine:
             f"no model bundle at {bundle} and no catalogue at {settings.catalog_path()}; "
             "build a catalogue with `python -m training catalog` or restore exports/default/"
         )
-    why = "this build cannot load bundles" if from_bundle is None else f"no bundle at {bundle}"
-    log.warning("running without a model (%s): popular recent picks from %s", why, catalog_path)
+    log.warning(
+        "running without a model (no bundle at %s): popular recent picks from %s",
+        bundle,
+        catalog_path,
+    )
     return Engine.without_model(load_catalog(catalog_path))
 
 

@@ -96,7 +96,9 @@ class LimitsSection:
 @dataclass(frozen=True)
 class EngineSection:
     bundle: str = "exports/default"
-    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    # "auto": CUDA when onnxruntime-gpu is installed (and a GPU answers), else CPU; or "cpu",
+    # "cuda", or a list of onnxruntime provider names.
+    providers: str | list[str] = "auto"
     # Used only when no bundle loads: the no-model mode needs a catalogue.
     catalog: str = "data/catalog.json.gz"
 
