@@ -1,12 +1,13 @@
 """200 concurrent /recommend through the command layer: event-loop lag and reply latency.
 
 Real parts: the command layer, ListSources over the fake MyAnimeList/AniList services
-(httpx.MockTransport, at the network edge), SQLite (list cache, feedback), the engine (no-model mode
-over the project's catalogue when data/catalog.json.gz exists, else a 60-title test catalogue).
+(httpx.MockTransport, at the network edge), SQLite (list cache, feedback), the engine: the default
+bundle in onnxruntime (exports/default), or with `--no-model` the no-model mode over the project's
+catalogue when data/catalog.json.gz exists, else a 60-title test catalogue.
 A ticker task sleeps 5 ms at a time and records how late it wakes: that is the event-loop lag.
 Goal: no stall over 100 ms.
 
-    python bench/bench_bot.py [--requests 200] [--lists 20] [--cold]
+    python bench/bench_bot.py [--requests 200] [--lists 20] [--cold] [--no-model]
 
 `--cold` starts with an empty list cache (every distinct list fetched once, concurrently).
 """
@@ -53,10 +54,16 @@ async def ticker(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(loop.time() - start - TICK_S)
 
 
-async def run(requests: int, lists: int, cold: bool) -> None:
+async def run(requests: int, lists: int, cold: bool, no_model: bool) -> None:
     catalog_path = ROOT / "data" / "catalog.json.gz"
-    catalog = load_catalog(catalog_path) if catalog_path.exists() else bot_catalog()
-    engine = Engine.without_model(catalog)
+    bundle = ROOT / "exports" / "default"
+    if bundle.is_dir() and not no_model:
+        engine = Engine.from_bundle(bundle, providers="cpu")
+        catalog, label = engine.catalog, f"bundle {bundle.name}"
+    else:
+        catalog = load_catalog(catalog_path) if catalog_path.exists() else bot_catalog()
+        engine = Engine.without_model(catalog)
+        label = "no model, " + ("project" if catalog_path.exists() else "test")
     ids = [item.mal_id for item in list(catalog)[:400]]
     mal, anilist = FakeMal(client_id=MAL_CLIENT_ID), FakeAniList(rate_limit_remaining=10**9)
     for k in range(lists):
@@ -108,7 +115,7 @@ async def run(requests: int, lists: int, cold: bool) -> None:
             stop.set()
             await tick
     ms = 1000.0
-    print(f"catalogue: {len(catalog)} titles ({'project' if catalog_path.exists() else 'test'})")
+    print(f"engine: {label}; catalogue: {len(catalog)} titles")
     print(
         f"requests: {requests} concurrent over {lists * 2} lists, cache {'cold' if cold else 'warm'}"
     )
@@ -128,8 +135,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--lists", type=int, default=10, help="distinct users per site")
     parser.add_argument("--cold", action="store_true")
+    parser.add_argument("--no-model", action="store_true", help="the no-model engine instead")
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.lists, args.cold))
+    asyncio.run(run(args.requests, args.lists, args.cold, args.no_model))
 
 
 if __name__ == "__main__":

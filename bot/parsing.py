@@ -8,6 +8,7 @@ Every failure is a `CommandError` whose message can be shown to the user as it i
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 import zoneinfo
@@ -122,6 +123,9 @@ class _Parser(argparse.ArgumentParser):
         raise CommandError(f"Could not read that command: {message}. Send /help for the options.")
 
 
+# Built once: constructing an argparse parser costs more than parsing with it, and a burst of
+# commands is parsed on the event loop.
+@functools.cache
 def _recommend_parser() -> _Parser:
     p = _Parser(prog="/recommend", add_help=False, allow_abbrev=False)
     p.add_argument("username", nargs="?")
@@ -138,6 +142,7 @@ def _recommend_parser() -> _Parser:
     return p
 
 
+@functools.cache
 def _link_parser() -> _Parser:
     p = _Parser(prog="/link", add_help=False, allow_abbrev=False)
     p.add_argument("username")
