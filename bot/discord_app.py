@@ -22,16 +22,15 @@ from bot.commands import Attachment, CommandService, UserRef
 from bot.parsing import (
     Command,
     CommandError,
-    FeedbackCommand,
-    MoreCommand,
     SubscribeCommand,
+    button_payload_command,
     parse_hour,
     parse_timezone,
     parse_tokens,
     parse_weekday,
     tokenize,
 )
-from bot.replies import Button, Reply, parse_payload, score_text
+from bot.replies import Button, Reply, score_text
 from bot.scheduler import DeliveryForbidden
 from bot.settings import WEEKDAYS, BotSettings
 
@@ -181,15 +180,7 @@ def build_view(reply: Reply, positions: list[int], *, last: bool) -> discord.ui.
 def button_command(custom: str) -> Command | None:
     if not custom.startswith(CUSTOM_ID_PREFIX):
         return None
-    parsed = parse_payload(custom[len(CUSTOM_ID_PREFIX) :])
-    if parsed is None:
-        return None
-    action, mal_id = parsed
-    if action == "more":
-        return MoreCommand()
-    if action == "subscribe":
-        return SubscribeCommand()
-    return FeedbackCommand(kind=action, mal_id=mal_id)
+    return button_payload_command(custom[len(CUSTOM_ID_PREFIX) :])
 
 
 def recommend_tokens(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from bot.replies import parse_payload
 from bot.settings import SOURCES, WEEKDAYS
 from inference.catalog import MEDIA_TYPES
 
@@ -261,3 +262,16 @@ def _subscribe(tokens: list[str]) -> SubscribeCommand:
     values += [None] * (3 - len(values))
     weekday, hour, tz = values
     return SubscribeCommand(weekday=weekday, hour=hour, tz=tz)  # type: ignore[arg-type]
+
+
+def button_payload_command(payload: str) -> Command | None:
+    """The command a button stands for ("seen:5114", "more"...), or None if it is not ours."""
+    parsed = parse_payload(payload)
+    if parsed is None:
+        return None
+    action, mal_id = parsed
+    if action == "more":
+        return MoreCommand()
+    if action == "subscribe":
+        return SubscribeCommand()
+    return FeedbackCommand(kind=action, mal_id=mal_id)

@@ -29,14 +29,11 @@ from bot.commands import Attachment, CommandService, UserRef
 from bot.parsing import (
     COMMAND_NAMES,
     HELP_POINTER,
-    Command,
-    FeedbackCommand,
-    MoreCommand,
     RecommendCommand,
-    SubscribeCommand,
+    button_payload_command,
     parse_command,
 )
-from bot.replies import Reply, detail_lines, parse_payload
+from bot.replies import Reply, detail_lines
 from bot.scheduler import DeliveryForbidden
 from bot.settings import BotSettings
 
@@ -109,18 +106,6 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
             [InlineKeyboardButton(b.label, callback_data=b.payload()) for b in reply.buttons]
         )
     return InlineKeyboardMarkup(rows)
-
-
-def button_command(payload: str) -> Command | None:
-    parsed = parse_payload(payload)
-    if parsed is None:
-        return None
-    action, mal_id = parsed
-    if action == "more":
-        return MoreCommand()
-    if action == "subscribe":
-        return SubscribeCommand()
-    return FeedbackCommand(kind=action, mal_id=mal_id)
 
 
 class TelegramFrontEnd:
@@ -217,7 +202,7 @@ class TelegramFrontEnd:
         if query is None or user is None:
             return
         await query.answer()
-        command = button_command(query.data or "")
+        command = button_payload_command(query.data or "")
         if command is None:
             return
         reply = await self.service.execute(user, command)
