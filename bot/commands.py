@@ -124,7 +124,8 @@ class CommandService:
         self, user: UserRef, command: Command, attachment: Attachment | None = None
     ) -> Reply:
         try:
-            return await self._dispatch(user, command, attachment)
+            async with self.limits.commands:
+                return await self._dispatch(user, command, attachment)
         except CommandError as exc:
             return Reply.failure(str(exc))
         except (ListSourceError, ConfigError) as exc:

@@ -61,6 +61,9 @@ class Limits:
         self.cooldown = Cooldown(settings.cooldown_s, clock=clock)
         self.fetches = asyncio.Semaphore(settings.max_concurrent_fetches)
         self.inference = asyncio.Semaphore(settings.max_concurrent_inference)
+        # Admission: a burst of commands waits here instead of all running their first steps in
+        # one event-loop iteration (200 at once stalled the loop for ~100 ms).
+        self.commands = asyncio.Semaphore(settings.max_concurrent_commands)
         # RateLimiter spaces calls evenly; it counts per minute.
         self.sends = {
             "telegram": RateLimiter(settings.telegram_sends_per_s * 60.0),

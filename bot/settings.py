@@ -81,13 +81,21 @@ class LimitsSection:
     cooldown_s: float = 10.0
     max_concurrent_fetches: int = 8
     max_concurrent_inference: int = 2
+    max_concurrent_commands: int = 32
     telegram_sends_per_s: float = 25.0
     discord_sends_per_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.cooldown_s < 0:
             raise ConfigError("[limits] cooldown_s cannot be negative")
-        if self.max_concurrent_fetches < 1 or self.max_concurrent_inference < 1:
+        if (
+            min(
+                self.max_concurrent_fetches,
+                self.max_concurrent_inference,
+                self.max_concurrent_commands,
+            )
+            < 1
+        ):
             raise ConfigError("[limits] concurrency bounds must be at least 1")
         if self.telegram_sends_per_s <= 0 or self.discord_sends_per_s <= 0:
             raise ConfigError("[limits] send rates must be positive")

@@ -10,11 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import Runtime
+from bot.app import Runtime, open_runtime
 from bot.commands import INTERNAL_ERROR, Attachment
 from bot.parsing import COMMAND_NAMES, CommandError, RecommendCommand, parse_command
 from bot.replies import parse_payload
-from tests.bot.conftest import Services, anilist_rows, chat_user, user_rows
+from tests.bot.conftest import (
+    MAL_CLIENT_ID,
+    Services,
+    anilist_rows,
+    chat_user,
+    fast_sources,
+    make_settings,
+    user_rows,
+)
 
 FAST = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -138,3 +146,40 @@ async def test_many_concurrent_recommends_are_all_answered(
     ][:3]
     assert len(services.requests) == 20
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_burst_of_commands_is_admitted_a_few_at_a_time(
+    tmp_path, engine, services: Services
+) -> None:
+    """Past `max_concurrent_commands`, commands wait their turn instead of all starting at once."""
+    for k in range(4):
+        services.anilist.add_user(f"burst{k}", anilist_rows(k))
+    settings = make_settings(tmp_path, max_concurrent_commands=3)
+    async with open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        in_flight, most = 0, 0
+        dispatch = rt.service._dispatch
+
+        async def counting_dispatch(*args, **kwargs):
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                return await dispatch(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        rt.service._dispatch = counting_dispatch  # type: ignore[method-assign]
+        replies = await asyncio.gather(
+            *(
+                rt.service.handle_line(chat_user(i), f"/recommend burst{i % 4} --source anilist")
+                for i in range(24)
+            )
+        )
+    assert all(not r.error for r in replies)
+    assert most == 3
