@@ -13,7 +13,6 @@ on the primary key. A row left "sending" by a crash is never retried.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from inference.animelist import AnimeList, ListEntry, PartialDate, Status
+from inference.animelist import AnimeList
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -309,7 +308,7 @@ class Storage:
             return None
         # Decoding a long list takes milliseconds; off the loop, a burst of cache hits cannot
         # stall it (measured by bench/bench_bot.py).
-        return await asyncio.to_thread(_decode_list, row[1])
+        return await asyncio.to_thread(AnimeList.from_json, row[1])
 
     async def cache_list(
         self, service: str, username: str, anime_list: AnimeList, *, now: float | None = None
@@ -322,7 +321,7 @@ class Storage:
                 service,
                 username.lower(),
                 time.time() if now is None else now,
-                json.dumps(anime_list_to_json(anime_list), separators=(",", ":")),
+                anime_list.to_json(),
             ),
         )
 
@@ -351,55 +350,3 @@ class Storage:
         ) as cur:
             rows = await cur.fetchall()
         return {int(r[0]): str(r[1]) for r in rows}
-
-
-# ----- list (de)serialization for the cache -------------------------------------------------
-
-
-def anime_list_to_json(anime_list: AnimeList) -> dict[str, Any]:
-    return {
-        "source": anime_list.source,
-        "username": anime_list.username,
-        "unmapped_entries": anime_list.unmapped_entries,
-        "entries": [
-            [
-                e.mal_id,
-                e.status.value,
-                e.rewatching,
-                e.score,
-                e.episodes_watched,
-                e.updated_at,
-                None if e.started is None else str(e.started),
-                None if e.finished is None else str(e.finished),
-                e.title,
-            ]
-            for e in anime_list.entries
-        ],
-    }
-
-
-def _decode_list(body: str) -> AnimeList:
-    return anime_list_from_json(json.loads(body))
-
-
-def anime_list_from_json(data: dict[str, Any]) -> AnimeList:
-    entries = [
-        ListEntry(
-            mal_id=int(r[0]),
-            status=Status(r[1]),
-            rewatching=bool(r[2]),
-            score=r[3],
-            episodes_watched=int(r[4]),
-            updated_at=r[5],
-            started=PartialDate.parse(r[6]),
-            finished=PartialDate.parse(r[7]),
-            title=r[8],
-        )
-        for r in data["entries"]
-    ]
-    return AnimeList(
-        source=data["source"],
-        username=data["username"],
-        entries=entries,
-        unmapped_entries=int(data.get("unmapped_entries", 0)),
-    )

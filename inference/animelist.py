@@ -8,6 +8,7 @@ training CSR arrays and the model encoder use too, so there is one definition of
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -136,6 +137,50 @@ class AnimeList:
     def status_counts(self) -> dict[Status, int]:
         counts = Counter(e.status for e in self.entries)
         return {status: counts.get(status, 0) for status in Status}
+
+    def to_json(self) -> str:
+        """Compact JSON (one array per entry), for list caches and crawl stores."""
+        entries = [
+            [
+                e.mal_id,
+                e.status.value,
+                e.rewatching,
+                e.score,
+                e.episodes_watched,
+                e.updated_at,
+                None if e.started is None else str(e.started),
+                None if e.finished is None else str(e.finished),
+                e.title,
+            ]
+            for e in self.entries
+        ]
+        body = {
+            "source": self.source,
+            "username": self.username,
+            "unmapped_entries": self.unmapped_entries,
+            "entries": entries,
+        }
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str) -> AnimeList:
+        """The inverse of `to_json` (also reads rows written without the title column)."""
+        data = json.loads(body)
+        entries = [
+            ListEntry(
+                mal_id=int(row[0]),
+                status=Status(row[1]),
+                rewatching=bool(row[2]),
+                score=row[3],
+                episodes_watched=int(row[4]),
+                updated_at=row[5],
+                started=PartialDate.parse(row[6]),
+                finished=PartialDate.parse(row[7]),
+                title=row[8] if len(row) > 8 else None,
+            )
+            for row in data["entries"]
+        ]
+        return cls(data["source"], data["username"], entries, int(data.get("unmapped_entries", 0)))
 
     def scored_share(self) -> float:
         if not self.entries:

@@ -10,7 +10,6 @@ Tables:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.animelist import AnimeList, ListEntry, PartialDate, Status
+from inference.animelist import AnimeList
 from training.importers.lists import write_list
 from training.importers.report import ImportReport
 from training.parquet_schema import InteractionWriter
@@ -44,53 +43,6 @@ CREATE TABLE IF NOT EXISTS lists (
     PRIMARY KEY (service, name)
 );
 """
-
-
-def list_to_json(anime_list: AnimeList) -> str:
-    entries = [
-        [
-            e.mal_id,
-            e.status.value,
-            e.rewatching,
-            e.score,
-            e.episodes_watched,
-            e.updated_at,
-            None if e.started is None else str(e.started),
-            None if e.finished is None else str(e.finished),
-        ]
-        for e in anime_list.entries
-    ]
-    return json.dumps(
-        {
-            "source": anime_list.source,
-            "username": anime_list.username,
-            "unmapped_entries": anime_list.unmapped_entries,
-            "entries": entries,
-        },
-        separators=(",", ":"),
-    )
-
-
-def list_from_json(body: str) -> AnimeList:
-    data = json.loads(body)
-    entries = [
-        ListEntry(
-            mal_id=int(mal_id),
-            status=Status(status),
-            rewatching=bool(rewatching),
-            score=score,
-            episodes_watched=int(watched),
-            updated_at=updated_at,
-            started=PartialDate.parse(started),
-            finished=PartialDate.parse(finished),
-        )
-        for mal_id, status, rewatching, score, watched, updated_at, started, finished in data[
-            "entries"
-        ]
-    ]
-    return AnimeList(
-        data["source"], data["username"], entries, int(data.get("unmapped_entries", 0))
-    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +102,7 @@ class CrawlStore:
         with self._db:  # one transaction: the list and the state land together or not at all
             self._db.execute(
                 "INSERT OR REPLACE INTO lists (service, name, fetched_at, body) VALUES (?, ?, ?, ?)",
-                (service, name, now, list_to_json(anime_list)),
+                (service, name, now, anime_list.to_json()),
             )
             self._db.execute(
                 """UPDATE users SET last_fetched = ?, last_attempt = ?, failures = 0,
@@ -182,7 +134,7 @@ class CrawlStore:
             query += " WHERE service = ?"
             params = (service,)
         for svc, name, body in self._db.execute(query + " ORDER BY service, name", params):
-            yield svc, name, list_from_json(body)
+            yield svc, name, AnimeList.from_json(body)
 
     def error_counts(self) -> dict[str, int]:
         rows = self._db.execute(
