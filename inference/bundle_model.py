@@ -5,10 +5,11 @@ Everything here mirrors how training asked the PyTorch model (`training.scoring`
 
 - the list is encoded by `inference.encoding.encode` with the manifest's parameters, the "now"
   query appended;
-- candidates are the `ranker_candidates` unseen items with the best watch logits (items on the list
-  are masked out), with log-probabilities over the unseen vocabulary and their ranks;
+- candidates come from `inference.encoding.select_candidates`, as in training: the
+  `ranker_candidates` unseen items with the best watch logits and those with the best item-item
+  neighbour scores;
 - plan-to-watch entries are on the list, so training never offered them as candidates; serving does
-  (they stay eligible, capped), with the log-probability and rank they would have among the unseen;
+  (they stay eligible, capped), with the log-probability and ranks they would have among the unseen;
 - items outside the candidates keep the fine-tuned order below every candidate, so a franchise
   entry point reached by redirect or a filter-heavy request still has a sensible utility.
 
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from inference.animelist import STATUS_CODES, Status
 from inference.bundle import Bundle, BundleError, make_session
 from inference.encoding import (
     N_RANKER_FEATURES,
@@ -34,11 +34,11 @@ from inference.encoding import (
     ItemFacts,
     encode,
     ranker_features,
+    select_candidates,
 )
 
 log = logging.getLogger(__name__)
 
-PLAN_TO_WATCH = STATUS_CODES[Status.PLAN_TO_WATCH]
 ENCODER_OUTPUTS = ("watch_logits", "predicted_scores", "drop_probs", "user_vector")
 BELOW_CANDIDATES = 1.0  # gap between the worst candidate's utility and the best non-candidate
 RANK_STEP = 1e-4  # non-candidates keep the fine-tuned order below the candidates
@@ -83,11 +83,7 @@ class BundleModel:
         if enc.get("progress_from_catalog_episodes"):
             self.episodes = np.array([i.episodes or 0 for i in bundle.catalog], dtype=np.int64)
         facts = np.load(bundle.file(str(enc.get("item_facts", "item_facts.npz"))))
-        self.facts = ItemFacts(
-            log_popularity=facts["log_popularity"],
-            franchise=facts["franchise"],
-            genres=facts["genres"],
-        )
+        self.facts = ItemFacts.from_arrays(facts)
         self.item_embeddings: np.ndarray = facts["item_embeddings"]
         if precision == "int8":
             name = enc.get("int8_encoder")
@@ -153,29 +149,11 @@ class BundleModel:
     def _candidates(
         self, entries: Entries, logits: np.ndarray, scores: np.ndarray, drops: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        seen = np.asarray(entries.items, dtype=np.int64)
-        masked = logits.astype(np.float64)
-        masked[seen] = -np.inf
-        order = np.argsort(-masked, kind="stable")
-        ranks = np.empty(len(order), dtype=np.int64)
-        ranks[order] = np.arange(len(order))
-        finite = masked[np.isfinite(masked)]
-        if len(finite) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, N_RANKER_FEATURES), np.float32)
-        top = finite.max()
-        log_norm = top + np.log(np.exp(finite - top).sum())
-        log_probs = masked - log_norm
-        items = order[: min(self.n_candidates, len(finite))]
-        planned = seen[np.asarray(entries.statuses) == PLAN_TO_WATCH]
-        if len(planned):
-            # As if unseen: the same normalizer, and the rank among the unseen they would take.
-            raw = logits.astype(np.float64)[planned]
-            log_probs[planned] = raw - log_norm
-            ranks[planned] = np.searchsorted(-finite[np.argsort(-finite)], -raw, side="left")
-            items = np.concatenate([items, planned])
-        features = ranker_features(
-            entries, items, log_probs[items], ranks[items], scores[items], drops[items], self.facts
+        candidates = select_candidates(
+            entries, logits, self.facts, self.n_candidates, include_planned=True
         )
+        items = candidates.items
+        features = ranker_features(entries, candidates, scores[items], drops[items], self.facts)
         return items, features
 
     def _vocabulary_utilities(

@@ -21,7 +21,7 @@ numpy only: serving imports this without torch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import numpy as np
@@ -243,36 +243,147 @@ RANKER_FEATURES = (
     "plan_to_watch",  # already on the list as plan-to-watch
     "genre_affinity",  # cosine of its genres with the list's score-weighted genre profile
     "log_history",  # log(1 + list length)
+    "neighbour_score",  # item-item (EASE) score: sum of its weights from the items on the list
+    "neighbour_log_rank",  # log(1 + rank) in the item-item ranking
 )
 N_RANKER_FEATURES = len(RANKER_FEATURES)
 _COMPLETED, _PLAN_TO_WATCH = 1, 4  # status codes (inference.animelist.STATUS_CODES)
+_FACT_ARRAYS = (
+    "log_popularity",
+    "franchise",
+    "genres",
+    "neighbour_items",
+    "neighbour_weights",
+)
+
+
+def _no_neighbours() -> np.ndarray:
+    return np.zeros((0, 0), dtype=np.int32)
 
 
 @dataclass(frozen=True, slots=True)
 class ItemFacts:
-    """Per-item facts the ranker reads: vocabulary order, saved with the ranker."""
+    """Per-item facts the ranker reads: vocabulary order, saved with the ranker.
+
+    The item-item neighbours are a sparse EASE model (`training.neighbours`): row i holds the k items
+    whose weights from i are largest in magnitude. A list's neighbour score for item j is the sum
+    of the weights from the list's items to j. Zero columns: no neighbour features (scores all 0).
+    """
 
     log_popularity: np.ndarray  # float32 [n_items], 0..1
     franchise: np.ndarray  # int64 [n_items], -1 unknown
     genres: np.ndarray  # float32 [n_items, n_genres] (0 columns without a catalogue)
+    neighbour_items: np.ndarray = field(default_factory=_no_neighbours)  # int32 [n_items, k]
+    neighbour_weights: np.ndarray = field(default_factory=_no_neighbours)  # float32 [n_items, k]
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ItemFacts:
+        """From `as_arrays()` output (a checkpoint's dict, an `.npz`); neighbours are optional."""
+        present = {name: np.asarray(arrays[name]) for name in _FACT_ARRAYS if name in arrays}
+        return cls(**present)
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in _FACT_ARRAYS}
+
+    def neighbour_scores(self, seen: np.ndarray) -> np.ndarray:
+        """float64 [n_items]: each item's item-item score from the items `seen`."""
+        n_items = len(self.log_popularity)
+        if self.neighbour_items.shape[1] == 0 or len(seen) == 0:
+            return np.zeros(n_items, dtype=np.float64)
+        rows = np.asarray(seen, dtype=np.int64)
+        return np.bincount(
+            self.neighbour_items[rows].ravel(),
+            weights=self.neighbour_weights[rows].ravel().astype(np.float64),
+            minlength=n_items,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The items the ranker scores for one list, with where each stands in both first-stage
+    rankings (ranks count among the items not on the list, 0 = best)."""
+
+    items: np.ndarray  # int64
+    log_probs: np.ndarray  # fine-tuned watch log-probability over the unseen vocabulary
+    ranks: np.ndarray
+    neighbour_scores: np.ndarray
+    neighbour_ranks: np.ndarray
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def _rank_among(sorted_desc: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The rank `values` would take among `sorted_desc` (ties: before the equal ones)."""
+    return np.searchsorted(-sorted_desc, -values, side="left").astype(np.int64)
+
+
+def select_candidates(
+    history: EntryArrays,
+    logits: np.ndarray,
+    facts: ItemFacts,
+    n_candidates: int,
+    *,
+    include_planned: bool = False,
+) -> Candidates:
+    """The ranker's candidates: the best `n_candidates` unseen items by watch logit, joined by the
+    best `n_candidates` by neighbour score (when the facts have neighbours).
+
+    Training and serving both call this. `include_planned` (serving) adds the list's plan-to-watch
+    entries, which stay eligible: they get the log-probability and ranks they would have among the
+    unseen. Training never offers them, since they are on the list.
+    """
+    seen = np.asarray(history.items, dtype=np.int64)
+    masked = np.asarray(logits, dtype=np.float64).copy()
+    masked[seen] = -np.inf
+    unseen = np.isfinite(masked)
+    n_unseen = int(unseen.sum())
+    if n_unseen == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Candidates(empty, np.zeros(0), empty, np.zeros(0), empty)
+    finite = masked[unseen]
+    top = finite.max()
+    log_norm = top + np.log(np.exp(finite - top).sum())
+    log_probs = masked - log_norm
+    ranks = _ranks(masked)
+    take = min(n_candidates, n_unseen)
+    items = np.argsort(-masked, kind="stable")[:take]
+    near = facts.neighbour_scores(seen)
+    near_masked = np.where(unseen, near, -np.inf)
+    near_ranks = _ranks(near_masked)
+    if facts.neighbour_items.shape[1]:
+        by_near = np.argsort(-near_masked, kind="stable")[:take]
+        items = np.concatenate([items, by_near[~np.isin(by_near, items)]])
+    if include_planned:
+        planned = seen[np.asarray(history.statuses) == _PLAN_TO_WATCH]
+        if len(planned):
+            raw = np.asarray(logits, dtype=np.float64)[planned]
+            log_probs[planned] = raw - log_norm
+            ranks[planned] = _rank_among(np.sort(finite)[::-1], raw)
+            near_ranks[planned] = _rank_among(np.sort(near[unseen])[::-1], near[planned])
+            items = np.concatenate([items, planned])
+    return Candidates(items, log_probs[items], ranks[items], near[items], near_ranks[items])
 
 
 def ranker_features(
     history: EntryArrays,
-    items: np.ndarray,
-    log_probs: np.ndarray,
-    ranks: np.ndarray,
+    candidates: Candidates,
     scores: np.ndarray,
     drops: np.ndarray,
     facts: ItemFacts,
 ) -> np.ndarray:
-    """float32 [len(items), N_RANKER_FEATURES] for one user's candidate `items`."""
-    items = np.asarray(items, dtype=np.int64)
+    """float32 [len(candidates.items), N_RANKER_FEATURES]; `scores` and `drops` are the score
+    head's outputs for those items."""
+    items = candidates.items
     seen = np.asarray(history.items, dtype=np.int64)
     statuses = np.asarray(history.statuses, dtype=np.int64)
     out = np.zeros((len(items), N_RANKER_FEATURES), dtype=np.float32)
-    out[:, 0] = log_probs
-    out[:, 1] = np.log1p(ranks)
+    out[:, 0] = candidates.log_probs
+    out[:, 1] = np.log1p(candidates.ranks)
     out[:, 2] = (np.asarray(scores, dtype=np.float32) - 7.0) / 2.0
     out[:, 3] = drops
     out[:, 4] = facts.log_popularity[items]
@@ -290,4 +401,6 @@ def ranker_features(
         norms = np.linalg.norm(candidate, axis=1) * (np.linalg.norm(profile) + 1e-9)
         out[:, 8] = (candidate @ profile) / np.maximum(norms, 1e-9)
     out[:, 9] = np.log1p(len(seen))
+    out[:, 10] = candidates.neighbour_scores
+    out[:, 11] = np.log1p(candidates.neighbour_ranks)
     return out

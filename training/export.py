@@ -9,7 +9,8 @@ Writes `exports/<name>/`:
   encoder.int8.onnx  (--int8) the same, dynamically quantized
   ranker.onnx        features [batch, candidates, n_features] -> utilities [batch, candidates]
   item_facts.npz     per-item arrays in vocabulary order: the ranker's facts (log_popularity,
-                     franchise, genres) and the item embeddings ("because you liked", diversity)
+                     franchise, genres, item-item neighbours) and the item embeddings ("because
+                     you liked", diversity)
   catalog.json.gz    the catalogue rows of the model's vocabulary, in vocabulary order
   manifest.json      encoding parameters, training data, metrics (parity included), sha256s
 
@@ -56,6 +57,7 @@ from inference.encoding import (
     STATUS_MASK,
     TIME_NOW,
     TIME_UNKNOWN,
+    ItemFacts,
 )
 from inference.errors import CatalogError
 from training.model import SCORE_CENTER, ListTransformer, ModelConfig
@@ -390,15 +392,10 @@ def check_episodes(catalog: Catalog, trained_with: str) -> bool:
 
 
 def write_item_facts(path: Path, model: ListTransformer, ranker_payload: dict[str, Any]) -> None:
-    facts = ranker_payload["facts"]
+    facts = ItemFacts.from_arrays(ranker_payload["facts"])
     embeddings = model.item_emb.weight[ITEM_OFFSET:].detach().float().numpy()
-    np.savez(
-        path,
-        log_popularity=np.asarray(facts["log_popularity"], dtype=np.float32),
-        franchise=np.asarray(facts["franchise"], dtype=np.int64),
-        genres=np.asarray(facts["genres"], dtype=np.float32),
-        item_embeddings=embeddings.astype(np.float32),
-    )
+    arrays = {**facts.as_arrays(), "item_embeddings": embeddings.astype(np.float32)}
+    np.savez(path, allow_pickle=False, **arrays)
 
 
 def training_summary(ft_payload: dict[str, Any], dataset: Path) -> dict[str, Any]:

@@ -4,6 +4,8 @@
     --models sasrec:runs/sasrec/ckpt.pt
     --models ours:runs/ft/ckpt.pt                                   fine-tuned watch logits
     --models ours:ft=runs/ft/ckpt.pt+ranker=runs/ranker/ckpt.pt     the ranker over its candidates
+                                                                    (item-item neighbours refitted
+                                                                    on the run's training data)
     --score-models bias,ours:runs/ft/ckpt.pt                        the score head, for RMSE
 
 The histories the harness passes are encoded exactly as in training and serving; "now" is each
@@ -12,10 +14,12 @@ history's last entry.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
-from inference.encoding import ItemFacts
+from inference.encoding import N_RANKER_FEATURES, ItemFacts
 from training.baselines.interface import (
     TrainData,
     parse_params,
@@ -26,6 +30,7 @@ from training.baselines.interface import (
 from training.batches import load_episodes
 from training.dataset import History
 from training.model import ListTransformer, ModelConfig
+from training.neighbours import fit_neighbours
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import load_checkpoint
 
@@ -105,11 +110,22 @@ class RankedRecommender(TransformerRecommender):
         payload = load_checkpoint(self.ranker_path)
         if payload.get("kind") != "ranker":
             raise ValueError(f"{self.ranker_path} is not a ranker checkpoint")
-        self.ranker = RankerNet(RankerNetConfig(**payload["model_config"]))
+        config = RankerNetConfig(**payload["model_config"])
+        if config.n_features != N_RANKER_FEATURES:
+            raise ValueError(
+                f"{self.ranker_path} reads {config.n_features} features, this code computes "
+                f"{N_RANKER_FEATURES}: train the ranker again"
+            )
+        self.ranker = RankerNet(config)
         self.ranker.load_state_dict(payload["model"])
         self.ranker.to(_device()).eval()
-        facts = payload["facts"]
-        self.facts = ItemFacts(facts["log_popularity"], facts["franchise"], facts["genres"])
+        self.facts = ItemFacts.from_arrays(payload["facts"])
+        fitted = payload.get("neighbours") or {}
+        if int(fitted.get("k", 0)) > 0:
+            # Like the baselines: refitted on what this run may learn from (train + validation
+            # for the test run); the ranker's weights stay as trained.
+            items, weights = fit_neighbours(data.matrix, float(fitted["lambda"]), int(fitted["k"]))
+            self.facts = replace(self.facts, neighbour_items=items, neighbour_weights=weights)
         self.candidates = int(payload["candidates"])
 
     def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:

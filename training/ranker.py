@@ -1,10 +1,12 @@
 """`python -m training ranker --config X.toml`: the listwise ranker over the fine-tuned model.
 
 For each user with validation items, the fine-tuned model (fed the training part) proposes its top
-`candidates` unseen items, each with the features of `inference.encoding.ranker_features` (only
-candidates: serving never scores anything else). A small MLP scores them, trained with
-position-aware ListMLE (DESIGN §8): the held-out items among them in grade order (score, then status; ties shuffled every epoch) on
-top, `negatives` sampled unwatched candidates below them, which only widen the denominators.
+`candidates` unseen items, and item-item neighbours (a sparse EASE fitted on the training part,
+`training.neighbours`) propose theirs; each candidate gets the features of
+`inference.encoding.ranker_features` (only candidates: serving never scores anything else). A small
+MLP scores them, trained with position-aware ListMLE (DESIGN §8): the held-out items among them in
+grade order (score, then status; ties shuffled every epoch) on top, `negatives` sampled unwatched
+candidates below them, which only widen the denominators.
 Its score is the utility the re-ranker trades off. A share of the users is kept out to check, each
 epoch, that the ranker orders their held-out items better than the fine-tuned logits alone.
 """
@@ -20,11 +22,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.encoding import N_RANKER_FEATURES, EntryArrays, ItemFacts, ranker_features
+from inference.encoding import (
+    N_RANKER_FEATURES,
+    RANKER_FEATURES,
+    EntryArrays,
+    ItemFacts,
+    ranker_features,
+    select_candidates,
+)
 from training.batches import UserParts, global_batches, load_episodes, n_steps
 from training.dataset import TRAIN, VALIDATION, Dataset
 from training.metrics import ndcg_at_k, recall_at_k
 from training.model import ListTransformer, ModelConfig
+from training.neighbours import with_neighbours
 from training.pretrain import run_command
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import (
@@ -41,6 +51,7 @@ from training.train import (
     rank_slice,
 )
 
+NEIGHBOUR_SCORE = RANKER_FEATURES.index("neighbour_score")
 MAX_GRADED = 50  # held-out items per list (the rest of a huge hold-out adds little)
 STATUS_RANK = {1: 4, 0: 3, 5: 3, 2: 2, 4: 1, 3: 0}  # completed > watching/rewatch > ... > dropped
 
@@ -54,6 +65,9 @@ class RankerSettings:
     alpha: str = "log"  # position weights: "log" 1/log2(1+i), "exp" 2^(n-i) - 1
     top_k: int = 10  # only the first top_k graded positions carry weight
     holdout_users: float = 0.1  # share of users kept out for the per-epoch check
+    grading: str = "score"  # held-out order: "score" (score, then status) or "binary" (all alike)
+    neighbours: int = 64  # item-item (EASE) weights kept per item; 0 = no neighbour features
+    neighbour_lambda: float = 100.0  # EASE's λ (the anime validation split peaks near 100)
 
 
 @dataclass
@@ -159,29 +173,17 @@ def candidate_tables(
     episodes: np.ndarray | None,
     facts: ItemFacts,
     n_candidates: int,
-    extra: Sequence[np.ndarray] | None = None,
     device: torch.device | None = None,
 ) -> tuple[list[UserCandidates], np.ndarray]:
-    """Per user: the top unseen candidates (+ `extra` items) with features; also the raw logits."""
+    """Per user: the candidates of `select_candidates` with their features; also the raw logits."""
     states = user_states(model, histories, has_times=has_times, episodes=episodes, device=device)
     logits = watch_logits(model, states)
     tables = []
     for row, history in enumerate(histories):
-        masked = logits[row].astype(np.float64)
-        masked[np.asarray(history.items, dtype=np.int64)] = -np.inf
-        order = np.argsort(-masked, kind="stable")
-        ranks = np.empty(len(order), dtype=np.int64)
-        ranks[order] = np.arange(len(order))
-        finite = masked[np.isfinite(masked)]
-        log_probs = masked - (finite.max() + np.log(np.exp(finite - finite.max()).sum()))
-        items = order[: min(n_candidates, len(finite))]
-        if extra is not None:
-            outside = np.setdiff1d(extra[row], items)
-            items = np.concatenate([items, outside[np.isfinite(masked[outside])]])
+        candidates = select_candidates(history, logits[row], facts, n_candidates)
+        items = candidates.items
         scores, drops = entry_predictions(model, states, np.full(len(items), row), items)
-        features = ranker_features(
-            history, items, log_probs[items], ranks[items], scores, drops, facts
-        )
+        features = ranker_features(history, candidates, scores, drops, facts)
         tables.append(UserCandidates(items, features))
     return tables, logits
 
@@ -234,6 +236,8 @@ class RankerJob:
         s = cfg.ranker
         self.width = MAX_GRADED + s.negatives
         self.weights = position_weights(self.width, s.alpha, s.top_k).astype(np.float32)
+        if s.grading not in ("score", "binary"):
+            raise ConfigError(f"ranker.grading must be 'score' or 'binary', not {s.grading!r}")
         self.extra: dict[str, Any] = {}
 
     def steps_per_epoch(self) -> int:
@@ -257,7 +261,8 @@ class RankerJob:
             rng = np.random.default_rng(int(seed))
             lst = self.lists[int(index)]
             # Best grade first; equal grades in a fresh random order each epoch.
-            order = np.lexsort((rng.random(len(lst.graded)), -lst.graded))[:MAX_GRADED]
+            grade = lst.graded if self.cfg.ranker.grading == "score" else np.zeros(len(lst.graded))
+            order = np.lexsort((rng.random(len(lst.graded)), -grade))[:MAX_GRADED]
             negatives = rng.permutation(lst.negative_rows)[: self.cfg.ranker.negatives]
             rows = np.concatenate([lst.graded_rows[order], negatives])
             features[row, : len(rows)] = lst.features[rows]
@@ -280,27 +285,28 @@ class RankerJob:
         if not self.check:
             return {}
         k = self.cfg.train.val_k
-        ours, base, hr = [], [], []
+        ours, hr, base, near = [], [], [], []
         for lst in self.check:
             with torch.no_grad():
                 scores = model(torch.from_numpy(lst.features).to(device)).float().cpu().numpy()
-            n_cand = (
-                len(lst.negative_rows) + np.isin(lst.graded_rows, np.arange(len(lst.items))).sum()
-            )
-            del n_cand
-            ranked = lst.items[np.argsort(-scores, kind="stable")]
-            ranked_base = lst.items[np.argsort(-lst.features[:, 0], kind="stable")]
-            ours.append(ndcg_at_k(ranked, lst.targets, k))
-            hr.append(recall_at_k(ranked, lst.targets, k))
-            base.append(ndcg_at_k(ranked_base, lst.targets, k))
+            ours.append(ndcg_at_k(_by(lst.items, scores), lst.targets, k))
+            hr.append(recall_at_k(_by(lst.items, scores), lst.targets, k))
+            # The two first stages alone, over the same candidates, for reference.
+            base.append(ndcg_at_k(_by(lst.items, lst.features[:, 0]), lst.targets, k))
+            near.append(ndcg_at_k(_by(lst.items, lst.features[:, NEIGHBOUR_SCORE]), lst.targets, k))
         return {
             f"val_NDCG@{k}": float(np.mean(ours)),
             f"val_HR@{k}": float(np.mean(hr)),
             f"val_base_NDCG@{k}": float(np.mean(base)),
+            f"val_neighbour_NDCG@{k}": float(np.mean(near)),
         }
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return self.extra
+
+
+def _by(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return items[np.argsort(-scores, kind="stable")]
 
 
 def build_lists(
@@ -341,6 +347,10 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     # ranker's own catalogue only feeds the franchise and genre features.
     episodes = load_episodes(payload.get("catalog") or "", parts.n_items)
     facts = item_facts(parts, cfg.data.catalog)
+    if s.neighbours > 0:
+        if dist.is_main:
+            print(f"ranker: item-item neighbours (EASE λ={s.neighbour_lambda:g})", flush=True)
+        facts = with_neighbours(facts, parts, s.neighbour_lambda, s.neighbours)
     users = parts.users_with(min_train=1, label=VALIDATION)
     histories = [parts.part(int(u)) for u in users]
     held = [parts.part(int(u), (VALIDATION,)) for u in users]
@@ -369,11 +379,10 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     job.extra = {
         "finetuned": s.finetuned,
         "candidates": s.candidates,
-        "facts": {
-            "log_popularity": facts.log_popularity,
-            "franchise": facts.franchise,
-            "genres": facts.genres,
-        },
+        "facts": facts.as_arrays(),
+        # How the neighbours were fitted, so that `evaluate` can refit them on train + validation
+        # for the test run as it does the baselines (the ranker's weights stay as trained).
+        "neighbours": {"k": s.neighbours, "lambda": s.neighbour_lambda},
     }
     torch.manual_seed(cfg.train.seed)
     fit(cfg, RankerNet(RankerNetConfig(hidden=s.hidden)), job, dist, resume=args.resume)  # type: ignore[arg-type]

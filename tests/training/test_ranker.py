@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import torch
 
-from training.ranker import listmle_loss, position_weights
+from training.ranker import candidate_tables, listmle_loss, position_weights
 
 
 def brute_listmle(scores, n_graded, weights):
@@ -104,8 +104,15 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
     model.fit(TrainData(history_matrix(histories, N_ITEMS), histories, N_ITEMS, True))
     scores = model.score(np.arange(4), histories)
     assert scores.shape == (4, N_ITEMS) and scores.dtype == np.float32
-    # The ranker's candidates (8 unseen items) outrank everything it was not asked about.
-    for row, history in enumerate(histories):
+    # The ranker's candidates (8 by watch logit joined by 8 by neighbour score) outrank everything
+    # it was not asked about.
+    tables, _ = candidate_tables(
+        model.model, histories, has_times=True, episodes=None, facts=model.facts, n_candidates=8
+    )
+    assert any(len(t.items) > 8 for t in tables), "the neighbours proposed no candidates"
+    for row, (history, table) in enumerate(zip(histories, tables, strict=True)):
+        assert 8 <= len(table.items) <= 16
         unseen = np.setdiff1d(np.arange(N_ITEMS), history.items)
         best = unseen[np.argsort(-scores[row, unseen])]
-        assert scores[row, best[7]] > scores[row, best[8]] + 1e5
+        assert set(best[: len(table.items)]) == set(table.items.tolist())
+        assert scores[row, best[len(table.items) - 1]] > scores[row, best[len(table.items)]] + 1e5

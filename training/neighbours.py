@@ -1,0 +1,49 @@
+"""The ranker's item-item neighbours: EASE (Steck, 2019) fitted on the training part, kept sparse.
+
+A dense EASE matrix is n_items² floats (190 MB for 6.9k items, 1.6 GB at 20k); each row keeps only
+its `k` weights largest in magnitude. On the anime validation split, 64 per row scores as well as the
+dense matrix (NDCG@10 0.298 against 0.296); keeping only positive weights costs about 4 points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from inference.encoding import ItemFacts
+from training.baselines.ease import ease_weights
+from training.batches import UserParts
+from training.dataset import TRAIN
+
+
+def interaction_matrix(parts: UserParts, labels: tuple[int, ...] = (TRAIN,)) -> sp.csr_matrix:
+    """Binary float32 [n_users, n_items]: who has what in the `labels` parts (from the CSR arrays,
+    without a per-user loop)."""
+    offsets = np.asarray(parts.dataset.offsets)
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    keep = np.isin(parts.labels, labels)
+    items = np.asarray(parts.dataset.items)[keep].astype(np.int64)
+    matrix = sp.csr_matrix(
+        (np.ones(len(items), dtype=np.float32), (users[keep], items)),
+        shape=(len(offsets) - 1, parts.n_items),
+    )
+    matrix.data[:] = 1.0  # a repeated (user, item) pair still counts once
+    return matrix
+
+
+def fit_neighbours(matrix: sp.csr_matrix, lam: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(items int32 [n, k], weights float32 [n, k]): each item's k strongest EASE weights."""
+    n_items = matrix.shape[1]
+    k = min(k, n_items - 1)
+    if k <= 0:
+        return np.zeros((n_items, 0), dtype=np.int32), np.zeros((n_items, 0), dtype=np.float32)
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    weights = ease_weights(gram, lam)
+    del gram
+    top = np.argpartition(-np.abs(weights), k - 1, axis=1)[:, :k]
+    return top.astype(np.int32), np.take_along_axis(weights, top, axis=1).astype(np.float32)
+
+
+def with_neighbours(facts: ItemFacts, parts: UserParts, lam: float, k: int) -> ItemFacts:
+    items, weights = fit_neighbours(interaction_matrix(parts), lam, k)
+    return ItemFacts(facts.log_popularity, facts.franchise, facts.genres, items, weights)
