@@ -2,7 +2,7 @@
 
     exports/<name>/
       encoder.onnx       history -> watch logits, predicted scores, user vector
-      ranker.onnx        per-candidate features -> utility
+      ranker.onnx        per-candidate features -> utility; score features -> predicted score
       catalog.json.gz    the project's own catalogue (inference.catalog format)
       manifest.json
 
@@ -49,6 +49,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ENCODER = "encoder.onnx"
 RANKER = "ranker.onnx"
+RANKER_INPUTS = ("features", "score_features")
+RANKER_OUTPUTS = ("utilities", "scores")
 CATALOG = "catalog.json.gz"
 REQUIRED_FILES = (ENCODER, RANKER, CATALOG)
 _FIX = "re-export or restore the bundle"

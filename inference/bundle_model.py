@@ -11,7 +11,9 @@ Everything here mirrors how training asked the PyTorch model (`training.scoring`
 - plan-to-watch entries are on the list, so training never offered them as candidates; serving does
   (they stay eligible, capped), with the log-probability and ranks they would have among the unseen;
 - items outside the candidates keep the fine-tuned order below every candidate, so a franchise
-  entry point reached by redirect or a filter-heavy request still has a sensible utility.
+  entry point reached by redirect or a filter-heavy request still has a sensible utility;
+- predicted scores are the ranker's score head for the candidates (`score_features`) and the
+  encoder's own score head for everything else.
 
 One shared onnxruntime session per model; `run` takes many lists at once (micro-batching): one
 encoder run and one ranker run for the whole batch.
@@ -26,14 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from inference.bundle import Bundle, BundleError, make_session
+from inference.bundle import RANKER_OUTPUTS, Bundle, BundleError, make_session
 from inference.encoding import (
     N_RANKER_FEATURES,
+    N_SCORE_FEATURES,
+    RANKER_FEATURES,
+    SCORE_FEATURES,
     Encoded,
     Entries,
     ItemFacts,
     encode,
     ranker_features,
+    score_features,
     select_candidates,
 )
 
@@ -49,7 +55,7 @@ class Scored:
     """One list through both models: vocabulary-wide arrays (index i = item i)."""
 
     utilities: np.ndarray  # float64 [n_items]: ranker utility; non-candidates below every candidate
-    predicted_scores: np.ndarray  # float32 [n_items]: the score head (1-10)
+    predicted_scores: np.ndarray  # float32 [n_items]: 1-10, the ranker's score head on candidates
     candidates: np.ndarray  # int64: the items the ranker scored
     user_vector: np.ndarray  # float32 [d]
 
@@ -72,13 +78,16 @@ class BundleModel:
         self.use_times = bool(enc.get("use_times", True))
         self.n_items = int(enc["n_items"])
         self.n_candidates = int(enc.get("ranker_candidates", 200))
-        if list(enc.get("ranker_features", [])) and len(enc["ranker_features"]) != (
-            N_RANKER_FEATURES
+        for key, expected in (
+            ("ranker_features", RANKER_FEATURES),
+            ("score_features", SCORE_FEATURES),
         ):
-            raise BundleError(
-                f"bundle {bundle.path}: its ranker reads {len(enc['ranker_features'])} features, "
-                f"this code computes {N_RANKER_FEATURES}; re-export the bundle"
-            )
+            if list(enc.get(key, [])) != list(expected):
+                raise BundleError(
+                    f"bundle {bundle.path}: its ranker reads the {key} "
+                    f"{list(enc.get(key, []))}, this code computes {list(expected)}; "
+                    "re-export the bundle with this version"
+                )
         self.episodes: np.ndarray | None = None
         if enc.get("progress_from_catalog_episodes"):
             self.episodes = np.array([i.episodes or 0 for i in bundle.catalog], dtype=np.int64)
@@ -127,19 +136,26 @@ class BundleModel:
             self._candidates(entries, logits[row], scores[row], drops[row])
             for row, entries in enumerate(lists)
         ]
-        width = max(len(items) for items, _ in tables)
-        features = np.zeros((len(lists), max(width, 1), N_RANKER_FEATURES), dtype=np.float32)
-        for row, (items, table) in enumerate(tables):
+        width = max(max(len(t[0]) for t in tables), 1)
+        features = np.zeros((len(lists), width, N_RANKER_FEATURES), dtype=np.float32)
+        asked = np.zeros((len(lists), width, N_SCORE_FEATURES), dtype=np.float32)
+        for row, (items, table, score_table) in enumerate(tables):
             features[row, : len(items)] = table
-        (utilities,) = self.ranker.run(["utilities"], {"features": features})
+            asked[row, : len(items)] = score_table
+        utilities, head_scores = self.ranker.run(
+            list(RANKER_OUTPUTS), {"features": features, "score_features": asked}
+        )
         out = []
-        for row, (items, _) in enumerate(tables):
+        for row, (items, _, _) in enumerate(tables):
+            # The ranker's score head for its candidates; the encoder's elsewhere.
+            predicted = scores[row].copy()
+            predicted[items] = head_scores[row, : len(items)]
             out.append(
                 Scored(
                     utilities=self._vocabulary_utilities(
                         logits[row], items, utilities[row, : len(items)]
                     ),
-                    predicted_scores=scores[row],
+                    predicted_scores=predicted,
                     candidates=items,
                     user_vector=users[row],
                 )
@@ -148,13 +164,13 @@ class BundleModel:
 
     def _candidates(
         self, entries: Entries, logits: np.ndarray, scores: np.ndarray, drops: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         candidates = select_candidates(
             entries, logits, self.facts, self.n_candidates, include_planned=True
         )
         items = candidates.items
         features = ranker_features(entries, candidates, scores[items], drops[items], self.facts)
-        return items, features
+        return items, features, score_features(entries, items, scores[items], self.facts)
 
     def _vocabulary_utilities(
         self, logits: np.ndarray, items: np.ndarray, utilities: np.ndarray

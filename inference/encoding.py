@@ -254,11 +254,17 @@ _FACT_ARRAYS = (
     "genres",
     "neighbour_items",
     "neighbour_weights",
+    "mean_score",
+    "score_count",
 )
 
 
 def _no_neighbours() -> np.ndarray:
     return np.zeros((0, 0), dtype=np.int32)
+
+
+def _no_scores() -> np.ndarray:
+    return np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +281,8 @@ class ItemFacts:
     genres: np.ndarray  # float32 [n_items, n_genres] (0 columns without a catalogue)
     neighbour_items: np.ndarray = field(default_factory=_no_neighbours)  # int32 [n_items, k]
     neighbour_weights: np.ndarray = field(default_factory=_no_neighbours)  # float32 [n_items, k]
+    mean_score: np.ndarray = field(default_factory=_no_scores)  # float32 [n_items], 0 = unknown
+    score_count: np.ndarray = field(default_factory=_no_scores)  # float32 [n_items]: times scored
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ItemFacts:
@@ -403,4 +411,49 @@ def ranker_features(
     out[:, 9] = np.log1p(len(seen))
     out[:, 10] = candidates.neighbour_scores
     out[:, 11] = np.log1p(candidates.neighbour_ranks)
+    return out
+
+
+# ------------------------------------------------------------------------------- score features
+
+SCORE_FEATURES = (
+    "predicted",  # the encoder's score head, centred: (score - 7) / 2
+    "list_mean",  # the list's mean score, centred; 0 when nothing is scored
+    "list_scored",  # log(1 + scored entries)
+    "item_mean",  # the item's mean score in the training data, centred; 0 when never scored
+    "item_scored",  # log(1 + times it was scored in the training data)
+    "neighbour_deviation",  # item-item weighted mean of (score - list mean) / 2 over scored entries
+    "neighbour_support",  # log(1 + sum of |weights|) behind that mean
+)
+N_SCORE_FEATURES = len(SCORE_FEATURES)
+
+
+def score_features(
+    history: EntryArrays, items: np.ndarray, predicted: np.ndarray, facts: ItemFacts
+) -> np.ndarray:
+    """float32 [len(items), N_SCORE_FEATURES]: what the ranker's score head reads for each item
+    (`predicted` is the encoder's score for it). The neighbour deviation is the item-kNN rating
+    correction: how far above their own mean the user scored the items most related to this one."""
+    items = np.asarray(items, dtype=np.int64)
+    out = np.zeros((len(items), N_SCORE_FEATURES), dtype=np.float32)
+    out[:, 0] = (np.asarray(predicted, dtype=np.float32) - 7.0) / 2.0
+    user_scores = np.asarray(history.scores, dtype=np.float64)
+    scored = user_scores > 0
+    list_mean = float(user_scores[scored].mean()) if scored.any() else 7.0
+    out[:, 1] = (list_mean - 7.0) / 2.0 if scored.any() else 0.0
+    out[:, 2] = np.log1p(scored.sum())
+    if len(facts.mean_score):
+        known = facts.mean_score[items] > 0
+        out[:, 3] = np.where(known, (facts.mean_score[items] - 7.0) / 2.0, 0.0)
+        out[:, 4] = np.log1p(facts.score_count[items])
+    if facts.neighbour_items.shape[1] and scored.any():
+        rows = np.asarray(history.items, dtype=np.int64)[scored]
+        deviation = (user_scores[scored] - list_mean) / 2.0
+        weights = np.abs(facts.neighbour_weights[rows].astype(np.float64))
+        columns = facts.neighbour_items[rows].ravel()
+        n_items = len(facts.log_popularity)
+        support = np.bincount(columns, weights.ravel(), minlength=n_items)
+        total = np.bincount(columns, (weights * deviation[:, None]).ravel(), minlength=n_items)
+        out[:, 5] = (total / np.maximum(support, 1e-6))[items]
+        out[:, 6] = np.log1p(support[items])
     return out

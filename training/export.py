@@ -7,7 +7,8 @@ Writes `exports/<name>/`:
   encoder.onnx       token fields [batch, seq] (int64) -> watch_logits, predicted_scores,
                      drop_probs [batch, n_items] and user_vector [batch, d]
   encoder.int8.onnx  (--int8) the same, dynamically quantized
-  ranker.onnx        features [batch, candidates, n_features] -> utilities [batch, candidates]
+  ranker.onnx        features [batch, candidates, n_features] -> utilities [batch, candidates];
+                     score_features [batch, asked, n_score_features] -> scores [batch, asked]
   item_facts.npz     per-item arrays in vocabulary order: the ranker's facts (log_popularity,
                      franchise, genres, item-item neighbours) and the item embeddings ("because
                      you liked", diversity)
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 
 from inference.animelist import N_STATUS_CODES, STATUS_CODES, Status
-from inference.bundle import CATALOG, ENCODER, RANKER, write_manifest
+from inference.bundle import CATALOG, ENCODER, RANKER, RANKER_INPUTS, RANKER_OUTPUTS, write_manifest
 from inference.catalog import Catalog, load_catalog, save_catalog
 from inference.encoding import (
     FIELDS,
@@ -49,10 +50,12 @@ from inference.encoding import (
     MASK_ITEM,
     N_PROGRESS_TOKENS,
     N_RANKER_FEATURES,
+    N_SCORE_FEATURES,
     N_SCORE_TOKENS,
     N_TIME_TOKENS,
     PAD_ITEM,
     RANKER_FEATURES,
+    SCORE_FEATURES,
     SCORE_MASK,
     STATUS_MASK,
     TIME_NOW,
@@ -138,8 +141,11 @@ class RankerGraph(nn.Module):
         super().__init__()
         self.ranker = ranker
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.ranker(features)
+    def forward(
+        self, features: torch.Tensor, score_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        utilities, scores = self.ranker(features, score_features)
+        return utilities, scores.clamp(1.0, 10.0)
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -245,17 +251,19 @@ def _fix_bool_eyelike(path: Path) -> None:
 
 
 def export_ranker(graph: RankerGraph, path: Path) -> None:
-    example = torch.randn(2, 5, N_RANKER_FEATURES)
+    example = (torch.randn(2, 5, N_RANKER_FEATURES), torch.randn(2, 3, N_SCORE_FEATURES))
     with _quiet_exporter():
         torch.onnx.export(
             graph,
-            (example,),
+            example,
             str(path),
-            input_names=["features"],
-            output_names=["utilities"],
+            input_names=list(RANKER_INPUTS),
+            output_names=list(RANKER_OUTPUTS),
             dynamic_axes={
                 "features": {0: "batch", 1: "candidates"},
+                "score_features": {0: "batch", 1: "asked"},
                 "utilities": {0: "batch", 1: "candidates"},
+                "scores": {0: "batch", 1: "asked"},
             },
             opset_version=OPSET,
             dynamo=False,
@@ -318,12 +326,17 @@ def int8_overlap(
 
 def ranker_parity(graph: RankerGraph, path: Path, *, seed: int = 3) -> dict[str, Any]:
     session = _session(path)
-    features = np.random.default_rng(seed).normal(size=(3, 211, N_RANKER_FEATURES))
-    features = features.astype(np.float32)
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(3, 211, N_RANKER_FEATURES)).astype(np.float32)
+    asked = rng.normal(size=(3, 17, N_SCORE_FEATURES)).astype(np.float32)
     with torch.no_grad():
-        expected = graph(torch.from_numpy(features)).numpy()
-    (got,) = session.run(["utilities"], {"features": features})
-    diff = float(np.abs(expected - got).max())
+        expected, expected_scores = (
+            t.numpy() for t in graph(torch.from_numpy(features), torch.from_numpy(asked))
+        )
+    got, got_scores = session.run(
+        list(RANKER_OUTPUTS), {"features": features, "score_features": asked}
+    )
+    diff = float(max(np.abs(expected - got).max(), np.abs(expected_scores - got_scores).max()))
     same_top = bool((top_k_rows(expected, TOP_K) == top_k_rows(got, TOP_K)).all())
     return {"max_abs_diff": diff, "top10_identical": same_top, "passed": same_top and diff <= ATOL}
 
@@ -497,6 +510,7 @@ def export_bundle(
             "encoder_inputs": list(FIELDS),
             "encoder_outputs": list(ENCODER_OUTPUTS),
             "ranker_features": list(RANKER_FEATURES),
+            "score_features": list(SCORE_FEATURES),
             "ranker_candidates": int(rk.get("candidates", 200)),
             "item_facts": ITEM_FACTS,
             "int8_encoder": ENCODER_INT8 if int8 else None,

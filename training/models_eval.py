@@ -7,6 +7,7 @@
                                                                     (item-item neighbours refitted
                                                                     on the run's training data)
     --score-models bias,ours:runs/ft/ckpt.pt                        the score head, for RMSE
+    --score-models ours:ft=runs/ft/ckpt.pt+ranker=runs/ranker/ckpt.pt  the ranker's score head
 
 The histories the harness passes are encoded exactly as in training and serving; "now" is each
 history's last entry.
@@ -19,7 +20,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from inference.encoding import N_RANKER_FEATURES, ItemFacts
+from inference.encoding import N_RANKER_FEATURES, N_SCORE_FEATURES, ItemFacts
 from training.baselines.interface import (
     TrainData,
     parse_params,
@@ -104,7 +105,7 @@ class RankedRecommender(TransformerRecommender):
         self.ranker_path = ranker
 
     def fit(self, data: TrainData) -> None:
-        from training.ranker import RankerNet, RankerNetConfig
+        from training.ranker import RankerNet, RankerNetConfig, item_statistics
 
         super().fit(data)
         payload = load_checkpoint(self.ranker_path)
@@ -119,11 +120,20 @@ class RankedRecommender(TransformerRecommender):
         self.ranker = RankerNet(config)
         self.ranker.load_state_dict(payload["model"])
         self.ranker.to(_device()).eval()
-        self.facts = ItemFacts.from_arrays(payload["facts"])
+        # Like the baselines, the data-derived facts are refitted on what this run may learn from
+        # (train + validation for the test run); the ranker's weights stay as trained.
+        _, scored_items, scores = data.scored()
+        listed = np.asarray(data.matrix.indices, dtype=np.int64)  # one per (user, item)
+        log_pop, _, _ = item_statistics(listed, np.zeros(len(listed)), data.n_items)
+        _, mean_score, score_count = item_statistics(scored_items, scores, data.n_items)
+        self.facts = replace(
+            ItemFacts.from_arrays(payload["facts"]),
+            log_popularity=log_pop,
+            mean_score=mean_score,
+            score_count=score_count,
+        )
         fitted = payload.get("neighbours") or {}
         if int(fitted.get("k", 0)) > 0:
-            # Like the baselines: refitted on what this run may learn from (train + validation
-            # for the test run); the ranker's weights stay as trained.
             items, weights = fit_neighbours(data.matrix, float(fitted["lambda"]), int(fitted["k"]))
             self.facts = replace(self.facts, neighbour_items=items, neighbour_weights=weights)
         self.candidates = int(payload["candidates"])
@@ -142,10 +152,41 @@ class RankedRecommender(TransformerRecommender):
             device=_device(),
         )
         out = logits.astype(np.float32) - BELOW_CANDIDATES
+        no_scores = torch.zeros((0, N_SCORE_FEATURES), device=_device())
         for row, table in enumerate(tables):
             with torch.no_grad():
                 features = torch.from_numpy(table.features).to(_device())
-                out[row, table.items] = self.ranker(features).float().cpu().numpy()
+                utilities, _ = self.ranker(features, no_scores)
+            out[row, table.items] = utilities.float().cpu().numpy()
+        return out
+
+    def predict(self, users: np.ndarray, items: np.ndarray, histories: list[History]) -> np.ndarray:
+        """The ranker's score head (the score the bundle shows)."""
+        from training.ranker import candidate_tables
+
+        assert self.model is not None, "fit() first"
+        firsts, rows = np.unique(users, return_inverse=True)
+        rows = rows.reshape(-1)
+        asked = [np.asarray(items)[rows == r] for r in range(len(firsts))]
+        first_index = {int(u): i for i, u in enumerate(users)}
+        tables, _ = candidate_tables(
+            self.model,
+            [histories[first_index[int(u)]] for u in firsts],
+            has_times=self.has_times,
+            episodes=self.episodes,
+            facts=self.facts,
+            n_candidates=0,
+            score_items=asked,
+            device=_device(),
+        )
+        out = np.zeros(len(items), dtype=np.float32)
+        no_candidates = torch.zeros((0, N_RANKER_FEATURES), device=_device())
+        for r, table in enumerate(tables):
+            with torch.no_grad():
+                _, scores = self.ranker(
+                    no_candidates, torch.from_numpy(table.score_features).to(_device())
+                )
+            out[rows == r] = scores.float().clamp(1.0, 10.0).cpu().numpy()
         return out
 
 
@@ -162,6 +203,4 @@ def _ours(arg: str | None) -> TransformerRecommender:
 
 register_model("sasrec", lambda arg: TransformerRecommender(arg, "sasrec", ("sasrec",)))
 register_model("ours", _ours)
-register_score_model(
-    "ours", lambda arg: TransformerRecommender(arg, "ours", ("finetune", "pretrain"))
-)
+register_score_model("ours", _ours)

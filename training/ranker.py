@@ -24,10 +24,12 @@ from torch import nn
 
 from inference.encoding import (
     N_RANKER_FEATURES,
+    N_SCORE_FEATURES,
     RANKER_FEATURES,
     EntryArrays,
     ItemFacts,
     ranker_features,
+    score_features,
     select_candidates,
 )
 from training.batches import UserParts, global_batches, load_episodes, n_steps
@@ -52,6 +54,7 @@ from training.train import (
 )
 
 NEIGHBOUR_SCORE = RANKER_FEATURES.index("neighbour_score")
+SCORE_CENTRE, SCORE_SCALE = 7.0, 2.0  # score features are centred as (score - 7) / 2
 MAX_GRADED = 50  # held-out items per list (the rest of a huge hold-out adds little)
 STATUS_RANK = {1: 4, 0: 3, 5: 3, 2: 2, 4: 1, 3: 0}  # completed > watching/rewatch > ... > dropped
 
@@ -89,11 +92,16 @@ class RankerConfig:
 class RankerNetConfig:
     n_features: int = N_RANKER_FEATURES
     hidden: int = 64
+    n_score_features: int = N_SCORE_FEATURES
 
 
 class RankerNet(nn.Module):
     """MLP over candidate features plus a skip on the watch log-probability, so that training
-    starts from the fine-tuned model's own order and learns corrections to it."""
+    starts from the fine-tuned model's own order and learns corrections to it.
+
+    A second, separate head predicts the score a user would give (the second output, over
+    `inference.encoding.score_features`), starting from the encoder's own prediction the same way.
+    """
 
     def __init__(self, cfg: RankerNetConfig) -> None:
         super().__init__()
@@ -108,9 +116,19 @@ class RankerNet(nn.Module):
         nn.init.zeros_(self.out.weight)  # starts as the skip alone: the fine-tuned order
         nn.init.zeros_(self.out.bias)
         self.skip = nn.Parameter(torch.ones(()))
+        self.score_hidden = nn.Sequential(nn.Linear(cfg.n_score_features, cfg.hidden), nn.GELU())
+        self.score_out = nn.Linear(cfg.hidden, 1)
+        nn.init.zeros_(self.score_out.weight)  # starts as the encoder's prediction
+        nn.init.zeros_(self.score_out.bias)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mlp(features)).squeeze(-1) + self.skip * features[..., 0]
+    def forward(
+        self, features: torch.Tensor, score_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(utilities [..., candidates], scores [..., asked]): scores on the 1-10 scale, unclipped
+        (training regresses on them)."""
+        utilities = self.out(self.mlp(features)).squeeze(-1) + self.skip * features[..., 0]
+        centred = score_features[..., 0] + self.score_out(self.score_hidden(score_features))[..., 0]
+        return utilities, SCORE_CENTRE + SCORE_SCALE * centred
 
 
 def position_weights(n: int, kind: str, top_k: int) -> np.ndarray:
@@ -152,8 +170,10 @@ def grades(history: EntryArrays) -> np.ndarray:
 
 @dataclass
 class UserCandidates:
-    items: np.ndarray  # candidates first (fine-tuned order), then held-out items outside them
+    items: np.ndarray  # the candidates of `select_candidates`
     features: np.ndarray  # float32 [len(items), N_RANKER_FEATURES]
+    score_items: np.ndarray  # items asked about for the score head
+    score_features: np.ndarray  # float32 [len(score_items), N_SCORE_FEATURES]
 
 
 def load_finetuned(path: str, device: torch.device) -> tuple[ListTransformer, dict[str, Any]]:
@@ -173,27 +193,58 @@ def candidate_tables(
     episodes: np.ndarray | None,
     facts: ItemFacts,
     n_candidates: int,
+    score_items: Sequence[np.ndarray] | None = None,
     device: torch.device | None = None,
 ) -> tuple[list[UserCandidates], np.ndarray]:
-    """Per user: the candidates of `select_candidates` with their features; also the raw logits."""
+    """Per user: the candidates of `select_candidates` with their features, and the score head's
+    features for `score_items[row]` (none by default); also the raw logits."""
     states = user_states(model, histories, has_times=has_times, episodes=episodes, device=device)
     logits = watch_logits(model, states)
     tables = []
     for row, history in enumerate(histories):
         candidates = select_candidates(history, logits[row], facts, n_candidates)
         items = candidates.items
-        scores, drops = entry_predictions(model, states, np.full(len(items), row), items)
-        features = ranker_features(history, candidates, scores, drops, facts)
-        tables.append(UserCandidates(items, features))
+        asked = (
+            np.zeros(0, dtype=np.int64)
+            if score_items is None
+            else np.asarray(score_items[row], dtype=np.int64)
+        )
+        both = np.concatenate([items, asked])
+        scores, drops = entry_predictions(model, states, np.full(len(both), row), both)
+        n = len(items)
+        features = ranker_features(history, candidates, scores[:n], drops[:n], facts)
+        tables.append(
+            UserCandidates(
+                items, features, asked, score_features(history, asked, scores[n:], facts)
+            )
+        )
     return tables, logits
 
 
+def item_statistics(
+    items: np.ndarray, scores: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log popularity 0..1, mean score (0 = never scored), times scored) from interactions."""
+    items = np.asarray(items, dtype=np.int64)
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    log_pop = np.log1p(counts) / max(np.log1p(counts.max()) if len(counts) else 0.0, 1e-9)
+    is_scored = np.asarray(scores) > 0
+    score_count = np.bincount(items[is_scored], minlength=n_items).astype(np.float64)
+    score_sum = np.bincount(
+        items[is_scored], np.asarray(scores)[is_scored].astype(np.float64), minlength=n_items
+    )
+    mean_score = np.where(score_count > 0, score_sum / np.maximum(score_count, 1), 0.0)
+    return log_pop.astype(np.float32), mean_score.astype(np.float32), score_count.astype(np.float32)
+
+
 def item_facts(parts: UserParts, catalog_path: str) -> ItemFacts:
-    """Popularity from the training part; franchises and genres from the catalogue, if any."""
+    """Popularity and mean scores from the training part; franchises and genres from the
+    catalogue, if any."""
     n_items = parts.n_items
-    train_items = np.asarray(parts.dataset.items)[np.asarray(parts.labels) == TRAIN]
-    counts = np.bincount(train_items, minlength=n_items).astype(np.float64)
-    log_pop = (np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32)
+    train = np.asarray(parts.labels) == TRAIN
+    log_pop, mean_score, score_count = item_statistics(
+        np.asarray(parts.dataset.items)[train], np.asarray(parts.dataset.scores)[train], n_items
+    )
     franchise = np.full(n_items, -1, dtype=np.int64)
     genres = np.zeros((n_items, 0), dtype=np.float32)
     if catalog_path:
@@ -209,7 +260,7 @@ def item_facts(parts: UserParts, catalog_path: str) -> ItemFacts:
             franchise[i] = -1 if item.franchise_id is None else item.franchise_id
             for g in item.genres:
                 genres[i, column[g]] = 1.0
-    return ItemFacts(log_pop, franchise, genres)
+    return ItemFacts(log_pop, franchise, genres, mean_score=mean_score, score_count=score_count)
 
 
 # ------------------------------------------------------------------------------------------- job
@@ -223,11 +274,13 @@ class RankerList:
     negative_rows: np.ndarray  # rows of candidates that are not held out
     targets: np.ndarray  # held-out item ids (for the check)
     items: np.ndarray
+    score_features: np.ndarray  # [s, N_SCORE_FEATURES]: the scored held-out items (any rank)
+    score_targets: np.ndarray  # [s]: their scores
 
 
 class RankerJob:
     kind = "ranker"
-    loss_weights = {"listmle": 1.0}  # noqa: RUF012 (read-only class constant)
+    loss_weights = {"listmle": 1.0, "score": 1.0}  # noqa: RUF012 (read-only class constant)
 
     def __init__(self, cfg: RankerConfig, lists: list[RankerList], check: list[RankerList]) -> None:
         self.cfg = cfg
@@ -257,6 +310,9 @@ class RankerJob:
         features = np.zeros((len(samples), self.width, N_RANKER_FEATURES), dtype=np.float32)
         valid = np.zeros((len(samples), self.width), dtype=bool)
         n_graded = np.zeros(len(samples), dtype=np.int64)
+        score_features = np.zeros((len(samples), MAX_GRADED, N_SCORE_FEATURES), dtype=np.float32)
+        score_targets = np.zeros((len(samples), MAX_GRADED), dtype=np.float32)
+        score_valid = np.zeros((len(samples), MAX_GRADED), dtype=bool)
         for row, (index, seed) in enumerate(zip(samples, seeds, strict=True)):
             rng = np.random.default_rng(int(seed))
             lst = self.lists[int(index)]
@@ -268,27 +324,56 @@ class RankerJob:
             features[row, : len(rows)] = lst.features[rows]
             valid[row, : len(rows)] = True
             n_graded[row] = len(order)
+            m = len(lst.score_targets)
+            score_features[row, :m] = lst.score_features
+            score_targets[row, :m] = lst.score_targets
+            score_valid[row, :m] = True
         # "items" is what the loop counts as tokens: here, list entries scored.
-        return {"features": features, "valid": valid, "n_graded": n_graded, "items": valid}
+        return {
+            "features": features,
+            "valid": valid,
+            "n_graded": n_graded,
+            "score_features": score_features,
+            "score_targets": score_targets,
+            "score_valid": score_valid,
+            "items": valid,
+        }
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
-        scores = model(torch.from_numpy(batch["features"]).to(device))
+        scores, predicted = model(
+            torch.from_numpy(batch["features"]).to(device),
+            torch.from_numpy(batch["score_features"]).to(device),
+        )
         loss, count = listmle_loss(
             scores,
             torch.from_numpy(batch["valid"]).to(device),
             torch.from_numpy(batch["n_graded"]).to(device),
             torch.from_numpy(self.weights).to(device),
         )
-        return {"listmle": (loss, count)}
+        error = predicted.float() - torch.from_numpy(batch["score_targets"]).to(device)
+        scored = torch.from_numpy(batch["score_valid"]).to(device)
+        return {
+            "listmle": (loss, count),
+            "score": ((error.square() * scored).sum(), scored.sum()),
+        }
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         if not self.check:
             return {}
         k = self.cfg.train.val_k
         ours, hr, base, near = [], [], [], []
+        squared, base_squared = [], []
         for lst in self.check:
             with torch.no_grad():
-                scores = model(torch.from_numpy(lst.features).to(device)).float().cpu().numpy()
+                utilities, predicted = model(
+                    torch.from_numpy(lst.features).to(device),
+                    torch.from_numpy(lst.score_features).to(device),
+                )
+            scores = utilities.float().cpu().numpy()
+            predicted = predicted.float().clamp(1.0, 10.0).cpu().numpy()
+            squared.append((predicted - lst.score_targets) ** 2)
+            encoder = lst.score_features[:, 0] * SCORE_SCALE + SCORE_CENTRE
+            base_squared.append((encoder - lst.score_targets) ** 2)
             ours.append(ndcg_at_k(_by(lst.items, scores), lst.targets, k))
             hr.append(recall_at_k(_by(lst.items, scores), lst.targets, k))
             # The two first stages alone, over the same candidates, for reference.
@@ -299,6 +384,8 @@ class RankerJob:
             f"val_HR@{k}": float(np.mean(hr)),
             f"val_base_NDCG@{k}": float(np.mean(base)),
             f"val_neighbour_NDCG@{k}": float(np.mean(near)),
+            "val_RMSE": float(np.sqrt(np.concatenate(squared).mean())),
+            "val_base_RMSE": float(np.sqrt(np.concatenate(base_squared).mean())),
         }
 
     def checkpoint_extra(self) -> dict[str, Any]:
@@ -310,19 +397,28 @@ def _by(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def build_lists(
-    tables: list[UserCandidates], targets: list[np.ndarray], grade_of: list[np.ndarray]
+    tables: list[UserCandidates], held: Sequence[EntryArrays], grade_of: list[np.ndarray]
 ) -> list[RankerList]:
     lists = []
-    for table, target, grade in zip(tables, targets, grade_of, strict=True):
+    for table, part, grade in zip(tables, held, grade_of, strict=True):
+        target = np.asarray(part.items, dtype=np.int64)
         is_target = np.isin(table.items, target)
         graded_rows = np.flatnonzero(is_target)
         if len(graded_rows) == 0:
             continue  # every held-out item was already on the list
         grade_by_item = dict(zip(target.tolist(), grade.tolist(), strict=True))
         graded = np.array([grade_by_item[int(i)] for i in table.items[graded_rows]])
+        score_by_item = dict(zip(target.tolist(), np.asarray(part.scores).tolist(), strict=True))
         lists.append(
             RankerList(
-                table.features, graded_rows, graded, np.flatnonzero(~is_target), target, table.items
+                table.features,
+                graded_rows,
+                graded,
+                np.flatnonzero(~is_target),
+                target,
+                table.items,
+                table.score_features,
+                np.array([score_by_item[int(i)] for i in table.score_items], dtype=np.float32),
             )
         )
     return lists
@@ -366,9 +462,11 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         # No held-out items from outside the candidates: they would be the only items ranked
         # below `candidates` by the fine-tuned model, and the ranker learns that "a low rank means
         # held out" (at serving nothing outside the candidates is ever scored).
+        # The score head learns from every scored held-out item, candidate or not.
+        score_items=[h.items[h.scores > 0][:MAX_GRADED].astype(np.int64) for h in held],
         device=dist.device,
     )
-    lists = build_lists(tables, [h.items.astype(np.int64) for h in held], [grades(h) for h in held])
+    lists = build_lists(tables, held, [grades(h) for h in held])
     rng = np.random.default_rng([cfg.train.seed, 11])
     is_check = rng.random(len(lists)) < s.holdout_users
     job = RankerJob(

@@ -71,15 +71,21 @@ def test_a_list_through_the_engine_gives_the_training_encoder_inputs(
     """A dataset user's history, as a list through the engine and as training scores it."""
     import torch
 
+    from inference.encoding import N_RANKER_FEATURES, ItemFacts
     from training.batches import UserParts, load_episodes
     from training.dataset import Dataset
-    from training.ranker import load_finetuned
+    from training.ranker import RankerNet, RankerNetConfig, candidate_tables, load_finetuned
     from training.scoring import _inputs, entry_predictions, user_states, watch_logits
+    from training.train import load_checkpoint
 
     root = tiny_bundle.parent
     parts = UserParts(Dataset(root / "planted"), "loo")
     model, payload = load_finetuned(str(root / "ft" / "ckpt.pt"), torch.device("cpu"))
     episodes = load_episodes(str(root / "catalog.json.gz"), parts.n_items)
+    rk = load_checkpoint(root / "rk" / "ckpt.pt")
+    ranker_net = RankerNet(RankerNetConfig(**rk["model_config"]))
+    ranker_net.load_state_dict(rk["model"])
+    ranker_facts = ItemFacts.from_arrays(rk["facts"])
     for user in (0, 5, 17):
         history = parts.part(user)
         keys = Dataset(root / "planted").item_keys()
@@ -108,7 +114,28 @@ def test_a_list_through_the_engine_gives_the_training_encoder_inputs(
         np.testing.assert_allclose(scored.user_vector, states[0].numpy(), atol=1e-4)
         every = np.arange(parts.n_items)
         scores, _ = entry_predictions(model, states, np.zeros(parts.n_items, int), every)
-        np.testing.assert_allclose(scored.predicted_scores, scores, atol=1e-4)
+        # The encoder's score head outside the candidates; the ranker's, as training asks it, on them.
+        outside = np.setdiff1d(every, scored.candidates)
+        np.testing.assert_allclose(scored.predicted_scores[outside], scores[outside], atol=1e-4)
+        (table,), _ = candidate_tables(
+            model,
+            [history],
+            has_times=False,
+            episodes=episodes,
+            facts=ranker_facts,
+            n_candidates=0,
+            score_items=[scored.candidates],
+        )
+        with torch.no_grad():
+            _, head = ranker_net(
+                torch.zeros((0, N_RANKER_FEATURES)), torch.from_numpy(table.score_features)
+            )
+        np.testing.assert_allclose(
+            scored.predicted_scores[scored.candidates], head.clamp(1, 10).numpy(), atol=1e-4
+        )
+        assert not np.allclose(
+            scored.predicted_scores[scored.candidates], scores[scored.candidates]
+        )
         logits = watch_logits(model, states)[0]
         assert (
             set(scored.candidates[: engine.model.n_candidates].tolist())

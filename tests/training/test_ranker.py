@@ -96,6 +96,9 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
     ckpt = load_checkpoint(tmp_path / "rk" / "ckpt.pt")
     assert ckpt["kind"] == "ranker" and len(ckpt["state"]["history"]) == 2
     assert "val_base_NDCG@10" in ckpt["state"]["history"][-1]
+    assert (
+        "val_RMSE" in ckpt["state"]["history"][-1] and "loss_score" in ckpt["state"]["history"][-1]
+    )
 
     model = ranking_model("ours").factory(f"ft={tmp_path}/ft/ckpt.pt+ranker={tmp_path}/rk/ckpt.pt")
     from training.baselines.interface import TrainData, history_matrix
@@ -103,6 +106,14 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
     histories = [parts.part(u) for u in range(4)]
     model.fit(TrainData(history_matrix(histories, N_ITEMS), histories, N_ITEMS, True))
     scores = model.score(np.arange(4), histories)
+    # The score head: one prediction per (user, item) asked, on the 1-10 scale, its own numbers.
+    users, items = np.array([0, 0, 2, 3]), np.array([5, 9, 1, 5])
+    asked = [histories[u] for u in users]
+    predicted = model.predict(users, items, asked)
+    assert predicted.shape == (4,) and ((predicted >= 1) & (predicted <= 10)).all()
+    encoder = ranking_model("ours").factory(f"{tmp_path}/ft/ckpt.pt")
+    encoder.fit(TrainData(history_matrix(histories, N_ITEMS), histories, N_ITEMS, True))
+    assert not np.allclose(predicted, encoder.predict(users, items, asked))
     assert scores.shape == (4, N_ITEMS) and scores.dtype == np.float32
     # The ranker's candidates (8 by watch logit joined by 8 by neighbour score) outrank everything
     # it was not asked about.

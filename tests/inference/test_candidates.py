@@ -1,0 +1,72 @@
+import numpy as np
+
+from inference.encoding import Entries, ItemFacts, score_features, select_candidates
+
+
+def facts_with(items: np.ndarray, weights: np.ndarray, n_items: int) -> ItemFacts:
+    return ItemFacts(
+        log_popularity=np.zeros(n_items, dtype=np.float32),
+        franchise=np.full(n_items, -1, dtype=np.int64),
+        genres=np.zeros((n_items, 0), dtype=np.float32),
+        neighbour_items=items,
+        neighbour_weights=weights,
+    )
+
+
+def listing(items: list[int], scores: list[int] | None = None, statuses=None) -> Entries:
+    n = len(items)
+    return Entries(
+        np.array(items, dtype=np.int32),
+        np.array(scores or [0] * n, dtype=np.int8),
+        np.array(statuses or [1] * n, dtype=np.int8),
+        np.zeros(n, dtype=np.int16),
+        np.zeros(n, dtype=np.int32),
+    )
+
+
+def test_candidates_join_the_best_by_logit_and_by_neighbour_score():
+    n = 10
+    # Item 0 points strongly at 9, item 1 at 8; the logits prefer 2 and 3.
+    items = np.array([[9, 4], [8, 4]] + [[0, 1]] * (n - 2), dtype=np.int32)
+    weights = np.array([[1.0, 0.1], [0.5, 0.1]] + [[0.0, 0.0]] * (n - 2), dtype=np.float32)
+    facts = facts_with(items, weights, n)
+    logits = -np.arange(n, dtype=np.float64)  # 0 best, then 1, 2, ...
+    history = listing([0, 1, 5], statuses=[1, 1, 4])  # 5 is plan-to-watch
+    picked = select_candidates(history, logits, facts, 2)
+    assert picked.items.tolist() == [2, 3, 9, 8]  # by logit first, then new ones by neighbours
+    assert picked.ranks.tolist() == [0, 1, 6, 5]
+    np.testing.assert_allclose(picked.neighbour_scores, [0.0, 0.0, 1.0, 0.5])
+    assert picked.neighbour_ranks[2:].tolist() == [0, 1]
+    # Serving adds the plan-to-watch entry with the ranks it would take among the unseen.
+    served = select_candidates(history, logits, facts, 2, include_planned=True)
+    assert served.items.tolist() == [2, 3, 9, 8, 5]
+    assert served.ranks[-1] == 3  # among the unseen, after 2, 3 and 4 (logits 0, -1... -4)
+
+
+def test_without_neighbours_candidates_are_the_logit_top():
+    n = 8
+    facts = facts_with(np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32), n)
+    picked = select_candidates(listing([0]), -np.arange(n, dtype=np.float64), facts, 3)
+    assert picked.items.tolist() == [1, 2, 3]
+    assert (picked.neighbour_scores == 0).all()
+
+
+def test_the_neighbour_deviation_follows_what_the_user_scored_above_their_mean():
+    n = 6
+    # Items 0 and 1 both point at 4 and 5: 0 strongly at 4, 1 strongly at 5.
+    items = np.array([[4, 5], [5, 4]] + [[0, 1]] * (n - 2), dtype=np.int32)
+    weights = np.array([[1.0, 0.1], [1.0, 0.1]] + [[0.0, 0.0]] * (n - 2), dtype=np.float32)
+    facts = ItemFacts(
+        log_popularity=np.zeros(n, dtype=np.float32),
+        franchise=np.full(n, -1, dtype=np.int64),
+        genres=np.zeros((n, 0), dtype=np.float32),
+        neighbour_items=items,
+        neighbour_weights=weights,
+        mean_score=np.array([0, 0, 0, 0, 8.0, 0], dtype=np.float32),
+        score_count=np.array([0, 0, 0, 0, 3, 0], dtype=np.float32),
+    )
+    history = listing([0, 1], scores=[10, 4])  # loved 0, disliked 1: mean 7
+    out = score_features(history, np.array([4, 5]), np.array([7.0, 7.0]), facts)
+    deviation = out[:, 5]
+    assert deviation[0] > 0 > deviation[1]  # 4 is 0's neighbour, 5 is 1's
+    assert out[0, 1] == 0.0 and out[0, 3] == 0.5 and out[1, 3] == 0.0  # list mean 7, item mean 8

@@ -1,0 +1,33 @@
+import numpy as np
+import scipy.sparse as sp
+
+from tests.inference.test_candidates import facts_with
+from training.baselines.ease import ease_weights
+from training.neighbours import fit_neighbours
+
+
+def random_matrix(n_users: int = 60, n_items: int = 12, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    return sp.csr_matrix((rng.random((n_users, n_items)) < 0.3).astype(np.float32))
+
+
+def test_every_neighbour_kept_gives_the_dense_ease_scores():
+    matrix = random_matrix()
+    n = matrix.shape[1]
+    dense = ease_weights((matrix.T @ matrix).toarray().astype(np.float64), 5.0)
+    items, weights = fit_neighbours(matrix, 5.0, k=n - 1)
+    facts = facts_with(items, weights, n)
+    seen = np.array([0, 3, 7])
+    np.testing.assert_allclose(facts.neighbour_scores(seen), dense[seen].sum(axis=0), atol=1e-5)
+
+
+def test_a_short_row_keeps_the_strongest_weights_by_magnitude():
+    matrix = random_matrix(seed=1)
+    n = matrix.shape[1]
+    dense = ease_weights((matrix.T @ matrix).toarray().astype(np.float64), 5.0)
+    items, weights = fit_neighbours(matrix, 5.0, k=3)
+    assert items.shape == weights.shape == (n, 3)
+    for row in range(n):
+        strongest = np.sort(np.abs(dense[row]))[-3:]
+        np.testing.assert_allclose(np.sort(np.abs(weights[row])), strongest, rtol=1e-5)
+        np.testing.assert_allclose(weights[row], dense[row, items[row]], rtol=1e-5)
