@@ -7,6 +7,8 @@ dense matrix (NDCG@10 0.298 against 0.296); keeping only positive weights costs 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -46,4 +48,4 @@ def fit_neighbours(matrix: sp.csr_matrix, lam: float, k: int) -> tuple[np.ndarra
 
 def with_neighbours(facts: ItemFacts, parts: UserParts, lam: float, k: int) -> ItemFacts:
     items, weights = fit_neighbours(interaction_matrix(parts), lam, k)
-    return ItemFacts(facts.log_popularity, facts.franchise, facts.genres, items, weights)
+    return replace(facts, neighbour_items=items, neighbour_weights=weights)
