@@ -32,7 +32,7 @@ $PY -m training ranker --config training/configs/anime-ranker.toml
 # 5. The anime hold-out table: ours next to the baselines.
 $PY -m training evaluate --data data/anime-cu --protocol random \
     --models "popularity,itemknn,ease,ials,ours:$FT,ours:ft=$FT+ranker=$RK" \
-    --score-models "bias,mf,ours:$FT" --out bench/results/anime-cu.json
+    --score-models "bias,mf,ours:$FT,ours:ft=$FT+ranker=$RK" --out bench/results/anime-cu.json
 # 6. Export with the parity gate (fp32 and int8 encoders), the evaluation recorded in the manifest.
 $PY -m training export --finetuned "$FT" --ranker "$RK" --catalog data/anime-cu/catalog.json.gz \
     --out exports/default --name default --int8 --metrics bench/results/anime-cu.json

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ML-1M on one GPU: SASRec and our model (pretrain + fine-tune) in bf16, then ONE evaluate run with
-# popularity, ease, markov, sasrec and ours -> bench/results/ml-1m.json, then throughput and MFU.
+# ML-1M on one GPU: SASRec and our model (pretrain + fine-tune + ranker) in bf16, then ONE evaluate
+# run with popularity, ease, markov, sasrec and ours (with and without the ranker) ->
+# bench/results/ml-1m.json, then throughput and MFU.
 #
 #   bench/gpu_ml1m.sh            # GPU, ~8 min wall (each training run is capped by time_limit_s)
 #   bench/gpu_ml1m.sh --smoke    # CPU, a few steps each: checks the whole path end to end
@@ -22,13 +23,13 @@ if [[ "${1:-}" == "--smoke" ]]; then
   COMMON=(--set train.epochs=2 --set train.steps_per_epoch=3 --set train.val_users=50
           --set train.batch_size=16 --set model.max_len=50)
   EVAL_EXTRA=(--max-users 200 --no-tune)
-  LIMITS=(0 0 0)
+  LIMITS=(0 0 0 0)
 else
   DEVICE=cuda
   RESULTS=bench/results/ml-1m.json
   COMMON=()
   EVAL_EXTRA=()
-  LIMITS=(130 55 140)  # seconds of training: sasrec, pretrain, finetune (epochs sized to fit)
+  LIMITS=(130 55 140 30)  # seconds of training: sasrec, pretrain, finetune, ranker
 fi
 
 step() { echo "=== [$(date +%T)] $*" | tee -a "$OUT_DIR/progress.log"; }
@@ -51,9 +52,16 @@ run finetune --config training/configs/ml-1m-finetune.toml --device "$DEVICE" \
   --set data.path="$DATA" --set out_dir="$RUNS" --set train.time_limit_s="${LIMITS[2]}" \
   --set finetune.init_from="$RUNS/ml-1m-pretrain/ckpt.pt" "${COMMON[@]}"
 
+step "ranker"
+run ranker --config training/configs/ml-1m-ranker.toml --device "$DEVICE" \
+  --set data.path="$DATA" --set out_dir="$RUNS" --set train.time_limit_s="${LIMITS[3]}" \
+  --set ranker.finetuned="$RUNS/ml-1m-finetune/ckpt.pt" \
+  $([[ "${1:-}" == "--smoke" ]] && echo "--set train.epochs=1 --set train.val_users=50")
+
+FT="$RUNS/ml-1m-finetune/ckpt.pt"
 step "evaluate"
 "$PY" -m training evaluate --data "$DATA" --protocol loo \
-  --models "popularity,ease,markov,sasrec:$RUNS/ml-1m-sasrec/ckpt.pt,ours:$RUNS/ml-1m-finetune/ckpt.pt" \
+  --models "popularity,ease,markov,sasrec:$RUNS/ml-1m-sasrec/ckpt.pt,ours:$FT,ours:ft=$FT+ranker=$RUNS/ml-1m-ranker/ckpt.pt" \
   --out "$RESULTS" "${EVAL_EXTRA[@]}" 2>&1 | tr '\r' '\n' | grep -v 'batch/s]\|s/batch]' | tee -a "$OUT_DIR/evaluate.log"
 
 step "throughput"
