@@ -245,15 +245,20 @@ RANKER_FEATURES = (
     "log_history",  # log(1 + list length)
     "neighbour_score",  # item-item (EASE) score: sum of its weights from the items on the list
     "neighbour_log_rank",  # log(1 + rank) in the item-item ranking
+    "transition_score",  # log(1 + transition counts from the newest 3 entries, weighted 1, ½, ¼)
+    "transition_log_rank",  # log(1 + rank) in the transition ranking
 )
 N_RANKER_FEATURES = len(RANKER_FEATURES)
 _COMPLETED, _PLAN_TO_WATCH = 1, 4  # status codes (inference.animelist.STATUS_CODES)
+TRANSITION_WEIGHTS = (1.0, 0.5, 0.25)  # newest entry, second newest, third (as the Markov baseline)
 _FACT_ARRAYS = (
     "log_popularity",
     "franchise",
     "genres",
     "neighbour_items",
     "neighbour_weights",
+    "transition_items",
+    "transition_counts",
     "mean_score",
     "score_count",
 )
@@ -274,6 +279,8 @@ class ItemFacts:
     The item-item neighbours are a sparse EASE model (`training.neighbours`): row i holds the k items
     whose weights from i are largest in magnitude. A list's neighbour score for item j is the sum
     of the weights from the list's items to j. Zero columns: no neighbour features (scores all 0).
+    Transitions are the same shape for time-ordered data only: row i holds the k items most often
+    added right after i, with their counts (none for data without times, where order is arbitrary).
     """
 
     log_popularity: np.ndarray  # float32 [n_items], 0..1
@@ -281,6 +288,8 @@ class ItemFacts:
     genres: np.ndarray  # float32 [n_items, n_genres] (0 columns without a catalogue)
     neighbour_items: np.ndarray = field(default_factory=_no_neighbours)  # int32 [n_items, k]
     neighbour_weights: np.ndarray = field(default_factory=_no_neighbours)  # float32 [n_items, k]
+    transition_items: np.ndarray = field(default_factory=_no_neighbours)  # int32 [n_items, k]
+    transition_counts: np.ndarray = field(default_factory=_no_neighbours)  # float32 [n_items, k]
     mean_score: np.ndarray = field(default_factory=_no_scores)  # float32 [n_items], 0 = unknown
     score_count: np.ndarray = field(default_factory=_no_scores)  # float32 [n_items]: times scored
 
@@ -292,6 +301,19 @@ class ItemFacts:
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in _FACT_ARRAYS}
+
+    def transition_scores(self, seen: np.ndarray) -> np.ndarray:
+        """float64 [n_items]: log(1 + transition counts from the newest entries of `seen` (oldest
+        first), weighted as the first-order Markov baseline weights them)."""
+        n_items = len(self.log_popularity)
+        if self.transition_items.shape[1] == 0 or len(seen) == 0:
+            return np.zeros(n_items, dtype=np.float64)
+        newest = np.asarray(seen, dtype=np.int64)[::-1][: len(TRANSITION_WEIGHTS)]
+        counts = self.transition_counts[newest].astype(np.float64)
+        counts *= np.asarray(TRANSITION_WEIGHTS[: len(newest)])[:, None]
+        return np.log1p(
+            np.bincount(self.transition_items[newest].ravel(), counts.ravel(), minlength=n_items)
+        )
 
     def neighbour_scores(self, seen: np.ndarray) -> np.ndarray:
         """float64 [n_items]: each item's item-item score from the items `seen`."""
@@ -316,6 +338,8 @@ class Candidates:
     ranks: np.ndarray
     neighbour_scores: np.ndarray
     neighbour_ranks: np.ndarray
+    transition_scores: np.ndarray
+    transition_ranks: np.ndarray
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -339,7 +363,7 @@ def select_candidates(
     include_planned: bool = False,
 ) -> Candidates:
     """The ranker's candidates: the best `n_candidates` unseen items by watch logit, joined by the
-    best `n_candidates` by neighbour score (when the facts have neighbours).
+    best `n_candidates` by neighbour score and by transition score (when the facts have them).
 
     Training and serving both call this. `include_planned` (serving) adds the list's plan-to-watch
     entries, which stay eligible: they get the log-probability and ranks they would have among the
@@ -352,7 +376,7 @@ def select_candidates(
     n_unseen = int(unseen.sum())
     if n_unseen == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return Candidates(empty, np.zeros(0), empty, np.zeros(0), empty)
+        return Candidates(empty, np.zeros(0), empty, np.zeros(0), empty, np.zeros(0), empty)
     finite = masked[unseen]
     top = finite.max()
     log_norm = top + np.log(np.exp(finite - top).sum())
@@ -366,6 +390,12 @@ def select_candidates(
     if facts.neighbour_items.shape[1]:
         by_near = np.argsort(-near_masked, kind="stable")[:take]
         items = np.concatenate([items, by_near[~np.isin(by_near, items)]])
+    after = facts.transition_scores(seen)
+    after_masked = np.where(unseen, after, -np.inf)
+    after_ranks = _ranks(after_masked)
+    if facts.transition_items.shape[1]:
+        by_after = np.argsort(-after_masked, kind="stable")[:take]
+        items = np.concatenate([items, by_after[~np.isin(by_after, items)]])
     if include_planned:
         planned = seen[np.asarray(history.statuses) == _PLAN_TO_WATCH]
         if len(planned):
@@ -373,8 +403,17 @@ def select_candidates(
             log_probs[planned] = raw - log_norm
             ranks[planned] = _rank_among(np.sort(finite)[::-1], raw)
             near_ranks[planned] = _rank_among(np.sort(near[unseen])[::-1], near[planned])
+            after_ranks[planned] = _rank_among(np.sort(after[unseen])[::-1], after[planned])
             items = np.concatenate([items, planned])
-    return Candidates(items, log_probs[items], ranks[items], near[items], near_ranks[items])
+    return Candidates(
+        items,
+        log_probs[items],
+        ranks[items],
+        near[items],
+        near_ranks[items],
+        after[items],
+        after_ranks[items],
+    )
 
 
 def ranker_features(
@@ -411,6 +450,8 @@ def ranker_features(
     out[:, 9] = np.log1p(len(seen))
     out[:, 10] = candidates.neighbour_scores
     out[:, 11] = np.log1p(candidates.neighbour_ranks)
+    out[:, 12] = candidates.transition_scores
+    out[:, 13] = np.log1p(candidates.transition_ranks)
     return out
 
 

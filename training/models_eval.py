@@ -31,7 +31,7 @@ from training.baselines.interface import (
 from training.batches import load_episodes
 from training.dataset import History
 from training.model import ListTransformer, ModelConfig
-from training.neighbours import fit_neighbours
+from training.neighbours import fit_neighbours, top_transitions
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import load_checkpoint
 
@@ -136,6 +136,16 @@ class RankedRecommender(TransformerRecommender):
         if int(fitted.get("k", 0)) > 0:
             items, weights = fit_neighbours(data.matrix, float(fitted["lambda"]), int(fitted["k"]))
             self.facts = replace(self.facts, neighbour_items=items, neighbour_weights=weights)
+        k = int((payload.get("transitions") or {}).get("k", 0))
+        if k > 0 and data.has_times:
+            lengths = [len(h) for h in data.histories]
+            items, counts = top_transitions(
+                np.repeat(np.arange(len(lengths)), lengths),
+                np.concatenate([h.items for h in data.histories]),
+                data.n_items,
+                k,
+            )
+            self.facts = replace(self.facts, transition_items=items, transition_counts=counts)
         self.candidates = int(payload["candidates"])
 
     def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:

@@ -46,6 +46,38 @@ def fit_neighbours(matrix: sp.csr_matrix, lam: float, k: int) -> tuple[np.ndarra
     return top.astype(np.int32), np.take_along_axis(weights, top, axis=1).astype(np.float32)
 
 
+def fit_transitions(
+    parts: UserParts, k: int, labels: tuple[int, ...] = (TRAIN,)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items int32 [n, k], counts float32 [n, k]): for each item, the k items most often added
+    right after it in the `labels` parts (consecutive pairs within a user, as the Markov baseline
+    counts them)."""
+    offsets = np.asarray(parts.dataset.offsets)
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    keep = np.isin(parts.labels, labels)
+    return top_transitions(users[keep], np.asarray(parts.dataset.items)[keep], parts.n_items, k)
+
+
+def top_transitions(
+    users: np.ndarray, items: np.ndarray, n_items: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse top-k of the pair counts of consecutive `items` of the same user (time order)."""
+    items = np.asarray(items, dtype=np.int64)
+    same = np.asarray(users[1:]) == np.asarray(users[:-1])
+    counts = sp.csr_matrix(
+        (np.ones(int(same.sum()), dtype=np.float32), (items[:-1][same], items[1:][same])),
+        shape=(n_items, n_items),
+    )  # duplicates are summed: the pair counts
+    top_items = np.zeros((n_items, k), dtype=np.int32)
+    top_counts = np.zeros((n_items, k), dtype=np.float32)  # short rows pad with count 0
+    for row in range(n_items):
+        lo, hi = counts.indptr[row], counts.indptr[row + 1]
+        best = np.argsort(-counts.data[lo:hi], kind="stable")[:k]
+        top_items[row, : len(best)] = counts.indices[lo:hi][best]
+        top_counts[row, : len(best)] = counts.data[lo:hi][best]
+    return top_items, top_counts
+
+
 def with_neighbours(facts: ItemFacts, parts: UserParts, lam: float, k: int) -> ItemFacts:
     items, weights = fit_neighbours(interaction_matrix(parts), lam, k)
     return replace(facts, neighbour_items=items, neighbour_weights=weights)

@@ -2,7 +2,8 @@
 
 For each user with validation items, the fine-tuned model (fed the training part) proposes its top
 `candidates` unseen items, and item-item neighbours (a sparse EASE fitted on the training part,
-`training.neighbours`) propose theirs; each candidate gets the features of
+`training.neighbours`) and, on time-ordered data, transition counts from the newest entries propose
+theirs; each candidate gets the features of
 `inference.encoding.ranker_features` (only candidates: serving never scores anything else). A small
 MLP scores them, trained with position-aware ListMLE (DESIGN §8): the held-out items among them in
 grade order (score, then status; ties shuffled every epoch) on top, `negatives` sampled unwatched
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from training.batches import UserParts, global_batches, load_episodes, n_steps
 from training.dataset import TRAIN, VALIDATION, Dataset
 from training.metrics import ndcg_at_k, recall_at_k
 from training.model import ListTransformer, ModelConfig
-from training.neighbours import with_neighbours
+from training.neighbours import fit_transitions, with_neighbours
 from training.pretrain import run_command
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import (
@@ -71,6 +72,7 @@ class RankerSettings:
     grading: str = "score"  # held-out order: "score" (score, then status) or "binary" (all alike)
     neighbours: int = 64  # item-item (EASE) weights kept per item; 0 = no neighbour features
     neighbour_lambda: float = 100.0  # EASE's λ (the anime validation split peaks near 100)
+    transitions: int = 64  # items kept per item of the transition counts (time-ordered data only)
 
 
 @dataclass
@@ -447,6 +449,9 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         if dist.is_main:
             print(f"ranker: item-item neighbours (EASE λ={s.neighbour_lambda:g})", flush=True)
         facts = with_neighbours(facts, parts, s.neighbour_lambda, s.neighbours)
+    if s.transitions > 0 and parts.has_times:
+        items, counts = fit_transitions(parts, s.transitions)
+        facts = replace(facts, transition_items=items, transition_counts=counts)
     users = parts.users_with(min_train=1, label=VALIDATION)
     histories = [parts.part(int(u)) for u in users]
     held = [parts.part(int(u), (VALIDATION,)) for u in users]
@@ -481,6 +486,7 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         # How the neighbours were fitted, so that `evaluate` can refit them on train + validation
         # for the test run as it does the baselines (the ranker's weights stay as trained).
         "neighbours": {"k": s.neighbours, "lambda": s.neighbour_lambda},
+        "transitions": {"k": s.transitions if parts.has_times else 0},
     }
     torch.manual_seed(cfg.train.seed)
     fit(cfg, RankerNet(RankerNetConfig(hidden=s.hidden)), job, dist, resume=args.resume)  # type: ignore[arg-type]

@@ -70,3 +70,28 @@ def test_the_neighbour_deviation_follows_what_the_user_scored_above_their_mean()
     deviation = out[:, 5]
     assert deviation[0] > 0 > deviation[1]  # 4 is 0's neighbour, 5 is 1's
     assert out[0, 1] == 0.0 and out[0, 3] == 0.5 and out[1, 3] == 0.0  # list mean 7, item mean 8
+
+
+def test_transitions_weigh_the_newest_three_entries_and_join_the_candidates():
+    n = 8
+    empty = np.zeros((n, 0), np.int32)
+    # Each item i is most often followed by i + 1 (count 4); item 0 also by 7 (count 1).
+    t_items = np.array([[(i + 1) % n, 7] for i in range(n)], dtype=np.int32)
+    t_counts = np.array([[4.0, 1.0 if i == 0 else 0.0] for i in range(n)], dtype=np.float32)
+    facts = ItemFacts(
+        log_popularity=np.zeros(n, dtype=np.float32),
+        franchise=np.full(n, -1, dtype=np.int64),
+        genres=np.zeros((n, 0), dtype=np.float32),
+        neighbour_items=empty,
+        neighbour_weights=empty.astype(np.float32),
+        transition_items=t_items,
+        transition_counts=t_counts,
+    )
+    history = listing([0, 1, 2, 3])  # oldest first: 3 is the newest, then 2, then 1; 0 is too old
+    scores = facts.transition_scores(history.items)
+    np.testing.assert_allclose(scores[[4, 3, 2, 7]], np.log1p([4.0, 2.0, 1.0, 0.0]))
+    logits = np.zeros(n)
+    logits[5] = 1.0  # the transformer prefers 5
+    picked = select_candidates(history, logits, facts, 1)
+    assert picked.items.tolist() == [5, 4]  # by logit, then by transition
+    assert picked.transition_ranks.tolist() == [1, 0]  # 5 ties the rest at 0 (4 is first)

@@ -31,3 +31,16 @@ def test_a_short_row_keeps_the_strongest_weights_by_magnitude():
         strongest = np.sort(np.abs(dense[row]))[-3:]
         np.testing.assert_allclose(np.sort(np.abs(weights[row])), strongest, rtol=1e-5)
         np.testing.assert_allclose(weights[row], dense[row, items[row]], rtol=1e-5)
+
+
+def test_transitions_count_consecutive_pairs_within_each_user_only():
+    from training.neighbours import top_transitions
+
+    users = np.array([0, 0, 0, 0, 1, 1, 2])
+    items = np.array([1, 2, 1, 2, 3, 1, 2])  # 1→2 twice, 2→1 once, 3→1 once; 2→3 crosses users
+    top_items, counts = top_transitions(users, items, n_items=4, k=2)
+    assert top_items.shape == counts.shape == (4, 2)
+    assert (top_items[1, 0], counts[1, 0]) == (2, 2.0)
+    assert (top_items[2, 0], counts[2, 0]) == (1, 1.0) and counts[2, 1] == 0.0
+    assert (top_items[3, 0], counts[3, 0]) == (1, 1.0)
+    assert counts[0].sum() == 0 and counts[:, :].sum() == 4.0  # the cross-user 1→3, 2→2 are not
