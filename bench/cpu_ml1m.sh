@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# ML-1M on this 2-core CPU at reduced size: SASRec and our model (next-entries fine-tune, then the
+# ranker) at the same size and epochs, then ONE evaluate run -> bench/results/ml-1m-cpu.json.
+#
+#   bash bench/cpu_ml1m.sh          # about 25 minutes on 2 cores (the two transformers in parallel)
+#
+# Both transformers: max_len 50 (the full-size runs use 200: bench/gpu_ml1m.sh), d=64, 2 layers,
+# 25 epochs, no pretraining; ours without score/status inputs and reading the newest entry's state
+# next to its query (the settings the CPU ablation in BENCHMARKS.md favoured). Needs data/ml-1m.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+RUNS=${RUNS:-runs/ml1m-cpu}
+SIZE=(--set model.max_len=50 --set train.epochs=25 --set out_dir="$RUNS")
+export OMP_NUM_THREADS=1  # two jobs on two cores must not spin against each other
+mkdir -p "$RUNS"
+
+$PY -m training sasrec --config training/configs/ml-1m-sasrec.toml --set name=sasrec "${SIZE[@]}" \
+  > "$RUNS-sasrec.log" 2>&1 &
+$PY -m training finetune --config training/configs/ml-1m-finetune.toml --set name=ours \
+  --set finetune.init_from= --set model.read_last_entry=true --set model.side_inputs=false \
+  "${SIZE[@]}" > "$RUNS-ours.log" 2>&1
+wait
+export OMP_NUM_THREADS=2
+$PY -m training ranker --config training/configs/ml-1m-ranker.toml --set name=ranker \
+  --set out_dir="$RUNS" --set ranker.finetuned="$RUNS/ours/ckpt.pt" > "$RUNS-ranker.log" 2>&1
+$PY -m training evaluate --data data/ml-1m --protocol loo \
+  --models "popularity,ease,markov,sasrec:$RUNS/sasrec/ckpt.pt,ours:$RUNS/ours/ckpt.pt,ours:ft=$RUNS/ours/ckpt.pt+ranker=$RUNS/ranker/ckpt.pt" \
+  --out bench/results/ml-1m-cpu.json
