@@ -3,27 +3,31 @@
 # ranker) at the same size and epochs, then ONE evaluate run -> bench/results/ml-1m-cpu.json.
 #
 #   bash bench/cpu_ml1m.sh          # about 25 minutes on 2 cores (the two transformers in parallel)
+#   MAX_LEN=200 SASREC_EPOCHS=34 OURS_EPOCHS=15 RUNS=runs/ml1m-cpu200 OUT=bench/results/ml-1m-cpu200.json \
+#     bash bench/cpu_ml1m.sh        # full-length histories, ~50 minutes each side by side
 #
-# Both transformers: max_len 50 (the full-size runs use 200: bench/gpu_ml1m.sh), d=64, 2 layers,
-# 25 epochs, no pretraining; ours without score/status inputs and reading the newest entry's state
+# Both transformers: max_len 50 by default (the full-size runs use 200: bench/gpu_ml1m.sh), d=64,
+# 2 layers, 25 epochs, no pretraining; ours without score/status inputs and reading the newest entry's state
 # next to its query (the settings the CPU ablation in BENCHMARKS.md favoured). Needs data/ml-1m.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/ml1m-cpu}
-SIZE=(--set model.max_len=50 --set train.epochs=25 --set out_dir="$RUNS")
+OUT=${OUT:-bench/results/ml-1m-cpu.json}
+SIZE=(--set model.max_len="${MAX_LEN:-50}" --set out_dir="$RUNS")
 export OMP_NUM_THREADS=1  # two jobs on two cores must not spin against each other
 mkdir -p "$RUNS"
 
 $PY -m training sasrec --config training/configs/ml-1m-sasrec.toml --set name=sasrec "${SIZE[@]}" \
+  --set train.epochs="${SASREC_EPOCHS:-25}" \
   > "$RUNS-sasrec.log" 2>&1 &
 $PY -m training finetune --config training/configs/ml-1m-finetune.toml --set name=ours \
   --set finetune.init_from= --set model.read_last_entry=true --set model.side_inputs=false \
-  "${SIZE[@]}" > "$RUNS-ours.log" 2>&1
+  "${SIZE[@]}" --set train.epochs="${OURS_EPOCHS:-25}" > "$RUNS-ours.log" 2>&1
 wait
 export OMP_NUM_THREADS=2
 $PY -m training ranker --config training/configs/ml-1m-ranker.toml --set name=ranker \
   --set out_dir="$RUNS" --set ranker.finetuned="$RUNS/ours/ckpt.pt" > "$RUNS-ranker.log" 2>&1
 $PY -m training evaluate --data data/ml-1m --protocol loo \
   --models "popularity,ease,markov,sasrec:$RUNS/sasrec/ckpt.pt,ours:$RUNS/ours/ckpt.pt,ours:ft=$RUNS/ours/ckpt.pt+ranker=$RUNS/ranker/ckpt.pt" \
-  --out bench/results/ml-1m-cpu.json
+  --out "$OUT"
