@@ -342,11 +342,12 @@ class Candidates:
     transition_ranks: np.ndarray
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
+def _order_and_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Items best first, and each item's place in that order (one sort for both)."""
     order = np.argsort(-values, kind="stable")
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
-    return ranks
+    return order, ranks
 
 
 def _rank_among(sorted_desc: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -381,21 +382,21 @@ def select_candidates(
     top = finite.max()
     log_norm = top + np.log(np.exp(finite - top).sum())
     log_probs = masked - log_norm
-    ranks = _ranks(masked)
     take = min(n_candidates, n_unseen)
-    items = np.argsort(-masked, kind="stable")[:take]
+    order, ranks = _order_and_ranks(masked)
+    items = order[:take]
     near = facts.neighbour_scores(seen)
-    near_masked = np.where(unseen, near, -np.inf)
-    near_ranks = _ranks(near_masked)
-    if facts.neighbour_items.shape[1]:
-        by_near = np.argsort(-near_masked, kind="stable")[:take]
-        items = np.concatenate([items, by_near[~np.isin(by_near, items)]])
     after = facts.transition_scores(seen)
-    after_masked = np.where(unseen, after, -np.inf)
-    after_ranks = _ranks(after_masked)
-    if facts.transition_items.shape[1]:
-        by_after = np.argsort(-after_masked, kind="stable")[:take]
-        items = np.concatenate([items, by_after[~np.isin(by_after, items)]])
+    stage_ranks = []
+    for scores, present in (
+        (near, facts.neighbour_items.shape[1] > 0),
+        (after, facts.transition_items.shape[1] > 0),
+    ):
+        order, stage = _order_and_ranks(np.where(unseen, scores, -np.inf))
+        stage_ranks.append(stage)
+        if present:
+            items = np.concatenate([items, order[:take][~np.isin(order[:take], items)]])
+    near_ranks, after_ranks = stage_ranks
     if include_planned:
         planned = seen[np.asarray(history.statuses) == _PLAN_TO_WATCH]
         if len(planned):
