@@ -1,7 +1,14 @@
 """What filters and re-ranking cost and buy on a held-out split (DESIGN §4 step 4, §8).
 
-    python bench/bench_rerank_quality.py --bundle exports/default --data data/anime-cu \
+    python -m training export --finetuned runs/anime-finetune/ckpt.pt \
+        --ranker runs/anime-ranker/ckpt.pt --catalog data/anime-cu/catalog.json.gz \
+        --out exports/holdout --checkpoint-facts
+    python bench/bench_rerank_quality.py --bundle exports/holdout --data data/anime-cu \
         --split random --users 1000 --out bench/results/rerank-quality.json
+
+The bundle must keep the ranker checkpoint's item facts (`--checkpoint-facts`, fitted on the
+training part): a served bundle's facts are refitted on every interaction, test entries included,
+and would be scored on what they were fitted on.
 
 For each test user (history = train + validation entries, targets = test entries), through the
 bundle's ONNX models:
@@ -85,13 +92,20 @@ def summarize(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "default")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "holdout")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "anime-cu")
     parser.add_argument("--split", default="random")
     parser.add_argument("--users", type=int, default=1000, help="test users sampled (seeded)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    facts_from = manifest["training_data"].get("item_facts_from", "ranker checkpoint")
+    if not facts_from.startswith("ranker checkpoint"):
+        sys.exit(
+            f"error: {args.bundle}'s item facts were fitted on {facts_from}, test entries "
+            "included; export a hold-out copy with --checkpoint-facts (see this file's docstring)"
+        )
     dataset = Dataset(args.data)
     parts = UserParts(dataset, args.split)
     keys = [int(k) for k in dataset.item_keys()]

@@ -91,15 +91,37 @@ class GlobalBatch:
 
 
 def global_batches(
-    n_samples: int, batch_size: int, seed: int, epoch: int, max_steps: int = 0
+    n_samples: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    max_steps: int = 0,
+    *,
+    lengths: np.ndarray | None = None,
+    bucket_batches: int = 0,
 ) -> Iterator[GlobalBatch]:
-    """The epoch's global batches (a permutation of the samples; the last partial one is dropped)."""
+    """The epoch's global batches (a permutation of the samples; the last partial one is dropped).
+
+    With `lengths` and `bucket_batches` = k > 0, each run of k batches' samples is sorted by length
+    before it is cut into batches, and the batches are then shuffled: a batch pads to the length of
+    similar samples instead of the longest of a random draw (the attention cost is quadratic in it),
+    while every sample is still seen once per epoch in a random batch order.
+    """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n_samples)
     steps = n_samples // batch_size
     if max_steps:
         steps = min(steps, max_steps)
     seeds = rng.integers(0, 2**63, size=(steps, batch_size), dtype=np.uint64)
+    if lengths is not None and bucket_batches > 0:
+        if len(lengths) != n_samples:
+            raise ValueError(f"{len(lengths)} lengths for {n_samples} samples")
+        order = order[: (n_samples // batch_size) * batch_size]
+        chunk = bucket_batches * batch_size
+        runs = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        order = np.concatenate([run[np.argsort(lengths[run], kind="stable")] for run in runs])
+        batch_order = rng.permutation(len(order) // batch_size)
+        order = order.reshape(-1, batch_size)[batch_order].reshape(-1)
     for step in range(steps):
         yield GlobalBatch(order[step * batch_size : (step + 1) * batch_size], seeds[step])
 

@@ -11,7 +11,10 @@ Writes `exports/<name>/`:
                      score_features [batch, asked, n_score_features] -> scores [batch, asked]
   item_facts.npz     per-item arrays in vocabulary order: the ranker's facts (log_popularity,
                      franchise, genres, item-item neighbours) and the item embeddings ("because
-                     you liked", diversity)
+                     you liked", diversity). The data-derived facts are refitted on every
+                     interaction of the training dataset (train, validation and test parts), as
+                     `evaluate` refits them on train + validation; --checkpoint-facts keeps the
+                     ranker checkpoint's (training part only).
   catalog.json.gz    the catalogue rows of the model's vocabulary, in vocabulary order
   manifest.json      encoding parameters, training data, metrics (parity included), sha256s
 
@@ -404,8 +407,29 @@ def check_episodes(catalog: Catalog, trained_with: str) -> bool:
     return True
 
 
-def write_item_facts(path: Path, model: ListTransformer, ranker_payload: dict[str, Any]) -> None:
-    facts = ItemFacts.from_arrays(ranker_payload["facts"])
+def serving_facts(ranker_payload: dict[str, Any], dataset: Path, *, has_times: bool) -> ItemFacts:
+    """The ranker's facts with the data-derived ones refitted on all of `dataset`."""
+    from training.dataset import Dataset
+    from training.ranker import refit_facts
+
+    if not (dataset / "items.npy").is_file():
+        raise ExportError(
+            f"the training dataset {dataset} is not here to refit the item facts on; "
+            "build it, or pass --checkpoint-facts to keep the ranker checkpoint's"
+        )
+    data = Dataset(dataset)
+    offsets = np.asarray(data.offsets)
+    return refit_facts(
+        ranker_payload,
+        np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)),
+        np.asarray(data.items),
+        np.asarray(data.scores),
+        n_items=data.n_items,
+        has_times=has_times,
+    )
+
+
+def write_item_facts(path: Path, model: ListTransformer, facts: ItemFacts) -> None:
     embeddings = model.item_emb.weight[ITEM_OFFSET:].detach().float().numpy()
     arrays = {**facts.as_arrays(), "item_embeddings": embeddings.astype(np.float32)}
     np.savez(path, allow_pickle=False, **arrays)
@@ -447,11 +471,17 @@ def export_bundle(
     name: str | None = None,
     int8: bool = False,
     metrics_file: Path | None = None,
+    checkpoint_facts: bool = False,
 ) -> dict[str, Any]:
     """Write a verified bundle to `out` (replacing it only once everything passed)."""
     model, ft, net, rk = load_models(finetuned, ranker)
     cfg = model.cfg
     dataset = Path(str(ft.get("dataset", "")))
+    has_times = bool(ft.get("has_times", True))
+    if checkpoint_facts:
+        facts = ItemFacts.from_arrays(rk["facts"])
+    else:
+        facts = serving_facts(rk, dataset, has_times=has_times)
     catalog = bundle_catalog(catalog_path, dataset, cfg.n_items)
     uses_episodes = check_episodes(catalog, str(ft.get("catalog") or ""))
     encoder = EncoderGraph(model).eval()
@@ -485,14 +515,14 @@ def export_bundle(
             )
             extra.append(ENCODER_INT8)
         save_catalog(catalog, work / CATALOG)
-        write_item_facts(work / ITEM_FACTS, model, rk)
+        write_item_facts(work / ITEM_FACTS, model, facts)
         encoding = {
             "max_len": cfg.max_len,
             "n_items": cfg.n_items,
             "d_model": cfg.d_model,
             "n_layers": cfg.n_layers,
             "n_heads": cfg.n_heads,
-            "has_times": bool(ft.get("has_times", True)),
+            "has_times": has_times,
             "use_times": cfg.use_times,
             "causal": cfg.causal,
             "append_query": True,
@@ -525,6 +555,9 @@ def export_bundle(
                 **training_summary(ft, dataset),
                 "finetuned_checkpoint": str(finetuned),
                 "ranker_checkpoint": str(ranker),
+                "item_facts_from": "ranker checkpoint (training part)"
+                if checkpoint_facts
+                else "every interaction of the dataset",
             },
             metrics=metrics,
             extra_files=extra,
@@ -553,6 +586,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics", type=Path, default=None, help="an `evaluate --out` JSON file to record"
     )
+    parser.add_argument(
+        "--checkpoint-facts",
+        action="store_true",
+        help="keep the ranker checkpoint's item facts instead of refitting them on all the data",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -565,6 +603,7 @@ def main(args: argparse.Namespace) -> int:
             name=args.name,
             int8=args.int8,
             metrics_file=args.metrics,
+            checkpoint_facts=args.checkpoint_facts,
         )
     except (ExportError, CatalogError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

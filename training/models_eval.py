@@ -15,12 +15,10 @@ history's last entry.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
-from inference.encoding import N_RANKER_FEATURES, N_SCORE_FEATURES, ItemFacts
+from inference.encoding import N_RANKER_FEATURES, N_SCORE_FEATURES
 from training.baselines.interface import (
     TrainData,
     parse_params,
@@ -31,7 +29,6 @@ from training.baselines.interface import (
 from training.batches import load_episodes
 from training.dataset import History
 from training.model import ListTransformer, ModelConfig
-from training.neighbours import fit_neighbours, top_transitions
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import load_checkpoint
 
@@ -105,7 +102,7 @@ class RankedRecommender(TransformerRecommender):
         self.ranker_path = ranker
 
     def fit(self, data: TrainData) -> None:
-        from training.ranker import RankerNet, RankerNetConfig, item_statistics
+        from training.ranker import RankerNet, RankerNetConfig, refit_facts
 
         super().fit(data)
         payload = load_checkpoint(self.ranker_path)
@@ -122,30 +119,15 @@ class RankedRecommender(TransformerRecommender):
         self.ranker.to(_device()).eval()
         # Like the baselines, the data-derived facts are refitted on what this run may learn from
         # (train + validation for the test run); the ranker's weights stay as trained.
-        _, scored_items, scores = data.scored()
-        listed = np.asarray(data.matrix.indices, dtype=np.int64)  # one per (user, item)
-        log_pop, _, _ = item_statistics(listed, np.zeros(len(listed)), data.n_items)
-        _, mean_score, score_count = item_statistics(scored_items, scores, data.n_items)
-        self.facts = replace(
-            ItemFacts.from_arrays(payload["facts"]),
-            log_popularity=log_pop,
-            mean_score=mean_score,
-            score_count=score_count,
+        lengths = [len(h) for h in data.histories]
+        self.facts = refit_facts(
+            payload,
+            np.repeat(np.arange(len(lengths)), lengths),
+            np.concatenate([h.items for h in data.histories]),
+            np.concatenate([h.scores for h in data.histories]),
+            n_items=data.n_items,
+            has_times=data.has_times,
         )
-        fitted = payload.get("neighbours") or {}
-        if int(fitted.get("k", 0)) > 0:
-            items, weights = fit_neighbours(data.matrix, float(fitted["lambda"]), int(fitted["k"]))
-            self.facts = replace(self.facts, neighbour_items=items, neighbour_weights=weights)
-        k = int((payload.get("transitions") or {}).get("k", 0))
-        if k > 0 and data.has_times:
-            lengths = [len(h) for h in data.histories]
-            items, counts = top_transitions(
-                np.repeat(np.arange(len(lengths)), lengths),
-                np.concatenate([h.items for h in data.histories]),
-                data.n_items,
-                k,
-            )
-            self.facts = replace(self.facts, transition_items=items, transition_counts=counts)
         self.candidates = int(payload["candidates"])
 
     def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:

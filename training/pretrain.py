@@ -26,7 +26,7 @@ from training.batches import (
     pretrain_batch,
     validation_set,
 )
-from training.dataset import Dataset
+from training.dataset import TRAIN, Dataset
 from training.model import ListTransformer
 from training.scoring import user_states, watch_logits
 from training.train import (
@@ -86,7 +86,13 @@ class ListJob:
             raise ConfigError(f"batch_size {tc.batch_size} is not divisible by {world} ranks")
         part = rank_slice(tc.batch_size, rank, world)
         for gb in global_batches(
-            len(self.samples), tc.batch_size, tc.seed, epoch, tc.steps_per_epoch
+            len(self.samples),
+            tc.batch_size,
+            tc.seed,
+            epoch,
+            tc.steps_per_epoch,
+            lengths=self.parts.counts[TRAIN][self.samples],
+            bucket_batches=tc.bucket_batches,
         ):
             yield build(self.samples[gb.samples[part]], gb.seeds[part])
 

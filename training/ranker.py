@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -37,7 +38,12 @@ from training.batches import UserParts, global_batches, load_episodes, n_steps
 from training.dataset import TRAIN, VALIDATION, Dataset
 from training.metrics import ndcg_at_k, recall_at_k
 from training.model import ListTransformer, ModelConfig
-from training.neighbours import fit_transitions, with_neighbours
+from training.neighbours import (
+    fit_neighbours,
+    fit_transitions,
+    top_transitions,
+    with_neighbours,
+)
 from training.pretrain import run_command
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import (
@@ -265,6 +271,46 @@ def item_facts(parts: UserParts, catalog_path: str) -> ItemFacts:
     return ItemFacts(log_pop, franchise, genres, mean_score=mean_score, score_count=score_count)
 
 
+def refit_facts(
+    payload: dict[str, Any],
+    users: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+    *,
+    n_items: int,
+    has_times: bool,
+) -> ItemFacts:
+    """A ranker checkpoint's facts with the data-derived ones (popularity, mean scores, item-item
+    neighbours and transitions, fitted as the checkpoint says) refitted on other interactions:
+    `users`, `items`, `scores` per interaction, grouped by user in time order. `evaluate` refits
+    on train + validation for the test run, as it does every baseline; `export` on everything.
+    The catalogue facts (franchise, genres) and the ranker's weights stay as they are."""
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    n_users = int(users.max()) + 1 if len(users) else 0
+    matrix = sp.csr_matrix(
+        (np.ones(len(items), dtype=np.float32), (users, items)), shape=(n_users, n_items)
+    )
+    matrix.data[:] = 1.0  # a repeated (user, item) pair still counts once
+    log_pop, _, _ = item_statistics(matrix.indices, np.zeros(matrix.nnz), n_items)
+    _, mean_score, score_count = item_statistics(items, scores, n_items)
+    facts = replace(
+        ItemFacts.from_arrays(payload["facts"]),
+        log_popularity=log_pop,
+        mean_score=mean_score,
+        score_count=score_count,
+    )
+    fitted = payload.get("neighbours") or {}
+    if int(fitted.get("k", 0)) > 0:
+        near, weights = fit_neighbours(matrix, float(fitted["lambda"]), int(fitted["k"]))
+        facts = replace(facts, neighbour_items=near, neighbour_weights=weights)
+    k = int((payload.get("transitions") or {}).get("k", 0))
+    if k > 0 and has_times:
+        after, counts = top_transitions(users, items, n_items, k)
+        facts = replace(facts, transition_items=after, transition_counts=counts)
+    return facts
+
+
 # ------------------------------------------------------------------------------------------- job
 
 
@@ -406,8 +452,8 @@ def build_lists(
         target = np.asarray(part.items, dtype=np.int64)
         is_target = np.isin(table.items, target)
         graded_rows = np.flatnonzero(is_target)
-        if len(graded_rows) == 0:
-            continue  # every held-out item was already on the list
+        if len(graded_rows) == 0 and len(table.score_items) == 0:
+            continue  # nothing to learn from: no held-out item is a candidate, none is scored
         grade_by_item = dict(zip(target.tolist(), grade.tolist(), strict=True))
         graded = np.array([grade_by_item[int(i)] for i in table.items[graded_rows]])
         score_by_item = dict(zip(target.tolist(), np.asarray(part.scores).tolist(), strict=True))

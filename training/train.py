@@ -62,6 +62,9 @@ class TrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     seed: int = 0
+    # >0: batches of similar history lengths, sorted within runs of this many batches (less
+    # padding; see batches.global_batches). 0: plain random batches.
+    bucket_batches: int = 0
     steps_per_epoch: int = 0  # 0: one pass over the samples; >0 caps it (smoke runs)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     stop_after_epoch: int = 0  # stop (resumably) after this epoch; 0: run all epochs

@@ -85,7 +85,9 @@ def test_a_list_through_the_engine_gives_the_training_encoder_inputs(
     rk = load_checkpoint(root / "rk" / "ckpt.pt")
     ranker_net = RankerNet(RankerNetConfig(**rk["model_config"]))
     ranker_net.load_state_dict(rk["model"])
-    ranker_facts = ItemFacts.from_arrays(rk["facts"])
+    # The bundle's facts (refitted on every interaction at export), as the engine reads them.
+    with np.load(tiny_bundle / "item_facts.npz") as npz:
+        ranker_facts = ItemFacts.from_arrays({k: npz[k] for k in rk["facts"]})
     for user in (0, 5, 17):
         history = parts.part(user)
         keys = Dataset(root / "planted").item_keys()

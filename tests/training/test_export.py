@@ -122,3 +122,34 @@ def test_another_format_version_is_refused(tiny_bundle: Path, tmp_path: Path) ->
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="version 99 is not supported"):
         Engine.from_bundle(bundle, providers="cpu")
+
+
+def test_item_facts_are_refitted_on_every_interaction(tiny_bundle: Path, tmp_path: Path) -> None:
+    from training.dataset import Dataset
+    from training.train import load_checkpoint
+
+    root = tiny_bundle.parent
+    data = Dataset(root / "planted")
+    items = np.asarray(data.items, dtype=np.int64)
+    scores = np.asarray(data.scores, dtype=np.float64)
+    scored = scores > 0
+    count = np.bincount(items[scored], minlength=data.n_items)
+    mean = np.bincount(items[scored], scores[scored], minlength=data.n_items) / np.maximum(count, 1)
+    with np.load(tiny_bundle / "item_facts.npz") as served:
+        np.testing.assert_allclose(served["mean_score"], mean, rtol=1e-6)
+        np.testing.assert_array_equal(served["score_count"], count)
+    trained = load_checkpoint(root / "rk" / "ckpt.pt")["facts"]
+    assert trained["score_count"].sum() < count.sum()  # the checkpoint saw the training part only
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["training_data"]["item_facts_from"] == "every interaction of the dataset"
+
+    # Asked to keep the checkpoint's facts, it does; without the dataset, a clear error.
+    rk = root / "rk" / "ckpt.pt"
+    out = tmp_path / "kept"
+    export.export_bundle(
+        root / "ft" / "ckpt.pt", rk, root / "catalog.json.gz", out, checkpoint_facts=True
+    )
+    with np.load(out / "item_facts.npz") as kept:
+        np.testing.assert_array_equal(kept["score_count"], trained["score_count"])
+    with pytest.raises(export.ExportError, match="--checkpoint-facts"):
+        export.serving_facts(load_checkpoint(rk), tmp_path / "gone", has_times=False)

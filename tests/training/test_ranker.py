@@ -3,7 +3,14 @@ import itertools
 import numpy as np
 import torch
 
-from training.ranker import candidate_tables, listmle_loss, position_weights
+from training.dataset import History
+from training.ranker import (
+    UserCandidates,
+    build_lists,
+    candidate_tables,
+    listmle_loss,
+    position_weights,
+)
 
 
 def brute_listmle(scores, n_graded, weights):
@@ -127,3 +134,33 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
         best = unseen[np.argsort(-scores[row, unseen])]
         assert set(best[: len(table.items)]) == set(table.items.tolist())
         assert scores[row, best[len(table.items) - 1]] > scores[row, best[len(table.items)]] + 1e5
+
+
+def _held(items, scores):
+    n = len(items)
+    return History(
+        items=np.array(items, dtype=np.int32),
+        scores=np.array(scores, dtype=np.int8),
+        statuses=np.full(n, 2, dtype=np.int8),
+        times=np.zeros(n, dtype=np.int64),
+        progress=np.zeros(n, dtype=np.int32),
+    )
+
+
+def test_lists_keep_users_whose_held_out_items_are_not_candidates_when_scored():
+    def table(items, asked):
+        features = np.zeros((len(items), 3), dtype=np.float32)
+        asked = np.array(asked, dtype=np.int64)
+        return UserCandidates(
+            np.array(items), features, asked, np.zeros((len(asked), 2), dtype=np.float32)
+        )
+
+    tables = [table([1, 2, 3], [2]), table([1, 2, 3], [7]), table([1, 2, 3], [])]
+    held = [_held([2], [8]), _held([7], [6]), _held([9], [0])]
+    lists = build_lists(tables, held, [np.array([8]), np.array([6]), np.array([1])])
+    # User 1's held-out item is a candidate; user 2's is not but its score teaches the score head
+    # (and counts as a miss in the check); user 3 has nothing to learn from.
+    assert len(lists) == 2
+    assert lists[0].graded_rows.tolist() == [1] and lists[0].score_targets.tolist() == [8.0]
+    assert lists[1].graded_rows.tolist() == [] and lists[1].score_targets.tolist() == [6.0]
+    assert lists[1].negative_rows.tolist() == [0, 1, 2]
