@@ -22,6 +22,7 @@ from inference.animelist import AnimeList, Status
 from inference.catalog import Catalog
 from inference.filters import (
     REASONS,
+    WATCHED,
     Eligibility,
     _approximate_prequel_rule,
     _exact_prequel_rule,
@@ -119,7 +120,12 @@ class EligibilityIndex:
             walk = np.flatnonzero(later)
         else:
             touched = np.isin(self._franchise, [self._franchise[i] for i in statuses])
-            walk = np.flatnonzero(later & touched & (self._franchise >= 0))
+            # A franchise with any watched member holds nothing back: only the rest need the walk
+            # (a long list touches hundreds of franchises, mostly watched ones).
+            watched = np.isin(
+                self._franchise, [self._franchise[i] for i, s in statuses.items() if s in WATCHED]
+            )
+            walk = np.flatnonzero(later & touched & ~watched & (self._franchise >= 0))
             # Untouched franchises: nothing watched, every earlier member unlisted, so the rule
             # holds each later entry back for the franchise's first entry.
             quiet = np.flatnonzero(later & ~touched)
