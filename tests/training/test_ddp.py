@@ -40,6 +40,8 @@ def train(command: list[str], data: Path, out: Path) -> None:
         "train.val_users=0",
         "--set",
         "model.dropout=0.0",
+        "--set",
+        "train.bucket_batches=2",  # length-sorted batches split across ranks, too
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
