@@ -4,6 +4,9 @@
     python bench/bench_train.py measure --kind sasrec --config training/configs/ml-1m-sasrec.toml --steps 20
     # after the GPU script: tokens/s and model FLOPs utilisation of each run
     python bench/bench_train.py report runs/gpu-ml1m/runs --peak-tflops 989
+    # building batches on one core (the GPU runs' bottleneck), against the floor of gathering the
+    # same rows' items from the memory-mapped arrays
+    python bench/bench_train.py batches --data data/ml-1m --max-len 200
 
 Model FLOPs per token follow `training.model.flops_per_token` (6·N + attention + the output softmax
 at the positions that compute full-vocabulary logits); tokens are real (non-padding) input tokens.
@@ -126,6 +129,58 @@ def measure(kind: str, config: str, steps: int, threads: int, extra: list[str]) 
     )
 
 
+def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[dict]:
+    import numpy as np
+
+    from training.batches import UserParts, next_entries_batch, sasrec_batch
+    from training.dataset import Dataset
+
+    dataset = Dataset(data)
+    parts = UserParts(dataset, "loo")
+    users = parts.users_with(min_train=2)
+    rng = np.random.default_rng(0)
+    draws = [
+        (rng.choice(users, batch_size), rng.integers(0, 2**63, batch_size, dtype=np.uint64))
+        for _ in range(n_batches)
+    ]
+    builders = {
+        "sasrec": lambda u, s: sasrec_batch(parts, u, s, max_len=max_len),
+        "finetune (next entries)": lambda u, s: next_entries_batch(
+            parts, u, s, max_len=max_len, use_times=False
+        ),
+    }
+
+    def floor(u: np.ndarray, _: np.ndarray) -> dict:  # the newest max_len items of each row
+        ends = np.asarray(dataset.offsets)[u + 1]
+        starts = np.maximum(np.asarray(dataset.offsets)[u], ends - max_len)
+        return {
+            "items": np.concatenate([dataset.items[a:b] for a, b in zip(starts, ends, strict=True)])
+        }
+
+    rows = []
+    floor_s = min(_timed(floor, draws) for _ in range(3))
+    for name, build in builders.items():
+        seconds = min(_timed(build, draws) for _ in range(3))
+        tokens = sum(int((build(u, s)["items"] > 0).sum()) for u, s in draws)
+        row = {
+            "batches": name,
+            "max_len": max_len,
+            "ms_per_batch": round(1e3 * seconds / n_batches, 2),
+            "tokens_per_s_one_core": round(tokens / seconds),
+            "times_the_gather_floor": round(seconds / floor_s, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row))
+    return rows
+
+
+def _timed(build, draws) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    for users, seeds in draws:
+        build(users, seeds)
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -139,9 +194,16 @@ def main() -> int:
     r.add_argument("runs", type=Path)
     r.add_argument("--peak-tflops", type=float, default=989.0, help="H200 dense bf16: 989")
     r.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    b = sub.add_parser("batches")
+    b.add_argument("--data", default="data/ml-1m")
+    b.add_argument("--max-len", type=int, default=200)
+    b.add_argument("--n-batches", type=int, default=20)
+    b.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     if args.mode == "measure":
         measure(args.kind, args.config, args.steps, args.threads, args.overrides)
+    elif args.mode == "batches":
+        batches(args.data, args.max_len, args.n_batches, args.batch_size)
     else:
         rows = report(args.runs, args.peak_tflops)
         if args.out:

@@ -61,7 +61,10 @@ class UserParts:
 
     def part(self, user: int, labels: tuple[int, ...] = (TRAIN,)) -> History:
         lo, hi = int(self.dataset.offsets[user]), int(self.dataset.offsets[user + 1])
-        return self.dataset.history(user).select(np.isin(self.labels[lo:hi], labels))
+        own = self.labels[lo:hi]
+        # One label (the usual case, once per sample per batch): == is ~10x cheaper than isin.
+        keep = own == labels[0] if len(labels) == 1 else np.isin(own, labels)
+        return self.dataset.history(user).select(keep)
 
     def users_with(self, min_train: int, label: int | None = None) -> np.ndarray:
         ok = self.counts[TRAIN] >= min_train
