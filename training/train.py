@@ -280,6 +280,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     # The interrupted epoch's running sums (loss, parts..., tokens) over all ranks, for its record.
     partial: list[float] = field(default_factory=list)
+    # Length-bucketed batches: each loss part's global term count summed over all steps so far.
+    count_sums: list[float] = field(default_factory=list)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -432,8 +434,18 @@ def fit(
             counts = torch.stack([parts[n][1].float() for n in names])
             if dist.world > 1:
                 torch_dist.all_reduce(counts)
+            denominator = counts
+            if tc.bucket_batches > 0:
+                # Batches of long lists hold ten times the terms of batches of short ones: dividing
+                # each by its own count would weigh a short list's terms ten times as much. The
+                # mean count over all steps so far weighs every term alike, as random batches do.
+                seen_counts = counts.double() + torch.tensor(
+                    state.count_sums or [0.0] * len(names), dtype=torch.float64, device=dist.device
+                )
+                state.count_sums = seen_counts.tolist()
+                denominator = (seen_counts / (state.step + 1)).float()
             # Each rank's share of the global mean; DDP averages gradients over ranks, hence x world.
-            means = sums * dist.world / counts.clamp(min=1.0)
+            means = sums * dist.world / denominator.clamp(min=1.0)
             loss = (weights * means).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
