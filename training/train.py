@@ -284,6 +284,23 @@ class TrainState:
     count_sums: list[float] = field(default_factory=list)
 
 
+def loss_denominator(counts: torch.Tensor, state: TrainState, *, bucketed: bool) -> torch.Tensor:
+    """What each loss part's global sum is divided by this step: its term count, or with
+    length-bucketed batches the mean count per step so far (`state.count_sums` is updated).
+
+    Batches of long lists hold ten times the terms of batches of short ones; dividing each by its
+    own count would weigh a short list's terms ten times as much. The running mean weighs every
+    term alike, as random batches do.
+    """
+    if not bucketed:
+        return counts
+    sums = counts.double() + torch.tensor(
+        state.count_sums or [0.0] * len(counts), dtype=torch.float64, device=counts.device
+    )
+    state.count_sums = sums.tolist()
+    return (sums / (state.step + 1)).to(counts.dtype)
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -434,16 +451,7 @@ def fit(
             counts = torch.stack([parts[n][1].float() for n in names])
             if dist.world > 1:
                 torch_dist.all_reduce(counts)
-            denominator = counts
-            if tc.bucket_batches > 0:
-                # Batches of long lists hold ten times the terms of batches of short ones: dividing
-                # each by its own count would weigh a short list's terms ten times as much. The
-                # mean count over all steps so far weighs every term alike, as random batches do.
-                seen_counts = counts.double() + torch.tensor(
-                    state.count_sums or [0.0] * len(names), dtype=torch.float64, device=dist.device
-                )
-                state.count_sums = seen_counts.tolist()
-                denominator = (seen_counts / (state.step + 1)).float()
+            denominator = loss_denominator(counts, state, bucketed=tc.bucket_batches > 0)
             # Each rank's share of the global mean; DDP averages gradients over ranks, hence x world.
             means = sums * dist.world / denominator.clamp(min=1.0)
             loss = (weights * means).sum()

@@ -107,3 +107,21 @@ def test_cli_bad_input_is_a_clean_error(tmp_path, data_path):
         )
         assert proc.returncode == 2
         assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_bucketed_batches_weigh_every_term_alike():
+    import torch
+
+    from training.train import TrainState, loss_denominator
+
+    state = TrainState()
+    counts = [torch.tensor([10.0, 2.0]), torch.tensor([100.0, 4.0])]
+    plain = [loss_denominator(c, state, bucketed=False) for c in counts]
+    assert [d.tolist() for d in plain] == [[10.0, 2.0], [100.0, 4.0]]
+    bucketed = []
+    for c in counts:  # the loop advances state.step after each step
+        bucketed.append(loss_denominator(c, state, bucketed=True).tolist())
+        state.step += 1
+    # A running mean of the counts: the short batch's terms no longer weigh 10x the long one's.
+    assert bucketed == [[10.0, 2.0], [55.0, 3.0]]
+    assert state.count_sums == [110.0, 6.0]
