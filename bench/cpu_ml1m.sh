@@ -4,11 +4,12 @@
 #
 #   bash bench/cpu_ml1m.sh          # about 25 minutes on 2 cores (the two transformers in parallel)
 #   MAX_LEN=200 SASREC_EPOCHS=34 OURS_EPOCHS=34 RUNS=runs/ml1m-cpu200 OUT=bench/results/ml-1m-cpu200.json \
-#     bash bench/cpu_ml1m.sh        # full-length histories, equal epochs (~1 h 40 min side by side)
+#     bash bench/cpu_ml1m.sh        # full-length histories, equal epochs (~2 h side by side)
 #
-# BUCKET (default 16; 0 = plain random batches) sorts each run of that many batches by history
-# length (train.bucket_batches): the same samples per epoch with less padding, so the quadratic
-# attention costs less; it matters at max_len 200 and barely at 50.
+# BUCKET=k (default 0: plain random batches) sorts each run of k batches by history length
+# (train.bucket_batches): less padding, 1.4x faster epochs at max_len 200. BENCHMARKS.md's
+# full-length table trained ours with BUCKET=16 (alone, two threads) before losses were normalised
+# by the running mean count; with the current normalisation it is not yet measured for quality.
 #
 # Both transformers: max_len 50 by default (the full-size runs use 200: bench/gpu_ml1m.sh), d=64,
 # 2 layers, 25 epochs, no pretraining; ours without score/status inputs and reading the newest entry's state
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/ml1m-cpu}
 OUT=${OUT:-bench/results/ml-1m-cpu.json}
-SIZE=(--set model.max_len="${MAX_LEN:-50}" --set out_dir="$RUNS" --set train.bucket_batches="${BUCKET:-16}")
+SIZE=(--set model.max_len="${MAX_LEN:-50}" --set out_dir="$RUNS" --set train.bucket_batches="${BUCKET:-0}")
 export OMP_NUM_THREADS=1  # two jobs on two cores must not spin against each other
 mkdir -p "$RUNS"
 
