@@ -24,10 +24,18 @@ def interaction_matrix(parts: UserParts, labels: tuple[int, ...] = (TRAIN,)) -> 
     offsets = np.asarray(parts.dataset.offsets)
     users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     keep = np.isin(parts.labels, labels)
-    items = np.asarray(parts.dataset.items)[keep].astype(np.int64)
+    return binary_matrix(
+        users[keep], np.asarray(parts.dataset.items)[keep], len(offsets) - 1, parts.n_items
+    )
+
+
+def binary_matrix(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> sp.csr_matrix:
+    """Binary float32 [n_users, n_items] from one (user, item) pair per interaction."""
     matrix = sp.csr_matrix(
-        (np.ones(len(items), dtype=np.float32), (users[keep], items)),
-        shape=(len(offsets) - 1, parts.n_items),
+        (np.ones(len(items), dtype=np.float32), (users, np.asarray(items, dtype=np.int64))),
+        shape=(n_users, n_items),
     )
     matrix.data[:] = 1.0  # a repeated (user, item) pair still counts once
     return matrix

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -39,6 +38,7 @@ from training.dataset import TRAIN, VALIDATION, Dataset
 from training.metrics import ndcg_at_k, recall_at_k
 from training.model import ListTransformer, ModelConfig
 from training.neighbours import (
+    binary_matrix,
     fit_neighbours,
     fit_transitions,
     top_transitions,
@@ -287,11 +287,7 @@ def refit_facts(
     The catalogue facts (franchise, genres) and the ranker's weights stay as they are."""
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
-    n_users = int(users.max()) + 1 if len(users) else 0
-    matrix = sp.csr_matrix(
-        (np.ones(len(items), dtype=np.float32), (users, items)), shape=(n_users, n_items)
-    )
-    matrix.data[:] = 1.0  # a repeated (user, item) pair still counts once
+    matrix = binary_matrix(users, items, int(users.max()) + 1 if len(users) else 0, n_items)
     log_pop, _, _ = item_statistics(matrix.indices, np.zeros(matrix.nnz), n_items)
     _, mean_score, score_count = item_statistics(items, scores, n_items)
     facts = replace(
