@@ -41,6 +41,7 @@ from inference.errors import (
     AnimerecError,
     BadExportFile,
     ConfigError,
+    InvalidUsername,
     ListSourceError,
     UserNotFound,
 )
@@ -107,6 +108,7 @@ class CommandService:
         self.limits = limits
         self.mal_available = mal_available
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._session_entries = 0
         self._fetching: dict[tuple[str, str], asyncio.Future[AnimeList]] = {}
 
     # ----- entry points ---------------------------------------------------------------------
@@ -115,7 +117,7 @@ class CommandService:
         self, user: UserRef, line: str, attachment: Attachment | None = None
     ) -> Reply:
         try:
-            command = parse_command(line)
+            command = parse_command(line, max_chars=self.settings.bot.max_line_chars)
         except CommandError as exc:
             return Reply.failure(str(exc))
         return await self.execute(user, command, attachment)
@@ -131,7 +133,7 @@ class CommandService:
         except (ListSourceError, ConfigError) as exc:
             return Reply.failure(str(exc))
         except AnimerecError as exc:
-            log.warning("command failed: %s", type(exc).__name__)
+            log.warning("command %s failed", type(command).__name__, exc_info=exc)
             return Reply.failure(str(exc))
         except Exception:
             log.exception("command %s failed", type(command).__name__)
@@ -195,13 +197,21 @@ class CommandService:
             return Reply.failure(wait_message(wait))
         service: str | None = None
         username: str | None = None
-        if attachment is not None:
-            anime_list = await self._read_attachment(attachment)
-        elif command.file is not None:
-            anime_list = await self._read_local_file(user, command.file)
-        else:
-            service, username, explicit = await self._target(user, command)
-            anime_list = await self._fetch(service, username, explicit_source=explicit)
+        local = attachment is not None or command.file is not None
+        try:
+            if attachment is not None:
+                anime_list = await self._read_attachment(attachment)
+            elif command.file is not None:
+                anime_list = await self._read_local_file(user, command.file)
+            else:
+                service, username, explicit = await self._target(user, command)
+                anime_list = await self._fetch(service, username, explicit_source=explicit)
+        except (AnimerecError, CommandError) as exc:
+            # A refusal that cost no outside request (a bad file, a bad name, a missing link)
+            # costs no wait either; a fetch that reached the service keeps its cooldown.
+            if local or isinstance(exc, CommandError | InvalidUsername | ConfigError):
+                self.limits.cooldown.release(user.key)
+            raise
         feedback = await self.storage.feedback(user.platform, user.user_id)
         options = _with_excluded(options, feedback)
         session = Session(anime_list, options, service=service, username=username)
@@ -216,9 +226,11 @@ class CommandService:
             return Reply.failure(wait_message(wait))
         feedback = await self.storage.feedback(user.platform, user.user_id)
         session.options = _with_excluded(session.options, feedback, session.shown_ids)
-        return await self._run(user, session, heading="More recommendations")
+        return await self._run(user, session, heading="More recommendations", more=True)
 
-    async def _run(self, user: UserRef, session: Session, *, heading: str) -> Reply:
+    async def _run(
+        self, user: UserRef, session: Session, *, heading: str, more: bool = False
+    ) -> Reply:
         async with self.limits.inference:
             try:
                 result = await self.engine.recommend(session.anime_list, session.options)
@@ -231,8 +243,7 @@ class CommandService:
         self._remember(user, session)
         if not cards:
             return Reply(
-                lines=["No titles match those options; try fewer filters."],
-                notes=list(result.notes),
+                lines=[_nothing_left(session.options, more=more)], notes=list(result.notes)
             )
         return Reply(
             heading=heading,
@@ -246,10 +257,27 @@ class CommandService:
         return 0.0 if user.platform == CONSOLE else self.limits.cooldown.try_acquire(user.key)
 
     def _remember(self, user: UserRef, session: Session) -> None:
+        """Keep the user's session for /more and /seen N; memory is bounded by the number of
+        sessions and by the list entries they hold together (one 30k-entry list weighs as much as
+        a few hundred ordinary ones)."""
+        previous = self._sessions.pop(user.key, None)
+        if previous is not None:
+            self._session_entries -= len(previous.anime_list)
         self._sessions[user.key] = session
-        self._sessions.move_to_end(user.key)
-        while len(self._sessions) > self.settings.bot.sessions_max:
-            self._sessions.popitem(last=False)
+        self._session_entries += len(session.anime_list)
+        bot = self.settings.bot
+        # The newest session stays even when it alone is over the bound: /more must work.
+        while len(self._sessions) > 1 and (
+            len(self._sessions) > bot.sessions_max
+            or self._session_entries > bot.sessions_max_entries
+        ):
+            _, evicted = self._sessions.popitem(last=False)
+            self._session_entries -= len(evicted.anime_list)
+
+    @property
+    def kept_session_entries(self) -> int:
+        """List entries held by the /more sessions of every user together."""
+        return self._session_entries
 
     async def _target(self, user: UserRef, command: RecommendCommand) -> tuple[str, str, bool]:
         """(service, username, whether the user chose the service) for a by-name request."""
@@ -316,7 +344,20 @@ class CommandService:
                 f"That file is larger than {limit // (1024 * 1024)} MB; "
                 "a MyAnimeList export (.xml or .xml.gz) is much smaller."
             )
-        return await _parse_export(attachment.data)
+        return await self._parse_export(attachment.data)
+
+    async def _parse_export(self, data: bytes) -> AnimeList:
+        # Parsing costs CPU and memory like inference does, so it waits for the same admission:
+        # a few large files at once cannot push the process out of memory.
+        async with self.limits.inference:
+            try:
+                return await asyncio.to_thread(
+                    parse_mal_export, data, max_entries=self.settings.bot.max_list_entries
+                )
+            except BadExportFile as exc:
+                raise BadExportFile(
+                    f"That file is not a readable MyAnimeList export: {exc}"
+                ) from None
 
     async def _read_local_file(self, user: UserRef, path_text: str) -> AnimeList:
         if user.platform != CONSOLE:
@@ -335,7 +376,7 @@ class CommandService:
             raise CommandError(f"No such file: {shown(path_text)}") from None
         except OSError as exc:
             raise CommandError(f"Cannot read {shown(path_text)}: {exc.strerror or exc}") from None
-        return await _parse_export(data)
+        return await self._parse_export(data)
 
     # ----- feedback -------------------------------------------------------------------------
 
@@ -384,19 +425,29 @@ class CommandService:
                 f"Linked {session.username} on {service_display_name(session.service)} "
                 "for your weekly recommendations."
             )
+        # Only what the user typed changes: a bare /subscribe (or the Weekly button) keeps the
+        # day, hour and zone they chose before, and falls back to the defaults only at first.
         defaults = self.settings.scheduler
+        existing = await self.storage.subscription(user.platform, user.user_id)
+        weekday = command.weekday or (existing.weekday if existing else defaults.default_weekday)
+        hour = command.hour
+        if hour is None:
+            hour = existing.hour if existing else defaults.default_hour
+        tz = command.tz or (existing.tz if existing else defaults.default_timezone)
+        if (
+            existing is not None
+            and existing.active
+            and (existing.weekday, existing.hour, existing.tz) == (weekday, hour, tz)
+        ):
+            lines.append(
+                f"You are already subscribed: {_schedule(existing)}. "
+                "/subscribe WEEKDAY HOUR TIME ZONE changes it; /unsubscribe stops it."
+            )
+            return Reply(lines=lines)
         sub = await self.storage.subscribe(
-            user.platform,
-            user.user_id,
-            user.chat_id,
-            command.weekday or defaults.default_weekday,
-            defaults.default_hour if command.hour is None else command.hour,
-            command.tz or defaults.default_timezone,
+            user.platform, user.user_id, user.chat_id, weekday, hour, tz
         )
-        lines.append(
-            f"Subscribed: recommendations every {sub.weekday.capitalize()} at {sub.hour:02d}:00 "
-            f"({sub.tz}). /unsubscribe stops them."
-        )
+        lines.append(f"Subscribed: {_schedule(sub)}. /unsubscribe stops them.")
         return Reply(lines=lines)
 
     # ----- weekly -------------------------------------------------------------------------
@@ -449,12 +500,25 @@ def _with_excluded(
     return replace(options, exclude_mal_ids=frozenset(excluded))
 
 
-async def _parse_export(data: bytes) -> AnimeList:
-    try:
-        # Parsing a big export takes a while: keep the event loop free.
-        return await asyncio.to_thread(parse_mal_export, data)
-    except BadExportFile as exc:
-        raise BadExportFile(f"That file is not a readable MyAnimeList export: {exc}") from None
+def _schedule(sub: Subscription) -> str:
+    return f"recommendations every {sub.weekday.capitalize()} at {sub.hour:02d}:00 ({sub.tz})"
+
+
+def _nothing_left(options: RecommendOptions, *, more: bool) -> str:
+    """Why a reply has no picks, blaming filters only when the user set some."""
+    filtered = bool(options.include_genres or options.exclude_genres or options.media_types)
+    if filtered:
+        return (
+            "No more titles match those options; try fewer filters."
+            if more
+            else "No titles match those options; try fewer filters."
+        )
+    if more:
+        return (
+            "That is every title I can recommend from this list for now. "
+            "Try /recommend with --adventurous 0.5 for less familiar picks."
+        )
+    return "I found nothing left to recommend from this list."
 
 
 def _heading(anime_list: AnimeList) -> str:

@@ -1,14 +1,15 @@
 """The console front end: one command per line from stdin, replies to stdout (DESIGN §5).
 
 It needs no terminal (a pipe or a file works), speaks for one local user, and returns at the end of
-input. Buttons appear as numbered follow-up commands (/more, /seen N, /notinterested N).
+input. Input is read as bytes and decoded line by line, whatever the locale's encoding. Buttons appear as numbered follow-up commands (/more, /seen N, /notinterested N).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TextIO
+from dataclasses import dataclass
+from typing import IO, TextIO
 
 from bot.commands import CONSOLE, CommandService, UserRef
 from bot.replies import Reply, render_text
@@ -22,23 +23,80 @@ async def run_console(
     service: CommandService,
     user_id: str,
     *,
-    stdin: TextIO | None = None,
+    stdin: IO[str] | IO[bytes] | None = None,
     stdout: TextIO | None = None,
+    max_line_chars: int | None = None,
 ) -> None:
-    source = stdin if stdin is not None else sys.stdin
+    """Answer every line of `stdin` until its end.
+
+    Standard input is read as bytes and each line decoded on its own with replacement, so an
+    invalid byte (under a strict UTF-8 locale too) costs that line a replacement character,
+    never the session. A line longer than `max_line_chars` is answered with the limit and
+    skipped without being held in memory whole.
+    """
+    source: IO[str] | IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
     out = stdout if stdout is not None else sys.stdout
+    if out is sys.stdout and hasattr(out, "reconfigure"):
+        # A title the terminal's encoding cannot show becomes "?", not a crash of the session.
+        out.reconfigure(errors="replace")
+    limit = max_line_chars if max_line_chars is not None else service.settings.bot.max_line_chars
     user = console_user(user_id)
     loop = asyncio.get_running_loop()
     while True:
         # readline blocks; a worker thread keeps the loop (and the scheduler) running meanwhile.
-        line = await loop.run_in_executor(None, source.readline)
-        if not line:
+        line = await loop.run_in_executor(None, read_line, source, limit)
+        if line is None:
             return
+        if isinstance(line, LineTooLong):
+            write_reply(Reply.failure(line.message(limit)), out)
+            continue
         text = line.strip()
         if not text or text.startswith("#"):
             continue
         reply = await service.handle_line(user, text)
         write_reply(reply, out)
+
+
+@dataclass(frozen=True, slots=True)
+class LineTooLong:
+    length: int
+
+    def message(self, limit: int) -> str:
+        return (
+            f"That command is {self.length:,} characters long; the limit is {limit:,}. "
+            "Send /help for the options."
+        )
+
+
+def read_line(source: IO[str] | IO[bytes], limit: int) -> str | LineTooLong | None:
+    """The next line as text, LineTooLong for an over-long one (read through and dropped), or
+    None at the end of input. Reads at most `limit` characters' worth of bytes at a time."""
+    # UTF-8 takes at most 4 bytes a character; a line is cut in bytes first, then in characters.
+    chunk_limit = 4 * limit + 2
+    first = source.readline(chunk_limit)
+    if not first:
+        return None
+    text = _decode(first)
+    if text.endswith("\n") or len(first) < chunk_limit:
+        if len(text.rstrip("\r\n")) > limit:
+            return LineTooLong(len(text.rstrip("\r\n")))
+        return text
+    # Over the limit already: skip the rest of the line in bounded reads.
+    length = len(text)
+    while True:
+        more = source.readline(chunk_limit)
+        if not more:
+            break
+        more_text = _decode(more)
+        length += len(more_text)
+        if more_text.endswith("\n"):
+            length -= 1
+            break
+    return LineTooLong(length)
+
+
+def _decode(data: str | bytes) -> str:
+    return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
 
 
 def write_reply(reply: Reply, out: TextIO) -> None:

@@ -7,21 +7,22 @@ Every failure is a `CommandError` whose message can be shown to the user as it i
 
 from __future__ import annotations
 
-import argparse
-import functools
 import re
-import shlex
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any
 
 from bot.replies import parse_payload
 from bot.settings import SOURCES, WEEKDAYS
 from inference.catalog import MEDIA_TYPES
 
 # Echoing a long paste back helps nobody.
-_ECHO_LIMIT = 40
+_ECHO_LIMIT = 64
+# A genre or type name is a word or two; a longer value is a paste, refused before any lookup.
+_VALUE_LIMIT = 64
+# What a command line may hold when no setting says otherwise ([bot] max_line_chars).
+DEFAULT_MAX_LINE_CHARS = 4000
 # Phones turn "--" into a dash; these are read as "--" at the start of a token.
 _DASHES = ("\u2014", "\u2013", "\u2012", "\u2015")
 
@@ -117,52 +118,136 @@ COMMAND_NAMES = (
 HELP_POINTER = "I did not understand that. Commands start with a slash; send /help to see them."
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing and exiting."""
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One `--name` of a command: a flag, a single value, or a value that may repeat."""
 
-    def error(self, message: str) -> NoReturn:
-        raise CommandError(f"Could not read that command: {message}. Send /help for the options.")
-
-
-# Built once: constructing an argparse parser costs more than parsing with it, and a burst of
-# commands is parsed on the event loop.
-@functools.cache
-def _recommend_parser() -> _Parser:
-    p = _Parser(prog="/recommend", add_help=False, allow_abbrev=False)
-    p.add_argument("username", nargs="?")
-    p.add_argument("--source", choices=SOURCES)
-    p.add_argument("--count", type=int)
-    p.add_argument("--genre", action="append", default=[])
-    p.add_argument("--exclude-genre", action="append", default=[])
-    p.add_argument("--type", action="append", default=[], dest="types")
-    p.add_argument("--adventurous", type=float, default=0.0)
-    p.add_argument("--adult", action="store_true")
-    p.add_argument("--unaired", action="store_true")
-    p.add_argument("--no-plan-to-watch", action="store_true")
-    p.add_argument("--file")
-    return p
+    dest: str
+    kind: str = "value"  # "flag" | "value" | "list"
+    convert: Callable[[str], Any] = str
+    what: str = "a value"  # said when the value does not convert
+    choices: tuple[str, ...] = ()
 
 
-@functools.cache
-def _link_parser() -> _Parser:
-    p = _Parser(prog="/link", add_help=False, allow_abbrev=False)
-    p.add_argument("username")
-    p.add_argument("--source", choices=SOURCES)
-    return p
+_RECOMMEND_OPTIONS: dict[str, _Option] = {
+    "--source": _Option("source", choices=SOURCES),
+    "--count": _Option("count", convert=int, what="a whole number"),
+    "--genre": _Option("genres", kind="list"),
+    "--exclude-genre": _Option("exclude_genres", kind="list"),
+    "--type": _Option("types", kind="list"),
+    "--adventurous": _Option("adventurous", convert=float, what="a number from 0 to 1"),
+    "--adult": _Option("adult", kind="flag"),
+    "--unaired": _Option("unaired", kind="flag"),
+    "--no-plan-to-watch": _Option("no_plan_to_watch", kind="flag"),
+    "--file": _Option("file"),
+}
+_LINK_OPTIONS: dict[str, _Option] = {"--source": _Option("source", choices=SOURCES)}
+
+
+def _unreadable(what: str) -> CommandError:
+    return CommandError(f"Could not read that command: {what}. Send /help for the options.")
+
+
+def _read_options(
+    command: str, tokens: Sequence[str], options: dict[str, _Option]
+) -> tuple[list[str], dict[str, Any]]:
+    """(positional words, values by option) in one pass over the tokens.
+
+    argparse does the same job in time quadratic in the number of options (and copies an
+    "append" list on every repeat), which a pasted line turned into seconds of event-loop time.
+    """
+    positionals: list[str] = []
+    values: dict[str, Any] = {}
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not token.startswith("--") or token == "--":
+            positionals.append(token)
+            continue
+        name, has_inline, inline = token.partition("=")
+        option = options.get(name)
+        if option is None:
+            raise _unreadable(f"/{command} has no option {shown(name)}")
+        if option.kind == "flag":
+            if has_inline:
+                raise _unreadable(f"{name} takes no value")
+            values[option.dest] = True
+            continue
+        if has_inline:
+            raw = inline
+        elif index < len(tokens) and not (tokens[index].startswith("--") and tokens[index] != "--"):
+            raw = tokens[index]
+            index += 1
+        else:
+            raise _unreadable(f"{name} needs a value")
+        if option.choices and raw not in option.choices:
+            raise _unreadable(
+                f"{name} must be one of {', '.join(option.choices)}, not {shown(raw)!r}"
+            )
+        try:
+            value = option.convert(raw)
+        except ValueError:
+            raise _unreadable(f"{name} must be {option.what}, not {shown(raw)!r}") from None
+        if option.kind == "list":
+            values.setdefault(option.dest, []).append(value)
+        else:
+            values[option.dest] = value
+    return positionals, values
+
+
+# POSIX shell words, as shlex.split reads them, in one regex pass: shlex builds each token by
+# repeated string concatenation, which made a 1 MB line take tens of seconds.
+_WORD_PIECE = re.compile(
+    r"""(?P<space>[ \t\r\n]+)
+    |'(?P<single>[^']*)'
+    |"(?P<double>(?:[^"\\]|\\.)*)"
+    |\\(?P<escaped>.)
+    |(?P<plain>[^ \t\r\n'"\\]+)
+    |(?P<open>['"\\])""",
+    re.VERBOSE | re.DOTALL,
+)
+_DOUBLE_QUOTED_ESCAPE = re.compile(r'\\(["\\])')
 
 
 def tokenize(text: str) -> list[str]:
-    try:
-        tokens = shlex.split(text)
-    except ValueError:
-        raise CommandError(
-            "Could not read that command: a quote is not closed. Send /help for the options."
-        ) from None
+    """Split like a POSIX shell (quotes group words, backslash escapes), in linear time."""
+    tokens: list[str] = []
+    pieces: list[str] = []
+    in_word = False
+    for match in _WORD_PIECE.finditer(text):
+        kind = match.lastgroup
+        if kind == "space":
+            if in_word:
+                tokens.append("".join(pieces))
+                pieces.clear()
+                in_word = False
+            continue
+        if kind == "open":
+            what = "a quote is not closed" if match.group() != "\\" else "it ends in a backslash"
+            raise CommandError(f"Could not read that command: {what}. Send /help for the options.")
+        value = match.group(kind) if kind else ""
+        if kind == "double":
+            value = _DOUBLE_QUOTED_ESCAPE.sub(r"\1", value)
+        pieces.append(value)
+        in_word = True
+    if in_word:
+        tokens.append("".join(pieces))
     return ["--" + t.lstrip("".join(_DASHES)) if t.startswith(_DASHES) else t for t in tokens]
 
 
-def parse_command(line: str) -> Command:
+def check_line_length(text: str, max_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
+    """Refuse a command longer than any real one before any work is spent on it."""
+    if len(text) > max_chars:
+        raise CommandError(
+            f"That command is {len(text):,} characters long; the limit is {max_chars:,}. "
+            "Send /help for the options."
+        )
+
+
+def parse_command(line: str, *, max_chars: int = DEFAULT_MAX_LINE_CHARS) -> Command:
     """One line as typed ("/recommend NAME --count 5"); CommandError for anything else."""
+    check_line_length(line, max_chars)
     text = line.strip()
     if not text.startswith("/"):
         raise CommandError(HELP_POINTER)
@@ -178,8 +263,10 @@ def parse_tokens(name: str, tokens: Sequence[str]) -> Command:
     if name == "recommend":
         return _recommend(tokens)
     if name == "link":
-        ns = _link_parser().parse_args(tokens)
-        return LinkCommand(username=ns.username, source=ns.source)
+        words, values = _read_options(name, tokens, _LINK_OPTIONS)
+        if len(words) != 1:
+            raise CommandError("Usage: /link NAME [--source mal|anilist]")
+        return LinkCommand(username=words[0], source=values.get("source"))
     if name in ("seen", "notinterested", "not_interested"):
         kind = "seen" if name == "seen" else "not_interested"
         if len(tokens) != 1 or not re.fullmatch(r"[0-9]{1,3}", tokens[0]):
@@ -202,27 +289,38 @@ def parse_tokens(name: str, tokens: Sequence[str]) -> Command:
 
 
 def _recommend(tokens: list[str]) -> RecommendCommand:
-    ns = _recommend_parser().parse_args(tokens)
-    types = tuple(t.strip().lower() for t in ns.types)
+    words, values = _read_options("recommend", tokens, _RECOMMEND_OPTIONS)
+    if len(words) > 1:
+        raise _unreadable(
+            f"one name at a time, but I read {len(words)} ({shown(' '.join(words))!r})"
+        )
+    username = words[0] if words else None
+    types = tuple(t.strip().lower() for t in values.get("types", ()))
     unknown = [t for t in types if t not in MEDIA_TYPES]
     if unknown:
         raise CommandError(
             f"Unknown type {shown(unknown[0])!r}; choose from {', '.join(MEDIA_TYPES)}."
         )
-    if ns.file is not None and ns.username is not None:
+    genres = tuple(values.get("genres", ()))
+    exclude_genres = tuple(values.get("exclude_genres", ()))
+    for genre in (*genres, *exclude_genres):
+        if len(genre) > _VALUE_LIMIT:
+            raise CommandError(f"Unknown genre {shown(genre)!r}: genre names are short words.")
+    file = values.get("file")
+    if file is not None and username is not None:
         raise CommandError("Give either a username or --file, not both.")
     return RecommendCommand(
-        username=ns.username,
-        source=ns.source,
-        count=ns.count,
-        genres=tuple(ns.genre),
-        exclude_genres=tuple(ns.exclude_genre),
+        username=username,
+        source=values.get("source"),
+        count=values.get("count"),
+        genres=genres,
+        exclude_genres=exclude_genres,
         media_types=types,
-        adventurous=ns.adventurous,
-        adult=ns.adult,
-        unaired=ns.unaired,
-        plan_to_watch=not ns.no_plan_to_watch,
-        file=ns.file,
+        adventurous=values.get("adventurous", 0.0),
+        adult=values.get("adult", False),
+        unaired=values.get("unaired", False),
+        plan_to_watch=not values.get("no_plan_to_watch", False),
+        file=file,
     )
 
 

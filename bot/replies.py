@@ -7,6 +7,7 @@ explanations indented and starting `why:` (the same shape as `python -m inferenc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from inference.explain import Recommendation
@@ -35,6 +36,9 @@ class Button:
         return self.action if self.mal_id is None else f"{self.action}:{self.mal_id}"
 
 
+_MAL_ID = re.compile(r"[1-9][0-9]{0,8}")
+
+
 def parse_payload(payload: str) -> tuple[str, int | None] | None:
     """The (action, MAL id) a button payload carries, or None if it is not one of ours."""
     action, _, rest = payload.partition(":")
@@ -42,7 +46,8 @@ def parse_payload(payload: str) -> tuple[str, int | None] | None:
         return None
     if not rest:
         return (action, None) if action in ("more", "subscribe") else None
-    if action not in ("seen", "not_interested") or not rest.isdigit() or len(rest) > 9:
+    # ASCII digits only: str.isdigit() accepts "²" and other digits that int() refuses.
+    if action not in ("seen", "not_interested") or _MAL_ID.fullmatch(rest) is None:
         return None
     return action, int(rest)
 

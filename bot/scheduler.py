@@ -7,7 +7,8 @@ claim: it is written "sending" before the message goes out and "sent" or "failed
 two DMs in a week; a run missed while the bot was down is caught up by the next run of that week.
 
 APScheduler 3.x runs the job: one interval job with `misfire_grace_time` in hours (its 1 s default
-would silently drop a run missed across a restart), `coalesce` and `max_instances=1`.
+would silently drop a run missed across a restart), `coalesce` and `max_instances=1`. A second
+job deletes expired entries of the list cache.
 """
 
 from __future__ import annotations
@@ -128,13 +129,14 @@ class WeeklyDeliveries:
         sender = self.senders[platform]
         limiter = self.limits.send_limiter(platform)
         for sub, week in items:
-            # The reply is made before the claim: a crash while fetching the list loses nothing.
-            reply = await self.replies.weekly_reply(sub)
+            # Claim first: a second process (or an overlapping run) skips this week before it
+            # spends a list fetch and a model run on a reply it would not send.
             if not await self.storage.claim_delivery(sub.id, week):
                 stats.skipped += 1
                 continue
-            await limiter.acquire()
             try:
+                reply = await self.replies.weekly_reply(sub)
+                await limiter.acquire()
                 await sender.send(sub.chat_id, reply)
             except DeliveryForbidden as exc:
                 reason = f"direct messages refused: {exc}"[:300]
@@ -145,7 +147,7 @@ class WeeklyDeliveries:
                 stats.paused += 1
             except Exception as exc:
                 await self.storage.finish_delivery(sub.id, week, ok=False, error=type(exc).__name__)
-                log.warning("weekly DM for subscription %d failed: %s", sub.id, type(exc).__name__)
+                log.warning("weekly DM for subscription %d failed", sub.id, exc_info=exc)
                 stats.failed += 1
             else:
                 await self.storage.finish_delivery(sub.id, week, ok=True)
@@ -159,11 +161,38 @@ class WeeklyDeliveries:
             log.exception("weekly run failed")
 
 
+class ListCachePurge:
+    """The housekeeping job: cached lists older than their time to live are deleted."""
+
+    def __init__(self, storage: Storage, max_age_s: float) -> None:
+        self.storage = storage
+        self.max_age_s = max_age_s
+
+    async def run_logged(self) -> None:
+        try:
+            removed = await self.storage.purge_list_cache(self.max_age_s)
+        except Exception:
+            log.exception("list cache purge failed")
+            return
+        if removed:
+            log.info("list cache: %d expired lists deleted", removed)
+
+
+PURGE_JOB_ID = "list-cache-purge"
+
+
 def start_scheduler(
-    deliveries: WeeklyDeliveries, settings: SchedulerSection, *, first_run_in_s: float = 5.0
+    deliveries: WeeklyDeliveries,
+    settings: SchedulerSection,
+    *,
+    purge: ListCachePurge | None = None,
+    purge_interval_s: float = 3600.0,
+    first_run_in_s: float = 5.0,
 ) -> AsyncIOScheduler:
-    """Start the one recurring job on the running loop; the first run comes soon after start-up."""
+    """Start the recurring jobs on the running loop (the weekly DMs and, given `purge`, the list
+    cache purge); the first runs come soon after start-up."""
     scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    first_run = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=first_run_in_s)
     scheduler.add_job(
         deliveries.run_logged,
         "interval",
@@ -172,7 +201,18 @@ def start_scheduler(
         misfire_grace_time=int(settings.misfire_grace_hours * 3600),
         coalesce=True,
         max_instances=1,
-        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=first_run_in_s),
+        next_run_time=first_run,
     )
+    if purge is not None:
+        scheduler.add_job(
+            purge.run_logged,
+            "interval",
+            seconds=purge_interval_s,
+            id=PURGE_JOB_ID,
+            misfire_grace_time=int(settings.misfire_grace_hours * 3600),
+            coalesce=True,
+            max_instances=1,
+            next_run_time=first_run,
+        )
     scheduler.start()
     return scheduler

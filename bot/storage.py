@@ -13,6 +13,8 @@ on the primary key. A row left "sending" by a crash is never retried.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +100,21 @@ class Subscription:
     created_at: float
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (it holds who subscribed and their
+    chat ids); SQLite gives the -wal and -shm files the same mode. A file already there is
+    narrowed to that mode too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    except PermissionError:  # someone else's file that we may write: leave its mode alone
+        pass
+    finally:
+        os.close(fd)
+
+
 class Storage:
     """One connection per process; aiosqlite runs it on its own thread, off the event loop."""
 
@@ -107,7 +124,7 @@ class Storage:
     @classmethod
     async def open(cls, path: Path | str) -> Storage:
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         db = await aiosqlite.connect(str(path), isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import shlex
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 
 from bot.app import Runtime, open_runtime
 from bot.commands import INTERNAL_ERROR, Attachment
-from bot.parsing import COMMAND_NAMES, CommandError, RecommendCommand, parse_command
+from bot.parsing import (
+    COMMAND_NAMES,
+    DEFAULT_MAX_LINE_CHARS,
+    CommandError,
+    RecommendCommand,
+    button_payload_command,
+    parse_command,
+    tokenize,
+)
 from bot.replies import parse_payload
 from tests.bot.conftest import (
     MAL_CLIENT_ID,
@@ -183,3 +192,102 @@ async def test_a_burst_of_commands_is_admitted_a_few_at_a_time(
         )
     assert all(not r.error for r in replies)
     assert most == 3
+
+
+# ----- long lines, repeated options, forged buttons ---------------------------------------------
+
+SHELL_ALPHABET = st.sampled_from(list("ab -'\"\\\t\n—x"))
+
+
+@given(st.text(alphabet=SHELL_ALPHABET, max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_tokenize_reads_words_as_a_posix_shell_does(text: str) -> None:
+    try:
+        expected: list[str] | None = shlex.split(text)
+    except ValueError:
+        expected = None
+    try:
+        got: list[str] | None = tokenize(text)
+    except CommandError:
+        got = None
+    if expected is not None:
+        expected = ["--" + t.lstrip("—") if t.startswith("—") else t for t in expected]
+    assert got == expected
+
+
+LONG_LINES = st.builds(
+    lambda name, word, n, tail: f"/{name} " + " ".join([word] * n) + tail,
+    st.sampled_from(["recommend", "link", "subscribe", "seen"]),
+    st.sampled_from(["--genre Action", "--type tv", "x", "'a b'", '"q', "--count 9" + "9" * 50]),
+    st.integers(min_value=0, max_value=8000),
+    st.text(max_size=50),
+)
+
+
+@given(st.one_of(LONG_LINES, st.text(min_size=90_000, max_size=100_000)))
+@settings(max_examples=40, deadline=None)
+def test_lines_up_to_100k_characters_are_refused_or_read_never_raise(line: str) -> None:
+    try:
+        parse_command(line)
+    except CommandError as exc:
+        if len(line) > DEFAULT_MAX_LINE_CHARS:
+            assert "limit" in str(exc)
+        assert len(str(exc)) < 400  # echoes are cut
+
+
+def test_a_line_over_the_limit_names_the_limit_and_repeats_are_all_read() -> None:
+    line = "/recommend x " + " ".join(["--genre Action"] * 5000)
+    with pytest.raises(CommandError, match="the limit is 4,000"):
+        parse_command(line)
+    # Under a raised limit every repeat is read (the old parser copied the list each time).
+    parsed = parse_command(line, max_chars=len(line))
+    assert isinstance(parsed, RecommendCommand) and len(parsed.genres) == 5000
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "/recommend --count " + "9" * 3000,
+        "/recommend --adventurous " + "x" * 3000,
+        "/recommend --source " + "y" * 3000,
+        "/recommend --genre " + "z" * 3000,
+        "/recommend --type " + "w" * 3000,
+        "/recommend a " + "b" * 3000,
+        "/" + "c" * 3000,
+    ],
+)
+def test_bad_values_are_echoed_cut(line: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_command(line)
+    message = str(caught.value)
+    assert len(message) < 300 and "…" in message
+
+
+async def test_a_long_line_gets_one_clear_reply(runtime: Runtime) -> None:
+    reply = await runtime.service.handle_line(chat_user(), "/recommend " + "a" * 100_000)
+    assert reply.error and "limit" in reply.lines[0] and len(reply.lines[0]) < 200
+
+
+PAYLOADS = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda action, rest: f"{action}:{rest}",
+        st.sampled_from(["seen", "not_interested", "more", "subscribe", "nope"]),
+        st.one_of(st.text(max_size=12), st.text(alphabet="0123456789²³¹٣۵߁", max_size=12)),
+    ),
+)
+
+
+@given(PAYLOADS)
+@settings(max_examples=500, deadline=None)
+def test_forged_button_payloads_never_raise(payload: str) -> None:
+    command = button_payload_command(payload)
+    parsed = parse_payload(payload)
+    assert (command is None) == (parsed is None)
+    if parsed is not None and parsed[1] is not None:
+        assert payload.split(":", 1)[1] == str(parsed[1])  # plain ASCII digits only
+
+
+@pytest.mark.parametrize("payload", ["seen:²", "seen:٣", "not_interested:0", "seen:0012", "seen:"])
+def test_payloads_with_non_ascii_or_odd_digits_are_refused(payload: str) -> None:
+    assert parse_payload(payload) is None

@@ -7,11 +7,14 @@ import gzip
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.app import Runtime, open_runtime
 from bot.commands import Attachment
 from bot.parsing import FeedbackCommand, MoreCommand, RecommendCommand, SubscribeCommand
 from bot.replies import render_text
+from inference.animelist import AnimeList
+from inference.catalog import Catalog
 from inference.engine import Engine
 from tests.bot.conftest import (
     CONSOLE_USER,
@@ -214,3 +217,150 @@ async def test_an_internal_failure_is_a_polite_reply(runtime: Runtime, caplog) -
     runtime.service.engine = broken  # type: ignore[assignment]
     reply = await runtime.service.handle_line(chat_user(), "/recommend malfan")
     assert reply.error and "on our side" in reply.lines[0]
+
+
+async def test_a_bare_subscribe_keeps_the_chosen_schedule(runtime: Runtime) -> None:
+    user = chat_user()
+    await runtime.storage.link("telegram", "1", "mal", "malfan")
+    first = await runtime.service.handle_line(user, "/subscribe friday 18 Europe/Berlin")
+    assert "Friday at 18:00 (Europe/Berlin)" in first.lines[-1]
+    for again in (
+        await runtime.service.handle_line(user, "/subscribe"),
+        await runtime.service.execute(user, SubscribeCommand()),  # the Weekly button
+    ):
+        assert not again.error and "already subscribed" in again.lines[-1]
+        assert "Friday at 18:00 (Europe/Berlin)" in again.lines[-1]
+    sub = await runtime.storage.subscription("telegram", "1")
+    assert sub is not None and (sub.weekday, sub.hour, sub.tz) == ("friday", 18, "Europe/Berlin")
+    # Only what is typed changes.
+    moved = await runtime.service.handle_line(user, "/subscribe monday")
+    assert "Monday at 18:00 (Europe/Berlin)" in moved.lines[-1]
+    # A paused subscription is resumed on its own schedule.
+    assert sub is not None
+    await runtime.storage.pause_subscription(sub.id, "direct messages refused")
+    resumed = await runtime.service.execute(user, SubscribeCommand())
+    assert resumed.lines[-1].startswith("Subscribed:") and "Monday at 18:00" in resumed.lines[-1]
+    sub = await runtime.storage.subscription("telegram", "1")
+    assert sub is not None and sub.active
+
+
+async def test_more_running_out_blames_filters_only_when_set(
+    tmp_path: Path, catalog: Catalog, services: Services
+) -> None:
+    # The 60-title catalogue without a model runs out after a few /more.
+    async with open_runtime(
+        make_settings(tmp_path),
+        Engine.without_model(catalog),
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        ends: dict[str, str] = {}
+        for n, line in enumerate(
+            ["/recommend malfan --count 25 --genre Horror", "/recommend malfan --count 25"]
+        ):
+            user = chat_user(n + 1)
+            assert (await rt.service.handle_line(user, line)).cards
+            for _ in range(5):
+                reply = await rt.service.handle_line(user, "/more")
+                if not reply.cards:
+                    ends[line] = reply.lines[0]
+                    break
+        filtered_end, plain_end = ends.values()
+        assert "filters" in filtered_end
+        assert "filter" not in plain_end and "every title" in plain_end
+
+
+async def test_a_refused_command_costs_no_cooldown(
+    tmp_path: Path, engine: Engine, services: Services
+) -> None:
+    settings = make_settings(tmp_path, cooldown_s=60.0)
+    async with open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        user = chat_user(1)
+        bad_file = await rt.service.execute(user, RecommendCommand(), Attachment("x.xml", b"<x"))
+        bad_name = await rt.service.handle_line(user, "/recommend bad/name")
+        no_name = await rt.service.handle_line(user, "/recommend")
+        bad_genre = await rt.service.handle_line(user, "/recommend malfan --genre Nope")
+        assert all(r.error for r in (bad_file, bad_name, no_name, bad_genre))
+        assert not any(r.lines[0].startswith("Please wait") for r in (bad_name, no_name))
+        ok = await rt.service.handle_line(user, "/recommend malfan")
+        assert not ok.error and ok.cards
+        # A request that reached the service still costs its wait.
+        missing = chat_user(2)
+        await rt.service.handle_line(missing, "/recommend nobody99 --source mal")
+        again = await rt.service.handle_line(missing, "/recommend malfan")
+        assert again.error and again.lines[0].startswith("Please wait")
+
+
+async def test_sessions_are_bounded_by_the_entries_they_keep(
+    tmp_path: Path, engine: Engine, services: Services
+) -> None:
+    settings = make_settings(tmp_path)
+    settings = dataclasses.replace(
+        settings, bot=dataclasses.replace(settings.bot, sessions_max_entries=20)
+    )
+    async with open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        for n in range(1, 6):  # malfan's list has 8 entries: 2 sessions fit in 20
+            assert (await rt.service.handle_line(chat_user(n), "/recommend malfan")).cards
+            assert rt.service.kept_session_entries <= 20
+        assert rt.service.kept_session_entries == 16
+        # The oldest users' sessions went; the newest ones answer /more.
+        assert (await rt.service.handle_line(chat_user(1), "/more")).error
+        assert (await rt.service.handle_line(chat_user(5), "/more")).cards
+        # Replacing a user's session does not count it twice.
+        await rt.service.handle_line(chat_user(5), "/recommend malfan")
+        assert rt.service.kept_session_entries == 16
+
+
+async def test_attachments_are_parsed_inside_the_inference_admission(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.commands
+
+    seen: list[tuple[int, int]] = []
+    real_parse = bot.commands.parse_mal_export
+
+    def parse(data: bytes, *, max_entries: int) -> AnimeList:
+        # The semaphore's free slots while parsing, and the cap the bot passed down.
+        seen.append((runtime.limits.inference._value, max_entries))
+        return real_parse(data, max_entries=max_entries)
+
+    monkeypatch.setattr(bot.commands, "parse_mal_export", parse)
+    reply = await runtime.service.execute(
+        chat_user(), RecommendCommand(count=3), Attachment("a.xml", EXAMPLE_EXPORT.read_bytes())
+    )
+    assert reply.cards
+    limit = runtime.settings.limits.max_concurrent_inference
+    assert seen == [(limit - 1, runtime.settings.bot.max_list_entries)]
+
+
+async def test_an_attached_list_over_the_entry_cap_is_refused(
+    tmp_path: Path, engine: Engine, services: Services
+) -> None:
+    settings = make_settings(tmp_path)
+    settings = dataclasses.replace(
+        settings, bot=dataclasses.replace(settings.bot, max_list_entries=5)
+    )
+    async with open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        reply = await rt.service.execute(
+            chat_user(), RecommendCommand(), Attachment("a.xml", EXAMPLE_EXPORT.read_bytes())
+        )
+        assert reply.error and "5" in reply.lines[0]

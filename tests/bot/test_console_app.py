@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from bot.console import LineTooLong, read_line
 from inference.catalog import save_catalog
 from tests.bot.conftest import bot_catalog
 
@@ -92,3 +94,42 @@ def test_bad_setting_stops_start_up(tmp_path: Path) -> None:
     config.write_text(text)
     done = run_bot(config, "")
     assert done.returncode == 2 and "cooldwn" in done.stderr
+
+
+def test_invalid_utf8_under_a_strict_locale_costs_no_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    clean = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    stdin = b"/help\n/recommend caf\xe9\xff\xfe --count 2\n\xc3(/dance\n/unlink\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        env={
+            **clean,
+            "ANIMEREC_CONFIG": str(config),
+            "PYTHONIOENCODING": "utf-8",
+            "LC_ALL": "C.UTF-8",
+        },
+        timeout=120,
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "Traceback" not in err
+    replies = [block for block in out.split("\n\n") if block.strip()]
+    assert len(replies) == 4  # one per line, the ones after the bad bytes too
+    assert "caf\ufffd" in replies[1]  # the bad name echoed with replacement characters
+    assert "Commands start with a slash" in replies[2]
+    assert "No list was linked" in replies[3]
+
+
+def test_read_line_decodes_with_replacement_and_skips_an_overlong_line() -> None:
+    source = io.BytesIO(b"ok \xff\n" + b"x" * 50_000 + b"\nnext\nlast")
+    assert read_line(source, 100) == "ok \ufffd\n"
+    too_long = read_line(source, 100)
+    assert isinstance(too_long, LineTooLong) and too_long.length == 50_000
+    assert read_line(source, 100) == "next\n"
+    assert read_line(source, 100) == "last"
+    assert read_line(source, 100) is None
+    # Text streams (tests, embedding) are read as they are.
+    assert read_line(io.StringIO("/help\n"), 100) == "/help\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import logging
 import os
 import signal
 import subprocess
@@ -15,9 +16,18 @@ from pathlib import Path
 import pytest
 
 from bot.app import Runtime
-from bot.scheduler import WeeklyDeliveries, due_week, week_slot
+from bot.replies import Reply
+from bot.scheduler import (
+    PURGE_JOB_ID,
+    ListCachePurge,
+    WeeklyDeliveries,
+    due_week,
+    start_scheduler,
+    week_slot,
+)
 from bot.settings import WEEKDAYS
 from bot.storage import Storage, Subscription
+from inference.animelist import AnimeList
 from tests.bot.recording_sender import RecordingSender
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +203,82 @@ async def test_killed_mid_run_then_restarted_sends_no_duplicates_and_loses_none(
     assert len(final) == users
     assert {final[int(s)][1] for s in in_flight} == {"sending"}
     assert {state for s, (_, state) in final.items() if str(s) not in in_flight} == {"sent"}
+
+
+class CountingReplies:
+    """The command layer's weekly replies, counted: what a run spends on each subscriber."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.service = runtime.service
+        self.made: list[int] = []
+
+    async def weekly_reply(self, subscription: Subscription) -> Reply:
+        self.made.append(subscription.id)
+        return await self.service.weekly_reply(subscription)
+
+
+async def test_a_week_claimed_elsewhere_costs_no_reply(runtime: Runtime) -> None:
+    storage = runtime.storage
+    mine = await add_subscriber(storage, 1, today(), 0, "UTC")
+    theirs = await add_subscriber(storage, 2, today(), 0, "UTC")
+    replies = CountingReplies(runtime)
+    sender = RecordingSender()
+    deliveries = WeeklyDeliveries(storage, replies, {"telegram": sender}, runtime.limits)
+
+    # Another process claims subscriber 2's week between our read of the rows and our claim.
+    real_delivered = storage.delivered_weeks
+
+    async def delivered_then_claimed_elsewhere(weeks):
+        rows = await real_delivered(weeks)
+        week, _ = week_slot(theirs, dt.datetime.now(UTC))
+        assert await storage.claim_delivery(theirs.id, week)
+        return rows
+
+    storage.delivered_weeks = delivered_then_claimed_elsewhere  # type: ignore[method-assign]
+    stats = await deliveries.run_once()
+    assert replies.made == [mine.id]  # no list fetched, no model run for subscriber 2
+    assert [chat for chat, _ in sender.sent] == [mine.chat_id]
+    assert (stats.sent, stats.skipped) == (1, 1)
+
+
+async def test_a_reply_that_crashes_marks_the_week_failed(runtime: Runtime, caplog) -> None:
+    storage = runtime.storage
+    subscriber = await add_subscriber(storage, 1, today(), 0, "UTC")
+
+    class Broken:
+        async def weekly_reply(self, subscription: Subscription) -> Reply:
+            raise RuntimeError("model exploded")
+
+    deliveries = WeeklyDeliveries(
+        storage, Broken(), {"telegram": RecordingSender()}, runtime.limits
+    )
+    with caplog.at_level(logging.WARNING):
+        stats = await deliveries.run_once()
+    assert stats.failed == 1
+    assert [(s, state, err) for s, _, state, err in await storage.deliveries()] == [
+        (subscriber.id, "failed", "RuntimeError")
+    ]
+    logged = [r for r in caplog.records if "weekly DM" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback, not just the type
+
+
+async def test_the_list_cache_purge_is_scheduled_and_deletes_expired_lists(
+    runtime: Runtime,
+) -> None:
+    storage = runtime.storage
+    old = AnimeList(source="mal", username="old", entries=[])
+    await storage.cache_list("mal", "old", old, now=time.time() - 10_000)
+    await storage.cache_list("mal", "fresh", old)
+    purge = ListCachePurge(storage, max_age_s=3600.0)
+    deliveries = WeeklyDeliveries(storage, runtime.service, {}, runtime.limits)
+    scheduler = start_scheduler(
+        deliveries, runtime.settings.scheduler, purge=purge, purge_interval_s=600.0
+    )
+    try:
+        job = scheduler.get_job(PURGE_JOB_ID)
+        assert job is not None and job.trigger.interval == dt.timedelta(seconds=600)
+        await job.func()
+    finally:
+        scheduler.shutdown(wait=False)
+    assert await storage.cached_list("mal", "old", 1e12) is None
+    assert await storage.cached_list("mal", "fresh", 1e12) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 from bot.storage import SCHEMA_VERSION, Storage
@@ -85,3 +86,20 @@ async def test_list_cache_round_trip_and_ttl(tmp_path: Path) -> None:
         assert await storage.cached_list("anilist", "someone", 60.0, now=1059.0) == anime_list
         assert await storage.cached_list("anilist", "someone", 60.0, now=1061.0) is None
         assert await storage.cached_list("mal", "someone", 60.0, now=1001.0) is None
+
+
+async def test_the_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "db.sqlite3"
+    async with await Storage.open(path) as storage:
+        await storage.link("telegram", "1", "anilist", "someone")
+        wal = path.with_name(path.name + "-wal")
+        assert wal.exists()  # open while the WAL is there
+        for file in (path, wal):
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    # A file left world-readable by an older version is narrowed on open.
+    old = tmp_path / "old.sqlite3"
+    sqlite3.connect(old).close()
+    old.chmod(0o644)
+    async with await Storage.open(old):
+        pass
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
