@@ -40,11 +40,24 @@ REWATCHING_CODE = 5
 N_STATUS_CODES = 6
 # Unknown time in int32 time arrays (every real time in this domain is after 1970).
 NO_TIME = -1
+# The last second (9999-12-31 23:59:59 UTC) `datetime` can show: a later "time" is not a real one.
+MAX_TIME = 253_402_300_799
+# The largest real lists have about 20k entries. A list source stops reading beyond this many, so a
+# crafted export or a runaway paging cannot make one request hold millions of rows.
+MAX_LIST_ENTRIES = 30_000
+LARGEST_REAL_LIST = 20_000  # quoted in the messages that refuse a longer list
+# What `PartialDate` accepts as a year: the range `datetime.date` can represent.
+MIN_YEAR, MAX_YEAR = 1, 9999
 
 
 def status_code(status: Status, rewatching: bool = False) -> int:
     """The status code stored in arrays: the status, or `REWATCHING_CODE` for a rewatch."""
     return REWATCHING_CODE if rewatching else STATUS_CODES[status]
+
+
+def unix_time(value: int | None) -> int | None:
+    """A unix time in seconds as a list entry stores it: None unless it is in (0, MAX_TIME]."""
+    return value if value is not None and 0 < value <= MAX_TIME else None
 
 
 def score_to_int(score: float | None) -> int:
@@ -74,7 +87,10 @@ class PartialDate:
 
     @classmethod
     def parse(cls, text: str | None) -> PartialDate | None:
-        """Parse "2017-10-23", "2017-10" or "2017"; zeros and blanks ("0000-00-00") mean unknown."""
+        """Parse "2017-10-23", "2017-10" or "2017"; zeros and blanks ("0000-00-00") mean unknown.
+
+        So does a year outside 1-9999: no real date has one, and callers may build `datetime`s.
+        """
         if not text:
             return None
         parts = text.strip().split("-")
@@ -82,7 +98,7 @@ class PartialDate:
             numbers = [int(p) for p in parts[:3]]
         except ValueError:
             return None
-        if not numbers or numbers[0] <= 0:
+        if not numbers or not MIN_YEAR <= numbers[0] <= MAX_YEAR:
             return None
         month = numbers[1] if len(numbers) > 1 and 1 <= numbers[1] <= 12 else None
         day = (
@@ -94,8 +110,8 @@ class PartialDate:
     def from_parts(
         cls, year: int | None, month: int | None = None, day: int | None = None
     ) -> PartialDate | None:
-        """From AniList's FuzzyDate parts, any of which may be null."""
-        if not year:
+        """From AniList's FuzzyDate parts, any of which may be null (a year outside 1-9999 is)."""
+        if year is None or not MIN_YEAR <= year <= MAX_YEAR:
             return None
         month = month if month and 1 <= month <= 12 else None
         day = day if month is not None and day and 1 <= day <= 31 else None

@@ -223,8 +223,9 @@ def entries_from_list(
         scores=np.array([score_to_int(e.score) for e in ordered], dtype=np.int8),
         statuses=np.array([e.status_code for e in ordered], dtype=np.int8),
         progress=np.array([min(e.episodes_watched, 32767) for e in ordered], dtype=np.int16),
+        # int64, not the int32 of training arrays: a real time after January 2038 must encode.
         times=np.array(
-            [NO_TIME if e.updated_at is None else e.updated_at for e in ordered], dtype=np.int32
+            [NO_TIME if e.updated_at is None else e.updated_at for e in ordered], dtype=np.int64
         ),
     )
     return arrays, len(entries) - len(known)

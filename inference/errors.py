@@ -49,5 +49,16 @@ class BadExportFile(ListSourceError):
     """An attached list export is not a readable MyAnimeList XML export."""
 
 
+class ListTooLarge(ListSourceError):
+    """The list has more entries than a list source reads (`MAX_LIST_ENTRIES` or the configured cap).
+
+    Raised while reading, as soon as the count passes the cap, so the rest is never fetched or built.
+    """
+
+
+class ExportTooLarge(BadExportFile, ListTooLarge):
+    """An export file with more entries than the cap: caught as either of its two meanings."""
+
+
 class CatalogError(AnimerecError):
     """A catalogue file is missing or malformed."""

@@ -13,8 +13,16 @@ from typing import Any
 
 import httpx
 
-from inference.animelist import AnimeList, ListEntry, PartialDate, Status
-from inference.errors import PrivateList, ServiceUnavailable, UserNotFound
+from inference.animelist import (
+    LARGEST_REAL_LIST,
+    MAX_LIST_ENTRIES,
+    AnimeList,
+    ListEntry,
+    PartialDate,
+    Status,
+    unix_time,
+)
+from inference.errors import ListTooLarge, PrivateList, ServiceUnavailable, UserNotFound
 from inference.http import ServiceClient, read_json
 
 log = logging.getLogger(__name__)
@@ -110,14 +118,13 @@ def normalize_anilist_entry(
         if isinstance(raw_score, int | float) and not isinstance(raw_score, bool) and raw_score > 0
         else None
     )
-    updated_at = _int(row.get("updatedAt"))
     return ListEntry(
         mal_id=mal_id,
         status=status,
         rewatching=raw_status == "REPEATING",
         score=min(score, 10.0) if score is not None else None,
         episodes_watched=max(0, _int(row.get("progress")) or 0),
-        updated_at=updated_at if updated_at and updated_at > 0 else None,
+        updated_at=unix_time(_int(row.get("updatedAt"))),
         started=_date(row.get("startedAt")),
         finished=_date(row.get("completedAt")),
     )
@@ -195,9 +202,17 @@ def merge_rows(rows: dict[int, Mapping[str, Any]], collection: Mapping[str, Any]
 
 
 async def fetch_anilist_list(
-    service: ServiceClient, username: str, anilist_to_mal: Mapping[int, int]
+    service: ServiceClient,
+    username: str,
+    anilist_to_mal: Mapping[int, int],
+    *,
+    max_entries: int = MAX_LIST_ENTRIES,
 ) -> AnimeList:
-    """The whole list of an already validated `username`, every chunk read."""
+    """The whole list of an already validated `username`, every chunk read.
+
+    A list of more than `max_entries` rows is ListTooLarge, raised as soon as the chunks read so
+    far pass the cap: the rest is never fetched.
+    """
     rows: dict[int, Mapping[str, Any]] = {}
     for chunk in range(1, ANILIST_MAX_CHUNKS + 1):
         response = await service.send(anilist_request(username, chunk))
@@ -205,6 +220,13 @@ async def fetch_anilist_list(
             read_json(response, "anilist"), response.status_code, username
         )
         merge_rows(rows, collection)
+        if len(rows) > max_entries:
+            raise ListTooLarge(
+                f"AniList user '{username}' has more than {max_entries:,} entries on their list, "
+                f"more than can be read here (the largest real lists have about "
+                f"{LARGEST_REAL_LIST:,}).",
+                service="anilist",
+            )
         if collection.get("hasNextChunk") is not True:
             break
     else:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
-from inference.animelist import AnimeList
+from inference.animelist import MAX_LIST_ENTRIES, AnimeList
 from inference.config import MAL_CLIENT_ID_ENV, SourceSettings
 from inference.errors import ConfigError
 from inference.http import RateLimiter, ServiceClient
@@ -26,7 +26,8 @@ class ListSources:
     """Public anime lists by username, normalized to `AnimeList`.
 
     Failures are typed (`inference.errors`) with messages fit for a chat reply; a missing or
-    rejected MyAnimeList client id is a ConfigError, since only the operator can fix it.
+    rejected MyAnimeList client id is a ConfigError, since only the operator can fix it. A list of
+    more than `max_entries` is ListTooLarge, found while paging: no more pages are fetched.
     """
 
     def __init__(
@@ -38,7 +39,9 @@ class ListSources:
         anilist_to_mal: Mapping[int, int] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        max_entries: int = MAX_LIST_ENTRIES,
     ) -> None:
+        self.max_entries = max_entries
         self.mal = ServiceClient(
             "mal",
             http,
@@ -68,9 +71,15 @@ class ListSources:
                 "in the environment"
             )
         return await fetch_mal_list(
-            self.mal, name, client_id=self._mal_client_id, forbidden=self._mal_forbidden
+            self.mal,
+            name,
+            client_id=self._mal_client_id,
+            forbidden=self._mal_forbidden,
+            max_entries=self.max_entries,
         )
 
     async def fetch_anilist_list(self, username: str) -> AnimeList:
         name = validate_anilist_username(username)
-        return await fetch_anilist_list(self.anilist, name, self._anilist_to_mal)
+        return await fetch_anilist_list(
+            self.anilist, name, self._anilist_to_mal, max_entries=self.max_entries
+        )

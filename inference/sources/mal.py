@@ -16,9 +16,23 @@ from urllib.parse import quote
 
 import httpx
 
-from inference.animelist import AnimeList, ListEntry, PartialDate, Status
+from inference.animelist import (
+    LARGEST_REAL_LIST,
+    MAX_LIST_ENTRIES,
+    AnimeList,
+    ListEntry,
+    PartialDate,
+    Status,
+    unix_time,
+)
 from inference.config import MAL_CLIENT_ID_ENV
-from inference.errors import ConfigError, PrivateList, ServiceUnavailable, UserNotFound
+from inference.errors import (
+    ConfigError,
+    ListTooLarge,
+    PrivateList,
+    ServiceUnavailable,
+    UserNotFound,
+)
 from inference.http import ServiceClient, read_json
 
 log = logging.getLogger(__name__)
@@ -62,8 +76,8 @@ def _unix_seconds(text: Any) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    seconds = int(moment.timestamp())
-    return seconds if seconds > 0 else None
+    # 9999-12-31T23:59:59-05:00 is past what a UTC datetime can show: unknown, like 1969.
+    return unix_time(int(moment.timestamp()))
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -164,9 +178,18 @@ def _is_next_page_url(url: str) -> bool:
 
 
 async def fetch_mal_list(
-    service: ServiceClient, username: str, *, client_id: str, forbidden: ForbiddenTracker
+    service: ServiceClient,
+    username: str,
+    *,
+    client_id: str,
+    forbidden: ForbiddenTracker,
+    max_entries: int = MAX_LIST_ENTRIES,
 ) -> AnimeList:
-    """The whole list of an already validated `username`, every page followed."""
+    """The whole list of an already validated `username`, every page followed.
+
+    A list of more than `max_entries` is ListTooLarge, raised as soon as the pages read so far
+    pass the cap: the rest is never fetched.
+    """
     headers = {"X-MAL-CLIENT-ID": client_id, "Accept": "application/json"}
     entries: list[ListEntry] = []
     seen: set[int] = set()
@@ -194,6 +217,13 @@ async def fetch_mal_list(
             if entry.mal_id not in seen:
                 seen.add(entry.mal_id)
                 entries.append(entry)
+        if len(entries) > max_entries:
+            raise ListTooLarge(
+                f"MyAnimeList user '{username}' has more than {max_entries:,} entries on their "
+                f"list, more than can be read here (the largest real lists have about "
+                f"{LARGEST_REAL_LIST:,}).",
+                service="mal",
+            )
         if next_url is not None and not _is_next_page_url(next_url):
             log.error("mal: refusing a paging.next outside %s", MAL_API_HOST)
             raise _unreadable()
