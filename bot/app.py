@@ -73,13 +73,11 @@ def read_secrets(settings: BotSettings) -> Secrets:
 
 
 def load_engine(settings: EngineSection) -> Engine:
-    """The model bundle when there is one, else the no-model mode over a catalogue."""
+    """The model bundle when there is one, else the no-model mode over a catalogue; either way
+    with [engine]'s knobs (precision, threads, batching, re-ranking)."""
     bundle = settings.bundle_path()
     if bundle.is_dir():
-        providers = settings.providers
-        engine = Engine.from_bundle(
-            bundle, providers=providers if isinstance(providers, str) else list(providers)
-        )
+        engine = Engine.from_bundle(bundle, settings=settings)
         log.info("model %s %s loaded from %s", engine.info.name, engine.info.version, bundle)
         return engine
     catalog_path = settings.catalog_path()
@@ -95,7 +93,7 @@ def load_engine(settings: EngineSection) -> Engine:
         bundle,
         catalog_path,
     )
-    return Engine.without_model(load_catalog(catalog_path))
+    return Engine.without_model(load_catalog(catalog_path), settings)
 
 
 @dataclass

@@ -1,18 +1,26 @@
 """The bot's sections of `config.toml`: which platforms run, storage, scheduling, limits, engine.
 
 Secrets are never read here; `bot.app` takes them from the environment (`inference.config`).
-Unknown keys are refused (`inference.config.section`), so a typo fails loudly at start-up.
+Every value is checked against its field's type and unknown keys and tables are refused
+(`inference.config.section`), so a typo or a quoted `"false"` fails loudly at start-up.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from inference.config import PROJECT_ROOT, section
+from inference.config import (
+    INFERENCE_SECTIONS,
+    EngineSettings,
+    project_path,
+    section,
+    show_key,
+)
 from inference.errors import ConfigError
+from inference.options import MAX_COUNT
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 SOURCES = ("mal", "anilist")
@@ -26,14 +34,30 @@ class BotSection:
     # The one local user the console front end speaks for.
     console_user: str = "local"
     max_attachment_bytes: int = 16 * 1024 * 1024
-    # Per-user memory of the last results (for /more and /seen N), bounded by user count.
+    # Per-user memory of the last results (for /more and /seen N), bounded by user count...
     sessions_max: int = 10_000
+    # ... and by the list entries kept across all users (a 20k-entry list weighs 20k).
+    sessions_max_entries: int = 2_000_000
+    # Lists longer than this are refused (the largest real lists have about 20k entries).
+    max_list_entries: int = 30_000
+    # A command line longer than this is refused with a clear message.
+    max_line_chars: int = 4000
 
     def __post_init__(self) -> None:
         if self.default_source not in ("auto", *SOURCES):
             raise ConfigError(
                 f"[bot] default_source must be auto, mal or anilist, not {self.default_source!r}"
             )
+        if not 1 <= self.default_count <= MAX_COUNT:
+            raise ConfigError(f"[bot] default_count must be between 1 and {MAX_COUNT}")
+        _require_positive(
+            "bot",
+            max_attachment_bytes=self.max_attachment_bytes,
+            sessions_max=self.sessions_max,
+            sessions_max_entries=self.sessions_max_entries,
+            max_list_entries=self.max_list_entries,
+            max_line_chars=self.max_line_chars,
+        )
 
 
 @dataclass(frozen=True)
@@ -45,10 +69,16 @@ class PlatformSection:
 class StorageSection:
     path: str = "data/animerec.sqlite3"
     list_cache_ttl_s: float = 6 * 3600.0
+    # How often cached lists older than list_cache_ttl_s are deleted.
+    list_cache_purge_interval_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.list_cache_ttl_s < 0:
+            raise ConfigError("[storage] list_cache_ttl_s cannot be negative")
+        _require_positive("storage", list_cache_purge_interval_s=self.list_cache_purge_interval_s)
 
     def resolved_path(self) -> Path:
-        path = Path(self.path)
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return project_path(self.path)
 
 
 @dataclass(frozen=True)
@@ -101,25 +131,15 @@ class LimitsSection:
             raise ConfigError("[limits] send rates must be positive")
 
 
-@dataclass(frozen=True)
-class EngineSection:
-    bundle: str = "exports/default"
-    # "auto": CUDA when onnxruntime-gpu is installed (and a GPU answers), else CPU; or "cpu",
-    # "cuda", or a list of onnxruntime provider names.
-    providers: str | list[str] = "auto"
-    # Used only when no bundle loads: the no-model mode needs a catalogue.
-    catalog: str = "data/catalog.json.gz"
-
-    def bundle_path(self) -> Path:
-        return _project_path(self.bundle)
-
-    def catalog_path(self) -> Path:
-        return _project_path(self.catalog)
+# [engine] is read by `python -m inference recommend` too, so `inference` defines it: bundle,
+# providers, the no-model catalogue and the serving and re-ranking knobs.
+EngineSection = EngineSettings
 
 
-def _project_path(text: str) -> Path:
-    path = Path(text)
-    return path if path.is_absolute() else PROJECT_ROOT / path
+def _require_positive(table: str, **values: float) -> None:
+    bad = [name for name, value in values.items() if not value > 0]
+    if bad:
+        raise ConfigError(f"[{table}] {' and '.join(bad)} must be positive")
 
 
 @dataclass(frozen=True)
@@ -137,7 +157,18 @@ class BotSettings:
 
 
 def bot_settings(data: dict[str, Any]) -> BotSettings:
-    """The bot's settings from a loaded config (`inference.config.load_toml`)."""
+    """The bot's settings from a loaded config (`inference.config.load_toml`).
+
+    A table that nothing reads is refused too: `[engnie]` would otherwise leave every engine
+    setting at its default without a word.
+    """
+    known = {f.name for f in fields(BotSettings)} | set(INFERENCE_SECTIONS)
+    strays = sorted(set(data) - known)
+    if strays:
+        raise ConfigError(
+            f"unknown table(s) in the config: {', '.join(show_key(k) for k in strays)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
     return BotSettings(
         bot=section(data, BotSection, "bot"),
         discord=section(data, PlatformSection, "discord"),

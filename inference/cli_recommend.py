@@ -9,11 +9,13 @@ genres, the predicted score and the link, then its `why:` lines; notes follow th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import TextIO
 
 from inference.catalog import MEDIA_TYPES
+from inference.config import EngineSettings
 from inference.engine import Engine, RecommendationResult
 from inference.explain import Recommendation
 from inference.options import MAX_COUNT, RecommendOptions
@@ -66,7 +68,9 @@ def configure_recommend(parser: argparse.ArgumentParser) -> None:
         help="onnxruntime providers: auto, cpu, cuda (default: [engine] providers in config.toml)",
     )
     parser.add_argument(
-        "--int8", action="store_true", help="use the bundle's quantized encoder (if it has one)"
+        "--int8",
+        action="store_true",
+        help="use the bundle's quantized encoder (default: [engine] precision in config.toml)",
     )
 
 
@@ -95,19 +99,17 @@ def options_from_args(args: argparse.Namespace) -> RecommendOptions:
     )
 
 
-def _engine_settings(args: argparse.Namespace) -> tuple[Path, str | list[str]]:
-    """Bundle and providers: the flags, else config.toml's [engine] section, else defaults."""
-    from inference.config import load_toml
+def _engine_settings(args: argparse.Namespace) -> tuple[Path, EngineSettings]:
+    """The bundle and [engine] of config.toml (checked as the bot checks it); the flags win."""
+    from inference.config import engine_settings, load_toml
 
-    section = load_toml().get("engine", {})
-    bundle = args.bundle
-    if bundle is None:
-        configured = section.get("bundle")
-        bundle = DEFAULT_BUNDLE if not configured else Path(configured)
-        if not bundle.is_absolute():
-            bundle = PROJECT_ROOT / bundle
-    providers: str | list[str] = args.providers or section.get("providers") or "auto"
-    return bundle, providers
+    settings = engine_settings(load_toml())
+    if args.providers:
+        settings = dataclasses.replace(settings, providers=args.providers)
+    if args.int8:
+        settings = dataclasses.replace(settings, precision="int8")
+    bundle = args.bundle if args.bundle is not None else settings.bundle_path()
+    return bundle, settings
 
 
 def run_recommend(args: argparse.Namespace, out: TextIO) -> int:
@@ -120,10 +122,9 @@ def run_recommend(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bundle, providers = _engine_settings(args)
-    engine = Engine.from_bundle(
-        bundle, providers, precision="int8" if args.int8 else "fp32", micro_batching=False
-    )
+    bundle, settings = _engine_settings(args)
+    # One request: nothing to gather, so no batching wait.
+    engine = Engine.from_bundle(bundle, settings=settings, micro_batching=False)
     if args.anilist is not None and args.catalog is None:
         # AniList ids map to MyAnimeList ids through the bundle's own catalogue.
         args.catalog = bundle / "catalog.json.gz"

@@ -11,11 +11,15 @@ so does every list when no bundle is loaded (`Engine.without_model`).
 Serving: one onnxruntime session per model, shared by all requests; the work runs on a small
 thread pool, never on the event loop; concurrent `recommend` calls are micro-batched into one
 encoder run and one ranker run (`inference.batching`), unless `micro_batching=False`.
+
+The knobs (precision, threads, batching, the re-ranking method and its weights) are
+`inference.config.EngineSettings`, the [engine] table of config.toml.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -32,6 +36,7 @@ from inference.batching import MicroBatcher
 from inference.bundle import load_bundle
 from inference.bundle_model import BundleModel, Scored
 from inference.catalog import Catalog
+from inference.config import EngineSettings
 from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
 from inference.explain import Explainer, Recommendation, UserContext
@@ -44,11 +49,11 @@ from inference.rerank import Method, select
 log = logging.getLogger(__name__)
 
 NO_MODEL_NOTE = "No trained model is loaded, so these are popular recent picks for everyone."
-GENRE_WEIGHT = 0.3  # share of genre overlap (vs embedding cosine) in the diversity similarity
-# DPP θ: utility against diversity. On the anime hold-out (bench/bench_rerank_quality.py) 0.9 keeps
-# the ranker's NDCG@10 (0 franchise duplicates, diversity 0.73 vs 0.67); 0.7 gives up 6.6%.
-TRADEOFF = 0.9
-RERANK_POOL = 200  # candidates the re-ranker chooses among
+# The defaults of the re-ranking knobs (set in config.toml's [engine]; see EngineSettings).
+DEFAULT_SETTINGS = EngineSettings()
+GENRE_WEIGHT = DEFAULT_SETTINGS.genre_weight
+TRADEOFF = DEFAULT_SETTINGS.tradeoff
+RERANK_POOL = DEFAULT_SETTINGS.rerank_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +97,9 @@ class Engine:
         catalog: Catalog,
         info: ModelInfo,
         model: BundleModel | None = None,
-        *,
-        micro_batching: bool = True,
-        max_batch: int = 16,
-        max_wait_s: float = 0.003,
-        workers: int = 2,
-        method: Method = "dpp",
-        tradeoff: float = TRADEOFF,
-        genre_weight: float = GENRE_WEIGHT,
+        settings: EngineSettings = DEFAULT_SETTINGS,
     ) -> None:
+        self.settings = settings
         self.catalog = catalog
         self.info = info
         self.model = model
@@ -111,44 +110,58 @@ class Engine:
             item_embeddings=None if model is None else model.item_embeddings,
             franchises=self.franchises,
         )
-        self.method: Method = method
-        self.tradeoff = tradeoff
-        self.genre_weight = genre_weight
+        self.method: Method = settings.method
+        self.tradeoff = settings.tradeoff
+        self.genre_weight = settings.genre_weight
         self.item_index = {item.mal_id: i for i, item in enumerate(catalog)}
         self._franchise_ids = franchise_array(catalog)
         self._popularity = np.array(
             [np.nan if item.popularity is None else item.popularity for item in catalog],
             dtype=np.float64,
         )
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
-        self.micro_batching = micro_batching
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="engine"
+        )
+        self.micro_batching = settings.micro_batching
         self._batcher: MicroBatcher[_Request, RecommendationResult | Exception] = MicroBatcher(
-            self._run_requests, self._executor, max_batch=max_batch, max_wait_s=max_wait_s
+            self._run_requests,
+            self._executor,
+            max_batch=settings.max_batch,
+            max_wait_s=settings.max_wait_s,
         )
 
     @classmethod
-    def without_model(cls, catalog: Catalog) -> Engine:
+    def without_model(
+        cls, catalog: Catalog, settings: EngineSettings = DEFAULT_SETTINGS, **overrides: Any
+    ) -> Engine:
+        """The no-model mode: popular recent picks. `overrides` replace fields of `settings`."""
         info = ModelInfo(name="none", version="-", trained_on="no model: popularity only")
-        return cls(catalog, info)
+        return cls(catalog, info, settings=dataclasses.replace(settings, **overrides))
 
     @classmethod
     def from_bundle(
         cls,
         path: Path | str,
-        providers: str | Sequence[str] = "auto",
-        *,
-        precision: str = "fp32",
-        threads: int | None = 1,
-        **settings: Any,
+        providers: str | Sequence[str] | None = None,
+        settings: EngineSettings = DEFAULT_SETTINGS,
+        **overrides: Any,
     ) -> Engine:
         """Load and verify a bundle (a wrong hash or format version raises `BundleError`).
 
-        `threads` caps onnxruntime's threads per model run (None: its default, every core);
-        `settings` go to the constructor (micro_batching, max_batch, max_wait_s, workers, ...).
+        `settings` are [engine]'s knobs (precision, threads, batching, re-ranking); `overrides`
+        replace some of them (`micro_batching=False`, `method="mmr"`, ...) and are checked like
+        the file's values. `providers` wins over `settings.providers` when given.
         """
+        settings = dataclasses.replace(settings, **overrides)
         started = time.perf_counter()
         bundle = load_bundle(path)
-        model = BundleModel(bundle, providers, precision=precision, threads=threads)
+        model = BundleModel(
+            bundle,
+            settings.provider_names() if providers is None else providers,
+            precision=settings.precision,
+            # 0 in the config is onnxruntime's own default (every core).
+            threads=settings.threads or None,
+        )
         manifest = bundle.manifest
         data = manifest.get("training_data", {})
         trained_on = f"{data.get('dataset', '?')}: {data.get('users', '?')} users, " + (
@@ -162,13 +175,13 @@ class Engine:
             created_at=manifest.get("created_at"),
             metrics=_headline_metrics(manifest.get("metrics", {})),
         )
-        engine = cls(bundle.catalog, info, model, **settings)
+        engine = cls(bundle.catalog, info, model, settings)
         log.info(
             "bundle %s loaded in %.2f s; models run on %s (%s)",
             bundle.name,
             time.perf_counter() - started,
             model.providers[0],
-            precision,
+            settings.precision,
         )
         return engine
 
@@ -267,7 +280,7 @@ class Engine:
             limit=options.plan_to_watch_max if options.plan_to_watch else None,
             method=self.method,
             tradeoff=self.tradeoff,
-            n_candidates=RERANK_POOL,
+            n_candidates=self.settings.rerank_pool,
         )
         user = UserContext(request.anime_list, self.catalog)
         entry_points = {entry: later for later, entry in allowed.redirects.items()}

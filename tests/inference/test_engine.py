@@ -10,13 +10,16 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from inference.animelist import STATUS_BY_CODE, AnimeList, ListEntry, Status
 from inference.batching import MicroBatcher
+from inference.config import EngineSettings
 from inference.engine import Engine, RecommendationResult
+from inference.errors import ConfigError
 from inference.explain import liked_weight
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE
@@ -342,6 +345,96 @@ async def test_the_batcher_flushes_when_full_and_shares_a_batch_error() -> None:
             *(failing.submit(x) for x in range(2)), return_exceptions=True
         )
         assert all(isinstance(r, RuntimeError) for r in results)
+
+
+# ----- the knobs ([engine] in config.toml) --------------------------------------------------------
+
+
+def test_the_rerank_knobs_reach_the_reranker(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference import engine as engine_module
+
+    seen: list[dict[str, object]] = []
+    real_select = engine_module.select
+
+    def recording_select(*args: Any, **kwargs: Any) -> np.ndarray:
+        seen.append({k: kwargs[k] for k in ("method", "tradeoff", "genre_weight", "n_candidates")})
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "select", recording_select)
+    settings = EngineSettings(
+        method="mmr", tradeoff=1.0, genre_weight=0.6, rerank_pool=30, micro_batching=False
+    )
+    engine = Engine.from_bundle(tiny_bundle, "cpu", settings)
+    try:
+        result = engine.recommend_sync(LIKES, RecommendOptions(count=8))
+        assert engine.model is not None
+        genre_weight = 0.6 if engine.model.facts.genres.shape[1] else 0.0
+        assert seen == [
+            {"method": "mmr", "tradeoff": 1.0, "genre_weight": genre_weight, "n_candidates": 30}
+        ]
+        # MMR at λ = 1 is the utility order (franchises aside): the knob changed the picking.
+        utilities = [r.utility for r in result.recommendations]
+        assert len(utilities) == 8 and utilities == sorted(utilities, reverse=True)
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_threads_and_precision_reach_the_onnxruntime_sessions(
+    tiny_bundle: Path, threads: int
+) -> None:
+    engine = Engine.from_bundle(tiny_bundle, "cpu", threads=threads, precision="int8")
+    try:
+        assert engine.model is not None
+        assert engine.model.describe()["precision"] == "int8"
+        for session in (engine.model.encoder, engine.model.ranker):
+            # 0 leaves onnxruntime its own default, which it reports as 0.
+            assert session.get_session_options().intra_op_num_threads == threads
+    finally:
+        engine.close()
+
+
+def test_overrides_are_checked_like_the_files_values(tiny_bundle: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^\[engine\] tradeoff must be from 0 up to"):
+        Engine.from_bundle(tiny_bundle, "cpu", tradeoff=1.0)
+    with pytest.raises(TypeError, match="tradoff"):
+        Engine.from_bundle(tiny_bundle, "cpu", tradoff=0.5)
+
+
+def test_recommend_reads_the_engine_knobs_from_the_config(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[engine]\nprecision = "int8"\nmethod = "mmr"\ntradeoff = 1.0\n')
+    monkeypatch.setenv("ANIMEREC_CONFIG", str(config))
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1003, "Completed", 9, 12), (1004, "Completed", 8, 12)]))
+    code, text = run_cli("recommend", "--file", str(export), "--bundle", str(tiny_bundle), "--json")
+    assert code == 0
+    document = json.loads(text)
+    assert document["model"]["precision"] == "int8"
+    utilities = [pick["utility"] for pick in document["recommendations"]]
+    assert utilities == sorted(utilities, reverse=True)
+
+
+def test_recommend_refuses_a_wrongly_typed_engine_knob(
+    tiny_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[engine]\nmicro_batching = "no"\n')
+    monkeypatch.setenv("ANIMEREC_CONFIG", str(config))
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1003, "Completed", 9, 12)]))
+    code, _ = run_cli("recommend", "--file", str(export), "--bundle", str(tiny_bundle))
+    assert code == 2
+    assert capsys.readouterr().err == (
+        'error: [engine] micro_batching must be true or false (bool), not the string "no"\n'
+    )
 
 
 # ----- the CLI ------------------------------------------------------------------------------------------
