@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import hypothesis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,6 +108,7 @@ toml_values = st.recursive(
 )
 
 
+@hypothesis.settings(deadline=None)  # no timing: a busy machine must not fail the property
 @given(key=st.sampled_from(sorted(ACCEPTS)), value=toml_values)
 def test_each_kind_accepts_exactly_its_type_and_names_key_and_type_otherwise(
     key: str, value: Any
@@ -127,6 +129,7 @@ def test_each_kind_accepts_exactly_its_type_and_names_key_and_type_otherwise(
     assert "\n" not in message and len(message) < 200
 
 
+@hypothesis.settings(deadline=None)
 @given(value=toml_values)
 def test_a_sub_table_is_checked_under_its_dotted_name(value: Any) -> None:
     if type(value) is int:
