@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.animelist import PartialDate, Status
+from inference.animelist import MAX_LIST_ENTRIES, MAX_TIME, PartialDate, Status
 from inference.config import ServiceLimits, SourceSettings
 from inference.errors import (
     InvalidUsername,
+    ListTooLarge,
     PrivateList,
     RateLimited,
     ServiceUnavailable,
@@ -312,3 +313,47 @@ def test_anilist_username_rule(name: str) -> None:
     else:
         with pytest.raises(InvalidUsername):
             validate_anilist_username(name)
+
+
+# ----- the entry cap ------------------------------------------------------------------------
+
+
+async def test_a_list_over_the_cap_stops_reading_chunks_once_it_is_passed() -> None:
+    world = World()
+    world.anilist.add_user("hoarder", many_anilist_rows(2200))
+    world.anilist.rate_limit_remaining = 10_000
+    sources = ListSources(
+        world.http, SETTINGS, sleep=world.clock.sleep, clock=world.clock, max_entries=900
+    )
+    with pytest.raises(ListTooLarge) as err:
+        await sources.fetch_anilist_list("hoarder")
+    assert err.value.service == "anilist"
+    assert "'hoarder' has more than 900 entries" in str(err.value)
+    assert [q["variables"]["chunk"] for q in world.anilist.queries] == [1, 2]
+
+
+async def test_a_list_exactly_at_the_cap_is_read_whole() -> None:
+    world = World()
+    world.anilist.add_user("collector", many_anilist_rows(1000))
+    sources = ListSources(
+        world.http, SETTINGS, sleep=world.clock.sleep, clock=world.clock, max_entries=1000
+    )
+    assert len(await sources.fetch_anilist_list("collector")) == 1000
+    assert World().sources.max_entries == MAX_LIST_ENTRIES
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "expected"),
+    [(2208988800, 2208988800), (MAX_TIME, MAX_TIME), (MAX_TIME + 1, None), (2**70, None)],
+)
+def test_update_times_past_the_year_9999_are_unknown(updated_at: int, expected: int | None) -> None:
+    entry = normalize_anilist_entry(anilist_row(1, 1, updated_at=updated_at), {})
+    assert entry is not None and entry.updated_at == expected
+
+
+@pytest.mark.parametrize("year", [0, -5, 10_000, 2**40])
+def test_a_date_with_an_impossible_year_is_unknown(year: int) -> None:
+    row = anilist_row(1, 1, started=fuzzy(year, 1, 1), completed=fuzzy(2018, 2, 3))
+    entry = normalize_anilist_entry(row, {})
+    assert entry is not None and entry.started is None
+    assert entry.finished == PartialDate(2018, 2, 3)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inference.animelist import MAX_LIST_ENTRIES
 from inference.catalog import Catalog, CatalogItem, save_catalog
-from inference.cli import main
+from inference.cli import build_parser, load_list, main
 from inference.config import SourceSettings
+from inference.errors import BadExportFile
 from tests.inference.fakes import FakeAniList, FakeMal, anilist_row, mal_row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,3 +258,94 @@ def test_broken_catalogue_is_a_clean_error(
     code, _ = run(["list", "--anilist", "AniUser", "--catalog", str(bad)])
     assert code == 2
     assert "not a catalogue file" in capsys.readouterr().err
+
+
+# ----- hostile --file arguments -------------------------------------------------------------
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    # The timeout only guards against a hang (the bug this replaces); no speed is asserted.
+    return subprocess.run(
+        [sys.executable, "-m", "inference", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "export.xml"
+    os.mkfifo(fifo)
+    assert_one_line_exit_2(run_module("list", "--file", str(fifo)), "not a regular file")
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_an_endless_device_is_refused_without_reading_it(device: str) -> None:
+    if not Path(device).exists():
+        pytest.skip(f"{device} does not exist here")
+    assert_one_line_exit_2(run_module("list", "--file", device), "not a regular file")
+
+
+def test_a_link_to_a_device_is_refused_too(tmp_path: Path) -> None:
+    link = tmp_path / "export.xml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(BadExportFile, match="not a regular file"):
+        load_list(build_parser().parse_args(["list", "--file", str(link)]))
+
+
+def test_a_list_over_the_entry_cap_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_export(
+        tmp_path / "huge.xml",
+        [(i, "Completed", 0, "0000-00-00", "0000-00-00") for i in range(1, MAX_LIST_ENTRIES + 2)],
+    )
+    code, lines = run(["list", "--file", str(path)])
+    assert code == 2 and lines == []
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"more than {MAX_LIST_ENTRIES:,} entries" in err and str(path) in err
+
+
+def test_crafted_times_dates_and_encodings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    after_2038 = tmp_path / "2040.xml"
+    after_2038.write_bytes(
+        b"<myanimelist><anime><series_animedb_id>1</series_animedb_id><my_status>2</my_status>"
+        b"<my_last_updated>2208988800</my_last_updated></anime>"  # 2040-01-01
+        b"<anime><series_animedb_id>2</series_animedb_id><my_status>2</my_status>"
+        b"<my_last_updated>0</my_last_updated><my_start_date>99999-01-01</my_start_date></anime>"
+        b"</myanimelist>"
+    )
+    code, lines = run(["list", "--file", str(after_2038)])
+    assert code == 0 and lines[0] == "entries: 2"
+    assert lines[-1] == "dates: 2040-01-01 .. 2040-01-01"
+
+    for content, expected in [
+        (
+            b"<myanimelist><anime><series_animedb_id>1</series_animedb_id><my_status>2</my_status>"
+            b"<my_last_updated>100000000000000</my_last_updated></anime></myanimelist>",
+            "line 1 has a my_last_updated after the year 9999",
+        ),
+        (
+            b'<?xml version="1.0" encoding="x-no-such"?><myanimelist/>',
+            "encoding 'x-no-such'",
+        ),
+    ]:
+        path = tmp_path / "crafted.xml"
+        path.write_bytes(content)
+        code, lines = run(["list", "--file", str(path)])
+        assert code == 2 and lines == []
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and expected in err

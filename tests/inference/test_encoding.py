@@ -118,3 +118,18 @@ def test_entries_from_list_orders_by_time_unknown_first_and_counts_unknown_items
     assert arrays.times.tolist() == [NO_TIME, 100, 300]
     assert arrays.statuses.tolist() == [5, 3, 1]
     assert arrays.scores.tolist() == [0, 0, 8]
+
+
+def test_times_after_2038_encode_and_keep_their_order():
+    # Past the int32 range: the cast used to raise OverflowError and fail the whole batch.
+    late, later = 2**31 + 100, 2**31 + 5000
+    listed = [
+        ListEntry(10, Status.COMPLETED, updated_at=later),
+        ListEntry(11, Status.COMPLETED, updated_at=late),
+        ListEntry(12, Status.COMPLETED, updated_at=1_700_000_000),
+    ]
+    arrays, _ = entries_from_list(listed, {10: 0, 11: 1, 12: 2})
+    assert arrays.times.tolist() == [1_700_000_000, late, later]
+    enc = encode([arrays], max_len=8, has_times=True, now=[later + 1], append_query=True)
+    # ~14 years, 4901 s and 1 s before "now" (log2 buckets), then the query.
+    assert enc.times[0].tolist() == [2 + 28, 2 + 12, 2 + 1, TIME_NOW]

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.animelist import PartialDate, Status
+from inference.animelist import MAX_LIST_ENTRIES, MAX_TIME, PartialDate, Status
 from inference.config import ServiceLimits, SourceSettings
 from inference.errors import (
     ConfigError,
     InvalidUsername,
+    ListTooLarge,
     PrivateList,
     RateLimited,
     ServiceUnavailable,
@@ -343,3 +344,59 @@ def test_mal_username_rule(name: str) -> None:
     else:
         with pytest.raises(InvalidUsername):
             validate_mal_username(name)
+
+
+# ----- the entry cap ------------------------------------------------------------------------
+
+
+def capped_sources(world: World, max_entries: int) -> ListSources:
+    return ListSources(
+        world.http,
+        SETTINGS,
+        mal_client_id="test-client-id",
+        sleep=world.clock.sleep,
+        clock=world.clock,
+        max_entries=max_entries,
+    )
+
+
+async def test_a_list_over_the_cap_stops_paging_once_it_is_passed() -> None:
+    world = World()
+    world.mal.add_user("hoarder", many_mal_rows(3500))
+    with pytest.raises(ListTooLarge) as err:
+        await capped_sources(world, 1500).fetch_mal_list("hoarder")
+    assert err.value.service == "mal"
+    assert "'hoarder' has more than 1,500 entries" in str(err.value)
+    # The second page passed the cap: the third and fourth were never asked for.
+    assert len(world.recorder.requests) == 2
+
+
+async def test_a_list_exactly_at_the_cap_is_read_whole() -> None:
+    world = World()
+    world.mal.add_user("collector", many_mal_rows(2000))
+    result = await capped_sources(world, 2000).fetch_mal_list("collector")
+    assert len(result) == 2000
+
+
+def test_the_default_cap_is_max_list_entries() -> None:
+    assert World().sources.max_entries == MAX_LIST_ENTRIES
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "expected"),
+    [
+        ("2040-01-01T00:00:00+00:00", 2208988800),  # past the int32 range: a real time
+        ("9999-12-31T23:59:59+00:00", MAX_TIME),
+        ("9999-12-31T23:59:59-05:00", None),  # past what a UTC datetime can show
+        ("1969-12-31T23:59:59+00:00", None),
+    ],
+)
+def test_update_times_at_the_edges(updated_at: str, expected: int | None) -> None:
+    (entry,), _ = parse_mal_page({"data": [mal_row(1, updated_at=updated_at)], "paging": {}})
+    assert entry.updated_at == expected
+
+
+def test_a_start_date_with_an_impossible_year_is_unknown() -> None:
+    row = mal_row(1, start_date="99999-01-01", finish_date="2017-10-23")
+    (entry,), _ = parse_mal_page({"data": [row], "paging": {}})
+    assert entry.started is None and entry.finished == PartialDate(2017, 10, 23)

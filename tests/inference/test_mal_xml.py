@@ -4,9 +4,13 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from inference.animelist import PartialDate, Status
-from inference.errors import BadExportFile, ListSourceError
+from inference.animelist import MAX_LIST_ENTRIES, MAX_TIME, AnimeList, PartialDate, Status
+from inference.cli import summarize_list
+from inference.encoding import encode, entries_from_list, time_buckets
+from inference.errors import BadExportFile, ExportTooLarge, ListSourceError, ListTooLarge
 from inference.sources.mal_xml import parse_mal_export, read_mal_export
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
@@ -262,3 +266,276 @@ def test_missing_file_and_folder_are_clear_errors(tmp_path: Path) -> None:
         read_mal_export(tmp_path / "nope.xml")
     with pytest.raises(BadExportFile, match="folder"):
         read_mal_export(tmp_path)
+
+
+# ----- the entry cap, enforced while streaming ------------------------------------------------
+
+
+def minimal_anime(mal_id: int) -> str:
+    return (
+        f"<anime><series_animedb_id>{mal_id}</series_animedb_id>"
+        "<my_status>Completed</my_status></anime>\n"
+    )
+
+
+def test_a_list_at_the_cap_is_read_and_one_more_is_refused() -> None:
+    at_cap = modern_export("".join(minimal_anime(i) for i in range(1, 51)))
+    assert len(parse_mal_export(at_cap, max_entries=50)) == 50
+    over = modern_export("".join(minimal_anime(i) for i in range(1, 52)))
+    with pytest.raises(ExportTooLarge) as err:
+        parse_mal_export(over, max_entries=50)
+    # Both meanings: a bad export file for the attachment path, a too-large list for the rest.
+    assert isinstance(err.value, BadExportFile) and isinstance(err.value, ListTooLarge)
+    assert "more than 50 entries" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_the_default_cap_is_max_list_entries() -> None:
+    rows = "".join(minimal_anime(i) for i in range(1, MAX_LIST_ENTRIES + 2))
+    with pytest.raises(ExportTooLarge, match=f"more than {MAX_LIST_ENTRIES:,} entries"):
+        parse_mal_export(gzip.compress(modern_export(rows)))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_cap_stops_the_parse_before_the_rest_of_the_file(packed: bool) -> None:
+    # What follows the 11th entry is broken: a parser that read on would report that instead.
+    head = b"<myanimelist>" + "".join(minimal_anime(i) for i in range(1, 12)).encode()
+    tail = b"<anime>" * 200_000  # 1.4 MB of unclosed tags
+    if packed:
+        data = gzip.compress(head + tail)
+        data = data[: len(data) // 2]  # and the gzip stream is cut off half-way
+    else:
+        data = head + tail + b"</broken"
+    with pytest.raises(ExportTooLarge):
+        parse_mal_export(data, max_entries=10)
+
+
+def test_manga_rows_count_towards_the_cap() -> None:
+    rows = "<manga><manga_mangadb_id>2</manga_mangadb_id></manga>" * 11
+    with pytest.raises(ExportTooLarge):
+        parse_mal_export(modern_export(rows), max_entries=10)
+
+
+def test_read_mal_export_keeps_the_error_class_and_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    path.write_bytes(modern_export("".join(minimal_anime(i) for i in range(1, 6))))
+    assert len(read_mal_export(path, max_entries=5)) == 5
+    with pytest.raises(ExportTooLarge) as err:
+        read_mal_export(path, max_entries=4)
+    assert str(err.value).startswith(f"{path}: this list has more than 4 entries")
+
+
+# ----- crafted values -------------------------------------------------------------------------
+
+
+def legacy_anime(mal_id: int, updated: str, start: str = "0000-00-00") -> str:
+    return (
+        f"<anime><series_animedb_id>{mal_id}</series_animedb_id><my_status>2</my_status>"
+        f"<my_start_date>{start}</my_start_date><my_last_updated>{updated}</my_last_updated>"
+        "</anime>"
+    )
+
+
+def test_update_times_after_2038_are_kept_and_encode() -> None:
+    after_2038 = 2**31 + 86_400  # 2038-01-20: past the int32 range, a real time all the same
+    data = modern_export(legacy_anime(1, str(after_2038)) + legacy_anime(2, "1343264592"))
+    result = parse_mal_export(data)
+    assert [e.updated_at for e in result.entries] == [after_2038, 1343264592]
+    arrays, _ = entries_from_list(result.entries, {1: 0, 2: 1})
+    assert arrays.times.tolist() == [1343264592, after_2038]
+    buckets = time_buckets(arrays.times, now=after_2038)
+    assert buckets.tolist()[1] == 2  # 0 s before "now"
+
+
+@pytest.mark.parametrize("updated", [str(MAX_TIME + 1), "9" * 30, str(2**63)])
+def test_an_update_time_past_the_year_9999_names_its_line(updated: str) -> None:
+    with pytest.raises(BadExportFile) as err:
+        parse_mal_export(modern_export(legacy_anime(1, updated)))
+    assert "line 5" in str(err.value) and "my_last_updated" in str(err.value)
+
+
+def test_the_last_representable_second_is_kept() -> None:
+    (entry,) = parse_mal_export(modern_export(legacy_anime(1, str(MAX_TIME)))).entries
+    assert entry.updated_at == MAX_TIME
+
+
+@pytest.mark.parametrize("start", ["99999-01-01", "10000-05-05", "0000-00-00", "-5-01-01"])
+def test_a_year_out_of_range_is_an_unknown_date(start: str) -> None:
+    (entry,) = parse_mal_export(modern_export(legacy_anime(1, "0", start=start))).entries
+    assert entry.started is None
+
+
+@pytest.mark.parametrize("encoding", ["foo-bar", "cp932", "utf-7", "rot13", "idna", "undefined"])
+def test_an_encoding_that_cannot_be_read_is_named(encoding: str) -> None:
+    data = f'<?xml version="1.0" encoding="{encoding}"?><myanimelist/>'.encode()
+    with pytest.raises(BadExportFile) as err:
+        parse_mal_export(data)
+    assert f"encoding '{encoding}'" in str(err.value)
+
+
+def test_a_single_byte_encoding_python_knows_is_read() -> None:
+    data = (
+        '<?xml version="1.0" encoding="windows-1252"?>'
+        "<myanimelist><anime><series_animedb_id>1</series_animedb_id>"
+        "<series_title>Caf\u00e9</series_title><my_status>Completed</my_status></anime>"
+        "</myanimelist>"
+    ).encode("cp1252")
+    assert parse_mal_export(data).entries[0].title == "Caf\u00e9"
+
+
+def test_long_values_are_cut_short_in_messages() -> None:
+    with pytest.raises(BadExportFile) as err:
+        parse_mal_export(modern_export(modern_anime(1, "x" * 5000)))
+    assert len(str(err.value)) < 200
+
+
+# ----- markup that would make the one pass slow or large -----------------------------------
+
+
+def test_a_kept_field_longer_than_any_real_one_is_refused() -> None:
+    data = modern_export(f"<anime><series_title>{'a' * 10_001}</series_title></anime>")
+    with pytest.raises(BadExportFile, match="<series_title> field is longer than 10,000"):
+        parse_mal_export(data)
+
+
+def test_long_text_in_a_field_that_is_not_read_is_skipped() -> None:
+    comment = "a\n" * 50_000
+    row = modern_anime(1, "Completed").replace(
+        "<my_comments><![CDATA[]]>", f"<my_comments><![CDATA[{comment}]]>"
+    )
+    assert len(parse_mal_export(modern_export(row))) == 1
+
+
+def test_deep_nesting_is_refused() -> None:
+    data = b"<myanimelist>" + b"<a>" * 100 + b"</a>" * 100 + b"</myanimelist>"
+    with pytest.raises(BadExportFile, match="nest far deeper"):
+        parse_mal_export(data)
+
+
+def test_a_flood_of_elements_that_are_not_entries_is_refused() -> None:
+    data = modern_export("<myinfo>" + "<x/>" * 5000 + "</myinfo>")
+    with pytest.raises(BadExportFile, match="far more XML elements than a list of 10 entries"):
+        parse_mal_export(data, max_entries=10)
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        b'<myanimelist a="' + b"x" * 300_000 + b'"/>',
+        b"<myanimelist><!--" + b"x" * 300_000 + b"--></myanimelist>",
+    ],
+)
+def test_one_huge_piece_of_markup_is_refused_before_it_ends(
+    monkeypatch: pytest.MonkeyPatch, markup: bytes
+) -> None:
+    import inference.sources.mal_xml as mal_xml
+
+    monkeypatch.setattr(mal_xml, "MAX_TOKEN_BYTES", 200_000)
+    with pytest.raises(BadExportFile, match="single piece of markup"):
+        parse_mal_export(gzip.compress(markup))
+
+
+# ----- any file at all: an AnimeList that encodes, or BadExportFile ----------------------------
+
+INT_TEXT = st.integers().map(str) | st.integers(-(2**70), 2**70).map(str)
+DATE_TEXT = st.builds(
+    "{}-{:02d}-{:02d}".format, st.integers(-5, 10**6), st.integers(0, 99), st.integers(0, 99)
+)
+FIELD_TEXT = (
+    INT_TEXT
+    | DATE_TEXT
+    # Text XML can carry, and now and then any text at all (control characters, surrogates).
+    | st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
+    | st.text(max_size=10)
+    | st.sampled_from(
+        ["Completed", "6", " 2 ", "2038-01-20", "99999-13-40", "0000-00-00", "1_000", "", "٣"]
+    )
+)
+# Each field's plausible values, from real ones to the edges a crafted export would try.
+PLAUSIBLE: dict[str, st.SearchStrategy[str]] = {
+    "series_animedb_id": st.integers(1, 2**70).map(str),
+    "series_title": st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+    "my_status": st.sampled_from(["Completed", "plan to watch", "On-Hold", "6", "1", " 2 "]),
+    "my_score": st.integers(0, 10).map(str),
+    "my_watched_episodes": st.integers(0, 2**70).map(str),
+    "my_last_updated": st.integers(-(2**40), MAX_TIME + 2**20).map(str),
+    "my_start_date": DATE_TEXT,
+    "my_finish_date": DATE_TEXT,
+    "my_rewatching": st.sampled_from(["0", "1", ""]),
+    "my_comments": st.text(max_size=20),
+}
+FIELDS = list(PLAUSIBLE)
+ENCODINGS = (
+    st.sampled_from(["UTF-8", "utf-16", "latin-1", "ascii", "cp1252", "koi8-r", "utf-32"])
+    | st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,10}", fullmatch=True)
+    | st.text(max_size=12)
+)
+
+
+def _xml_text(text: str) -> str:
+    # Escaped, but characters XML forbids are left in: refusing them is part of what is tested.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@st.composite
+def crafted_exports(draw: st.DrawFn) -> bytes:
+    rows = []
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            # Every field plausible but at most one: the values reach the entry and the encoder.
+            fields = {name: draw(values) for name, values in PLAUSIBLE.items()}
+            odd = draw(st.none() | st.sampled_from(FIELDS))
+            if odd is not None:
+                fields[odd] = draw(FIELD_TEXT)
+        else:
+            fields = draw(st.dictionaries(st.sampled_from(FIELDS), FIELD_TEXT))
+        attributes = draw(
+            st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), FIELD_TEXT, max_size=2)
+        )
+        attrs = "".join(
+            f' {k}="{_xml_text(v).replace(chr(34), "&quot;")}"' for k, v in attributes.items()
+        )
+        body = "".join(f"<{k}>{_xml_text(v)}</{k}>" for k, v in fields.items())
+        rows.append(f"<anime{attrs}>{body}</anime>")
+    user = _xml_text(draw(FIELD_TEXT))
+    document = f"<myanimelist><myinfo><user_name>{user}</user_name></myinfo>{''.join(rows)}"
+    document += "</myanimelist>"
+    encoding = draw(ENCODINGS) if draw(st.booleans()) else None
+    if encoding is not None:
+        document = f'<?xml version="1.0" encoding="{encoding}"?>\n' + document
+    try:
+        data = document.encode(encoding or "utf-8")
+    except (LookupError, ValueError):  # no such codec, or it cannot spell the text
+        data = document.encode()
+    if draw(st.booleans()):
+        data = gzip.compress(data)
+    return data
+
+
+def parses_or_refuses(data: bytes) -> None:
+    try:
+        result = parse_mal_export(data)
+    except BadExportFile as exc:
+        assert str(exc) and len(str(exc).splitlines()) == 1
+        return
+    # What the engine does with a list: every entry known to the vocabulary, encoded with "now".
+    item_index = {entry.mal_id: i for i, entry in enumerate(result.entries)}
+    arrays, unknown = entries_from_list(result.entries, item_index)
+    assert unknown == 0
+    encoded = encode([arrays], 64, has_times=True, now=[1_800_000_000], append_query=True)
+    assert encoded.items.shape[0] == 1
+    assert AnimeList.from_json(result.to_json()).entries == result.entries
+    summarize_list(result)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(crafted_exports())
+def test_any_crafted_export_parses_and_encodes_or_is_refused(data: bytes) -> None:
+    parses_or_refuses(data)
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_are_refused(data: bytes) -> None:
+    parses_or_refuses(data)
+    parses_or_refuses(gzip.compress(data))
+    parses_or_refuses(b"<myanimelist>" + data)
