@@ -131,16 +131,27 @@ class _Option:
 
 _RECOMMEND_OPTIONS: dict[str, _Option] = {
     "--source": _Option("source", choices=SOURCES),
-    "--count": _Option("count", convert=int, what="a whole number"),
+    "--count": _Option("count", convert=lambda raw: int(_short(raw)), what="a whole number"),
     "--genre": _Option("genres", kind="list"),
     "--exclude-genre": _Option("exclude_genres", kind="list"),
     "--type": _Option("types", kind="list"),
-    "--adventurous": _Option("adventurous", convert=float, what="a number from 0 to 1"),
+    "--adventurous": _Option(
+        "adventurous", convert=lambda raw: float(_short(raw)), what="a number from 0 to 1"
+    ),
     "--adult": _Option("adult", kind="flag"),
     "--unaired": _Option("unaired", kind="flag"),
     "--no-plan-to-watch": _Option("no_plan_to_watch", kind="flag"),
     "--file": _Option("file"),
 }
+
+
+def _short(raw: str) -> str:
+    """A number worth converting is short; a 3,000-digit one is refused, not echoed back whole."""
+    if len(raw) > 32:
+        raise ValueError(raw)
+    return raw
+
+
 _LINK_OPTIONS: dict[str, _Option] = {"--source": _Option("source", choices=SOURCES)}
 
 

@@ -224,7 +224,14 @@ LONG_LINES = st.builds(
 )
 
 
-@given(st.one_of(LONG_LINES, st.text(min_size=90_000, max_size=100_000)))
+HUGE_LINES = st.builds(
+    lambda piece, n: (piece * n)[:100_000],
+    st.text(min_size=1, max_size=30),
+    st.integers(3000, 100_000),
+)
+
+
+@given(st.one_of(LONG_LINES, HUGE_LINES))
 @settings(max_examples=40, deadline=None)
 def test_lines_up_to_100k_characters_are_refused_or_read_never_raise(line: str) -> None:
     try:
