@@ -41,6 +41,7 @@ from inference.errors import (
     AnimerecError,
     BadExportFile,
     ConfigError,
+    ExportTooLarge,
     InvalidUsername,
     ListSourceError,
     UserNotFound,
@@ -48,7 +49,7 @@ from inference.errors import (
 from inference.http import service_display_name
 from inference.options import RecommendOptions
 from inference.sources.fetch import ListSources
-from inference.sources.mal_xml import parse_mal_export
+from inference.sources.mal_xml import parse_mal_export, read_export_file
 from inference.sources.usernames import validate_anilist_username, validate_mal_username
 
 log = logging.getLogger(__name__)
@@ -354,6 +355,8 @@ class CommandService:
                 return await asyncio.to_thread(
                     parse_mal_export, data, max_entries=self.settings.bot.max_list_entries
                 )
+            except ExportTooLarge:
+                raise  # its own message says how many entries are allowed
             except BadExportFile as exc:
                 raise BadExportFile(
                     f"That file is not a readable MyAnimeList export: {exc}"
@@ -366,16 +369,12 @@ class CommandService:
         path = Path(os.path.expanduser(path_text))
         limit = self.settings.bot.max_attachment_bytes
         try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise CommandError(f"{shown(path_text)} is not a file.")
-            if size > limit:
-                raise CommandError(f"{shown(path_text)} is larger than {limit // 2**20} MB.")
-            data = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            raise CommandError(f"No such file: {shown(path_text)}") from None
-        except OSError as exc:
-            raise CommandError(f"Cannot read {shown(path_text)}: {exc.strerror or exc}") from None
+            # Regular files only, and never more than the limit read: a FIFO or /dev/zero is
+            # refused instead of blocking the worker or filling memory.
+            data = await asyncio.to_thread(read_export_file, path, limit, shown_as=shown(path_text))
+        except BadExportFile as exc:
+            message = str(exc)
+            raise CommandError(message[:1].upper() + message[1:] + ".") from None
         return await self._parse_export(data)
 
     # ----- feedback -------------------------------------------------------------------------

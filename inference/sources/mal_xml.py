@@ -119,7 +119,7 @@ def read_mal_export(path: Path | str, *, max_entries: int = MAX_LIST_ENTRIES) ->
     memory.
     """
     path = Path(path)
-    data = _read_regular_file(path)
+    data = read_export_file(path)
     try:
         return parse_mal_export(data, max_entries=max_entries)
     except BadExportFile as exc:
@@ -127,42 +127,50 @@ def read_mal_export(path: Path | str, *, max_entries: int = MAX_LIST_ENTRIES) ->
         raise type(exc)(f"{path}: {exc}", service=SOURCE_NAME) from None
 
 
-def _read_regular_file(path: Path) -> bytes:
+def read_export_file(
+    path: Path | str, max_bytes: int | None = None, *, shown_as: str | None = None
+) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (default `MAX_XML_BYTES`); anything
+    else (missing, a folder, a FIFO or device, too large) is a BadExportFile that says which.
+    Messages name the file as `shown_as` (default: the path)."""
+    path = Path(path)
+    name = str(path) if shown_as is None else shown_as
+    limit = MAX_XML_BYTES if max_bytes is None else max_bytes
     try:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. It changes
         # nothing for the regular files that get past the check below.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise BadExportFile(f"no such file: {path}", service=SOURCE_NAME) from None
+        raise BadExportFile(f"no such file: {name}", service=SOURCE_NAME) from None
     except IsADirectoryError:
         raise BadExportFile(
-            f"{path} is a folder, not an export file", service=SOURCE_NAME
+            f"{name} is a folder, not an export file", service=SOURCE_NAME
         ) from None
     except OSError as exc:
         raise BadExportFile(
-            f"cannot read {path}: {exc.strerror or exc}", service=SOURCE_NAME
+            f"cannot read {name}: {exc.strerror or exc}", service=SOURCE_NAME
         ) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise BadExportFile(f"{path} is a folder, not an export file", service=SOURCE_NAME)
+            raise BadExportFile(f"{name} is a folder, not an export file", service=SOURCE_NAME)
         if not stat.S_ISREG(mode):
             raise BadExportFile(
-                f"{path} is not a regular file (a pipe, device or socket); "
+                f"{name} is not a regular file (a pipe, device or socket); "
                 "give the path of a saved export file",
                 service=SOURCE_NAME,
             )
         # What is read is capped, not the size fstat claims: a file can grow after the check.
-        data = _read_at_most(fd, MAX_XML_BYTES + 1)
+        data = _read_at_most(fd, limit + 1)
     except OSError as exc:
         raise BadExportFile(
-            f"cannot read {path}: {exc.strerror or exc}", service=SOURCE_NAME
+            f"cannot read {name}: {exc.strerror or exc}", service=SOURCE_NAME
         ) from None
     finally:
         os.close(fd)
-    if len(data) > MAX_XML_BYTES:
+    if len(data) > limit:
         raise BadExportFile(
-            f"{path}: file is too large for a list export (over {MAX_XML_BYTES // 2**20} MiB)",
+            f"{name}: file is too large for a list export (over {limit / 2**20:g} MiB)",
             service=SOURCE_NAME,
         )
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import os
 from pathlib import Path
 
 import httpx
@@ -346,21 +347,34 @@ async def test_attachments_are_parsed_inside_the_inference_admission(
     assert seen == [(limit - 1, runtime.settings.bot.max_list_entries)]
 
 
-async def test_an_attached_list_over_the_entry_cap_is_refused(
+async def test_console_files_must_be_regular_files_within_the_limit(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.xml"
+    big.write_bytes(b" " * (runtime.settings.bot.max_attachment_bytes + 1))
+    expected = {
+        str(fifo): "not a regular file",
+        "/dev/zero": "not a regular file",
+        str(tmp_path): "is a folder",
+        str(big): "too large",
+    }
+    for path, reason in expected.items():
+        reply = await runtime.service.handle_line(CONSOLE_USER, f"/recommend --file {path}")
+        assert reply.error and reason in reply.lines[0], reply.lines
+
+
+async def test_an_oversized_export_says_so_plainly(
     tmp_path: Path, engine: Engine, services: Services
 ) -> None:
     settings = make_settings(tmp_path)
     settings = dataclasses.replace(
         settings, bot=dataclasses.replace(settings.bot, max_list_entries=5)
     )
-    async with open_runtime(
-        settings,
-        engine,
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with open_runtime(settings, engine, sources_settings=fast_sources()) as rt:
         reply = await rt.service.execute(
             chat_user(), RecommendCommand(), Attachment("a.xml", EXAMPLE_EXPORT.read_bytes())
         )
-        assert reply.error and "5" in reply.lines[0]
+    assert reply.error and "not a readable" not in reply.lines[0]
+    assert "5" in reply.lines[0]
