@@ -17,23 +17,34 @@ Everything here mirrors how training asked the PyTorch model (`training.scoring`
 
 One shared onnxruntime session per model; `run` takes many lists at once (micro-batching): one
 encoder run and one ranker run for the whole batch.
+
+`leave_one_out` asks what a pick's utility would be had the list lacked one entry, for many
+(entry, pick) pairs in one encoder run and one ranker run: the "because you liked" attribution.
+It computes the ranker's features for the asked items only, exactly as `run` computes them for its
+candidates, and runs the encoder's trunk (`inference.onnx_trunk`) instead of the whole encoder
+where it can; a removed entry older than the encoder's window changes only the item-item
+features, and reuses the full list's encoder outputs.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inference.animelist import NO_TIME, STATUS_CODES, Status
 from inference.bundle import RANKER_OUTPUTS, Bundle, BundleError, make_session
 from inference.encoding import (
     N_RANKER_FEATURES,
     N_SCORE_FEATURES,
     RANKER_FEATURES,
     SCORE_FEATURES,
+    TRANSITION_WEIGHTS,
     Encoded,
     Entries,
     ItemFacts,
@@ -42,12 +53,18 @@ from inference.encoding import (
     score_features,
     select_candidates,
 )
+from inference.onnx_trunk import TRUNK_OUTPUTS, EntryHead, OnnxGraph
 
 log = logging.getLogger(__name__)
 
 ENCODER_OUTPUTS = ("watch_logits", "predicted_scores", "drop_probs", "user_vector")
 BELOW_CANDIDATES = 1.0  # gap between the worst candidate's utility and the best non-candidate
 RANK_STEP = 1e-4  # non-candidates keep the fine-tuned order below the candidates
+# The numpy entry head agrees with the encoder's to ~2e-6 (float32 sums in another order); a gap
+# beyond this means the graph is not the one `EntryHead.find` understood.
+HEAD_TOLERANCE = 1e-4
+_PLAN_TO_WATCH = STATUS_CODES[Status.PLAN_TO_WATCH]
+_COMPLETED = STATUS_CODES[Status.COMPLETED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +75,9 @@ class Scored:
     predicted_scores: np.ndarray  # float32 [n_items]: 1-10, the ranker's score head on candidates
     candidates: np.ndarray  # int64: the items the ranker scored
     user_vector: np.ndarray  # float32 [d]
+    watch_logits: np.ndarray  # float32 [n_items]: the encoder's, which chose the candidates
+    encoder_scores: np.ndarray  # float32 [n_items]: the encoder's own score head
+    drop_probs: np.ndarray  # float32 [n_items]
 
 
 class BundleModel:
@@ -107,6 +127,55 @@ class BundleModel:
         self.encoder = make_session(encoder_path, providers, threads=threads)
         self.ranker = make_session(bundle.ranker_path, providers, threads=threads)
         self.providers = self.encoder.get_providers()
+        self.trunk: Any = None  # the encoder without its entry head (None: use the encoder)
+        self.head: EntryHead | None = None
+        self._cut_encoder(encoder_path, providers, threads)
+
+    def _cut_encoder(
+        self, encoder_path: Path, providers: str | Sequence[str], threads: int | None
+    ) -> None:
+        """Set `trunk` and `head` when the encoder can be cut and the cut answers as it does."""
+        try:
+            graph = OnnxGraph(Path(encoder_path).read_bytes())
+            head = EntryHead.find(graph, self.n_items)
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "encoder-trunk.onnx"
+                path.write_bytes(graph.pruned(TRUNK_OUTPUTS))
+                trunk = make_session(path, providers, threads=threads)
+            gap = self._cut_gap(trunk, head)
+        except (ValueError, BundleError) as exc:  # GraphFormatError is a ValueError
+            log.info("%s: leave-one-out runs the whole encoder (%s)", encoder_path.name, exc)
+            return
+        if gap > HEAD_TOLERANCE:
+            log.warning(
+                "%s: the cut encoder differs from the whole one by %.2g; leave-one-out runs the "
+                "whole encoder",
+                encoder_path.name,
+                gap,
+            )
+            return
+        self.trunk, self.head = trunk, head
+
+    def _cut_gap(self, trunk: Any, head: EntryHead) -> float:
+        """The largest difference between the cut encoder's answers and the whole one's."""
+        n = min(5, self.n_items)
+        probe = Entries(
+            items=np.arange(n, dtype=np.int32),
+            scores=np.array([8, 0, 6, 10, 3][:n], dtype=np.int8),
+            statuses=np.full(n, STATUS_CODES[Status.COMPLETED], dtype=np.int8),
+            progress=np.zeros(n, dtype=np.int16),
+            times=np.full(n, NO_TIME, dtype=np.int64),
+        )
+        inputs = self.encode([probe], None).as_dict()
+        logits, scores, drops, users = self.encoder.run(list(ENCODER_OUTPUTS), inputs)
+        trunk_logits, trunk_users = trunk.run(list(TRUNK_OUTPUTS), inputs)
+        head_scores, head_drops = head(users[0], np.arange(self.n_items))
+        return max(
+            float(np.abs(trunk_logits - logits).max()),
+            float(np.abs(trunk_users - users).max()),
+            float(np.abs(head_scores - scores[0]).max()),
+            float(np.abs(head_drops - drops[0]).max()),
+        )
 
     # ----- encoding -------------------------------------------------------------------------
 
@@ -158,6 +227,9 @@ class BundleModel:
                     predicted_scores=predicted,
                     candidates=items,
                     user_vector=users[row],
+                    watch_logits=logits[row],
+                    encoder_scores=scores[row],
+                    drop_probs=drops[row],
                 )
             )
         return out
@@ -184,6 +256,224 @@ class BundleModel:
         out[items] = utilities
         return out
 
+    # ----- leave one out ----------------------------------------------------------------------
+
+    def leave_one_out(
+        self,
+        entries: Entries,
+        full: Scored,
+        removed: Sequence[int],
+        probes: Sequence[np.ndarray],
+        now: int | None = None,
+    ) -> list[np.ndarray]:
+        """Utilities of the items `probes[r]` for the list `entries` without item `removed[r]`
+        (vocabulary indices; every entry of that item goes), as `run` would give them: float64
+        arrays, one per removal. A probe that `run` would not score (no longer a candidate, so
+        below every candidate) gets −inf. `full` is `run`'s answer for the whole list, `now` the
+        "now" it was given. One encoder run and one ranker run for all removals.
+
+        Every variant is the whole list less one item, so the ranker's features are the whole
+        list's, corrected for what that item contributed (`_variant_features`); tests hold them to
+        `run`'s on the variants themselves.
+        """
+        if len(removed) != len(probes):
+            raise ValueError("one array of probed items per removed item")
+        if not removed:
+            return []
+        gone_items = np.asarray(removed, dtype=np.int64)
+        probes = [np.asarray(p, dtype=np.int64) for p in probes]
+        # Entries older than the encoder's window do not reach it: without one of them the
+        # encoder sees the same tokens, and only the item-item features change.
+        keep = self.max_len - 1
+        window = set(np.asarray(entries.items[max(len(entries) - keep, 0) :]).tolist())
+        inside = [r for r, item in enumerate(gone_items.tolist()) if item in window]
+        logits = np.repeat(full.watch_logits[None, :].astype(np.float64), len(removed), axis=0)
+        scores = [full.encoder_scores[p].astype(np.float64) for p in probes]
+        drops = [full.drop_probs[p].astype(np.float64) for p in probes]
+        if inside:
+            variants = [_without(entries, int(gone_items[r])) for r in inside]
+            encoded = self.encode(variants, None if now is None else [now] * len(inside))
+            head = self._checked_head(full, np.unique(np.concatenate(probes)))
+            if head is not None:
+                rows, users = self.trunk.run(list(TRUNK_OUTPUTS), encoded.as_dict())
+                for row, r in enumerate(inside):
+                    scores[r], drops[r] = head(users[row], probes[r])
+            else:
+                rows, all_scores, all_drops, _ = self.encoder.run(
+                    list(ENCODER_OUTPUTS), encoded.as_dict()
+                )
+                for row, r in enumerate(inside):
+                    scores[r] = all_scores[row, probes[r]].astype(np.float64)
+                    drops[r] = all_drops[row, probes[r]].astype(np.float64)
+            logits[inside] = rows
+        pair_row = np.repeat(np.arange(len(removed)), [len(p) for p in probes])
+        features, asked, is_candidate = self._variant_features(
+            entries,
+            gone_items,
+            logits,
+            pair_row,
+            np.concatenate(probes),
+            np.concatenate(scores),
+            np.concatenate(drops),
+        )
+        utilities, _ = self.ranker.run(
+            list(RANKER_OUTPUTS), {"features": features[None], "score_features": asked[None]}
+        )
+        flat = np.where(is_candidate, utilities[0].astype(np.float64), -np.inf)
+        return np.split(flat, np.cumsum([len(p) for p in probes])[:-1])
+
+    def _checked_head(self, full: Scored, items: np.ndarray) -> EntryHead | None:
+        """The numpy head, after checking it against the whole encoder's answer for this list."""
+        head = self.head
+        if head is None or self.trunk is None:
+            return None
+        scores, drops = head(full.user_vector, items)
+        gap = max(
+            float(np.abs(scores - full.encoder_scores[items]).max(initial=0.0)),
+            float(np.abs(drops - full.drop_probs[items]).max(initial=0.0)),
+        )
+        if gap > HEAD_TOLERANCE:
+            log.error(
+                "the numpy entry head differs from the encoder's by %.2g; leave-one-out runs the "
+                "whole encoder from now on",
+                gap,
+            )
+            self.head = None
+            return None
+        return head
+
+    def _variant_features(
+        self,
+        entries: Entries,
+        removed: np.ndarray,
+        logits: np.ndarray,
+        pair_row: np.ndarray,
+        pair_item: np.ndarray,
+        pair_score: np.ndarray,
+        pair_drop: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ranker and score-head features of (variant `pair_row`, item `pair_item`) pairs, where
+        variant r is `entries` without item `removed[r]` and `logits[r]` its watch logits; and
+        whether `select_candidates` would pick the item for that variant.
+
+        The same numbers as `select_candidates`, `ranker_features` and `score_features` give on
+        each variant (see RANKER_FEATURES and SCORE_FEATURES for what each column is), computed
+        for all variants at once.
+        """
+        facts = self.facts
+        n, n_rows = self.n_items, len(removed)
+        r, p = pair_row, pair_item
+        items = np.asarray(entries.items, dtype=np.int64)
+        statuses = np.asarray(entries.statuses, dtype=np.int64)
+        gone = items[None, :] == removed[:, None]  # [variants, entries]: what each one lacks
+        n_gone = gone.sum(axis=1)
+        remaining = ~gone
+        on_list = np.zeros(n, dtype=bool)
+        on_list[items] = True
+        unseen = np.repeat(~on_list[None, :], n_rows, axis=0)
+        unseen[np.arange(n_rows), removed] |= n_gone > 0
+
+        # The fine-tuned stage: log-probability over the unseen items and the stable rank there.
+        masked = np.where(unseen, logits, -np.inf)
+        top = masked.max(axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        log_norm = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
+        take = np.minimum(self.n_candidates, unseen.sum(axis=1))
+        free = unseen[r, p]
+        planned_items = items[statuses == _PLAN_TO_WATCH]
+        planned = ~free & np.isin(p, planned_items) & (p != removed[r])
+        raw = logits[r, p]
+        ranks = _pair_ranks(masked, r, p, raw, free)
+
+        # The item-item stages: the whole list's scores less the removed item's row.
+        k = facts.neighbour_items.shape[1]
+        near = np.repeat(facts.neighbour_scores(items)[None, :], n_rows, axis=0)
+        if k:
+            weights = facts.neighbour_weights[removed].astype(np.float64) * n_gone[:, None]
+            np.subtract.at(
+                near, (np.repeat(np.arange(n_rows), k), facts.neighbour_items[removed].ravel()),
+                weights.ravel(),
+            )  # fmt: skip
+        after = np.repeat(facts.transition_scores(items)[None, :], n_rows, axis=0)
+        if facts.transition_items.shape[1]:
+            newest = len(items) - len(TRANSITION_WEIGHTS)
+            for row in np.flatnonzero(gone[:, max(newest, 0) :].any(axis=1)).tolist():
+                after[row] = facts.transition_scores(items[remaining[row]])
+        near_ranks = _pair_ranks(np.where(unseen, near, -np.inf), r, p, near[r, p], free)
+        after_ranks = _pair_ranks(np.where(unseen, after, -np.inf), r, p, after[r, p], free)
+        # A list that holds every item has no candidates at all, plan-to-watch ones included.
+        is_candidate = (take[r] > 0) & (
+            planned
+            | (
+                free
+                & (
+                    (ranks < take[r])
+                    | ((k > 0) & (near_ranks < take[r]))
+                    | ((facts.transition_items.shape[1] > 0) & (after_ranks < take[r]))
+                )
+            )
+        )
+
+        out = np.zeros((len(p), N_RANKER_FEATURES), dtype=np.float32)
+        out[:, 0] = raw - log_norm[r]
+        out[:, 1] = np.log1p(ranks)
+        out[:, 2] = (pair_score.astype(np.float32) - 7.0) / 2.0
+        out[:, 3] = pair_drop
+        out[:, 4] = facts.log_popularity[p]
+        franchise = facts.franchise[p]
+        listed = facts.franchise[items]
+        same = (listed[None, :] == franchise[:, None]) & remaining[r]
+        out[:, 5] = (franchise >= 0) & same.any(axis=1)
+        out[:, 6] = (franchise >= 0) & (same & (statuses == _COMPLETED)[None, :]).any(axis=1)
+        out[:, 7] = planned
+        if facts.genres.shape[1]:
+            user_scores = np.asarray(entries.scores, dtype=np.float32)
+            weights32 = np.where(user_scores > 0, user_scores / 10.0, 0.5).astype(np.float32)
+            profiles = (remaining * weights32[None, :]).astype(np.float32) @ facts.genres[items]
+            profile = profiles[r]
+            candidate = facts.genres[p]
+            norms = np.linalg.norm(candidate, axis=1) * (np.linalg.norm(profile, axis=1) + 1e-9)
+            affinity = (candidate * profile).sum(axis=1) / np.maximum(norms, 1e-9)
+            out[:, 8] = np.where(remaining[r].any(axis=1), affinity, 0.0)
+        length = remaining.sum(axis=1)
+        out[:, 9] = np.log1p(length[r])
+        out[:, 10] = near[r, p]
+        out[:, 11] = np.log1p(near_ranks)
+        out[:, 12] = after[r, p]
+        out[:, 13] = np.log1p(after_ranks)
+
+        asked = np.zeros((len(p), N_SCORE_FEATURES), dtype=np.float32)
+        asked[:, 0] = (pair_score.astype(np.float32) - 7.0) / 2.0
+        user = np.asarray(entries.scores, dtype=np.float64)
+        scored = remaining & (user > 0)[None, :]  # [variants, entries]
+        n_scored = scored.sum(axis=1)
+        means = np.where(n_scored > 0, (scored * user).sum(axis=1) / np.maximum(n_scored, 1), 7.0)
+        asked[:, 1] = np.where(n_scored[r] > 0, (means[r] - 7.0) / 2.0, 0.0)
+        asked[:, 2] = np.log1p(n_scored[r])
+        if len(facts.mean_score):
+            known = facts.mean_score[p] > 0
+            asked[:, 3] = np.where(known, (facts.mean_score[p] - 7.0) / 2.0, 0.0)
+            asked[:, 4] = np.log1p(facts.score_count[p])
+        if k:
+            # |weight| from each entry to each asked item (zero where it is not a neighbour).
+            asked_items, column = np.unique(p, return_inverse=True)
+            position = np.full(n, -1, dtype=np.int64)
+            position[asked_items] = np.arange(len(asked_items))
+            where = position[facts.neighbour_items[items]]  # [entries, k]
+            hit = where >= 0
+            reach = np.zeros((len(asked_items), len(items)))
+            np.add.at(
+                reach,
+                (where[hit], np.nonzero(hit)[0]),
+                np.abs(facts.neighbour_weights[items].astype(np.float64))[hit],
+            )
+            mine = reach[column] * scored[r]  # [pairs, entries]
+            support = mine.sum(axis=1)
+            total = (mine * ((user[None, :] - means[r][:, None]) / 2.0)).sum(axis=1)
+            asked[:, 5] = np.where(n_scored[r] > 0, total / np.maximum(support, 1e-6), 0.0)
+            asked[:, 6] = np.where(n_scored[r] > 0, np.log1p(support), 0.0)
+        return out, asked, is_candidate
+
     def describe(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
@@ -191,3 +481,28 @@ class BundleModel:
             "max_len": self.max_len,
             "candidates": self.n_candidates,
         }
+
+
+def _without(entries: Entries, item: int) -> Entries:
+    keep = np.asarray(entries.items) != item
+    return Entries(
+        items=entries.items[keep],
+        scores=entries.scores[keep],
+        statuses=entries.statuses[keep],
+        progress=entries.progress[keep],
+        times=entries.times[keep],
+    )
+
+
+def _pair_ranks(
+    values: np.ndarray, rows: np.ndarray, items: np.ndarray, at: np.ndarray, stable: np.ndarray
+) -> np.ndarray:
+    """Where value `at[j]` stands in row `rows[j]` of `values`, sorted best first: the larger
+    values come before it and, where `stable[j]` (the item is itself in the row, as
+    `argsort(-values, kind="stable")` places it), the equal ones with a smaller index too."""
+    block = values[rows]  # [pairs, n_items]
+    ahead = (block > at[:, None]).sum(axis=1)
+    ties = ((block == at[:, None]) & (np.arange(values.shape[1])[None, :] < items[:, None])).sum(
+        axis=1
+    )
+    return (ahead + np.where(stable, ties, 0)).astype(np.int64)

@@ -331,6 +331,9 @@ class EngineSettings:
     tradeoff: float = 0.9
     genre_weight: float = 0.3  # share of genre overlap (vs embedding cosine) in the similarity
     rerank_pool: int = 200  # best eligible candidates the re-ranker chooses among
+    # How titles are named in picks and "why" lines: the catalogue's romaji title, or its English
+    # title where it has a usable one (the other is shown beside a pick where it helps).
+    title_language: Literal["romaji", "english"] = "romaji"
 
     def __post_init__(self) -> None:
         problems = []

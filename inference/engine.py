@@ -4,9 +4,16 @@
 goes encoder -> candidates -> ranker (`inference.bundle_model`) -> filters (`inference.filters`) ->
 re-rank (`inference.rerank.select`: at most one title per franchise, diversity, the adventurous
 knob, the plan-to-watch cap) -> annotations (`inference.explain`: predicted score from the score
-head, "because you liked" from item-embedding similarity to the user's liked entries). A list with
-no title the model knows gets the cold-start path, popular-and-recent picks, with a note saying so;
-so does every list when no bundle is loaded (`Engine.without_model`).
+head, "because you liked" from leave-one-out through both models: the liked entries whose removal
+lowers the pick's utility most). A list with no title the model knows gets the cold-start path,
+popular-and-recent picks, with a note saying so; so does every list when no bundle is loaded
+(`Engine.without_model`).
+
+In the familiar mode (adventurous 0) two kinds of pick are demoted before re-ranking, below every
+other candidate but never removed: titles whose predicted score is more than
+`BELOW_MEAN_DEMOTION` under the user's own mean score (for users with at least
+`MIN_SCORES_FOR_DEMOTION` scores), and extras (specials, music videos,
+promotional videos, recaps) unless the user completed and liked an entry of the same franchise.
 
 Serving: one onnxruntime session per model, shared by all requests; the work runs on a small
 thread pool, never on the event loop; concurrent `recommend` calls are micro-batched into one
@@ -22,6 +29,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +47,8 @@ from inference.catalog import Catalog
 from inference.config import EngineSettings
 from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
-from inference.explain import Explainer, Recommendation, UserContext
-from inference.filters import exclusion_notes, redirect_utilities
+from inference.explain import Explainer, Recommendation, UserContext, choose_causes
+from inference.filters import Eligibility, exclusion_notes, redirect_utilities
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE, popular_recent
@@ -54,6 +62,13 @@ DEFAULT_SETTINGS = EngineSettings()
 GENRE_WEIGHT = DEFAULT_SETTINGS.genre_weight
 TRADEOFF = DEFAULT_SETTINGS.tradeoff
 RERANK_POOL = DEFAULT_SETTINGS.rerank_pool
+# Familiar-mode demotions (see the module doc). A predicted score this far under the user's mean
+# is a title the model expects them to like clearly less than what they usually watch.
+BELOW_MEAN_DEMOTION = 1.5
+MIN_SCORES_FOR_DEMOTION = 5  # the mean of fewer scores says too little about the user
+DEMOTION_GAP = 0.5  # the best demoted title sits this far under the worst other candidate
+EXTRA_KINDS = {"special": "A special", "tv_special": "A TV special", "music": "A music video"}
+PROMO_TITLE = re.compile(r"\b(?:PVs?|CMs?|promotion(?:al)? videos?|trailers?|teasers?)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +124,7 @@ class Engine:
             catalog,
             item_embeddings=None if model is None else model.item_embeddings,
             franchises=self.franchises,
+            title_language=settings.title_language,
         )
         self.method: Method = settings.method
         self.tradeoff = settings.tradeoff
@@ -119,6 +135,7 @@ class Engine:
             [np.nan if item.popularity is None else item.popularity for item in catalog],
             dtype=np.float64,
         )
+        self._extras = np.array([self._extra_kind(i) is not None for i in range(len(catalog))])
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="engine"
         )
@@ -235,11 +252,14 @@ class Engine:
             i for i, (entries, _) in enumerate(prepared) if self.model is not None and len(entries)
         ]
         scored: dict[int, Scored] = {}
+        nows: dict[int, int | None] = {}
         if warm:
             assert self.model is not None
+            # One "now" per request, for its run and its leave-one-out runs alike.
+            nows = {i: self._now(requests[i]) if self.model.has_times else None for i in warm}
             runs = self.model.run(
                 [prepared[i][0] for i in warm],
-                [self._now(requests[i]) for i in warm] if self.model.has_times else None,
+                [nows[i] for i in warm] if self.model.has_times else None,
             )
             scored = dict(zip(warm, runs, strict=True))
         results: list[RecommendationResult | Exception] = []
@@ -247,7 +267,9 @@ class Engine:
             try:
                 entries, n_unknown = prepared[i]
                 if i in scored:
-                    results.append(self._ranked(request, entries, n_unknown, scored[i]))
+                    results.append(
+                        self._ranked(request, entries, n_unknown, scored[i], nows.get(i))
+                    )
                 else:
                     results.append(self._cold(request, n_unknown))
             except Exception as exc:  # one bad request must not fail its batch-mates
@@ -259,15 +281,23 @@ class Engine:
         return int(time.time()) if request.now is None else request.now
 
     def _ranked(
-        self, request: _Request, entries: Entries, n_unknown: int, scored: Scored
+        self,
+        request: _Request,
+        entries: Entries,
+        n_unknown: int,
+        scored: Scored,
+        now: int | None = None,
     ) -> RecommendationResult:
         assert self.model is not None
         options = request.options
         today = request.today or dt.date.today()
         allowed = self.filters.eligible(request.anime_list, options, today=today)
         utilities = redirect_utilities(scored.utilities, allowed)
+        user = UserContext(request.anime_list, self.catalog)
+        demoted = self._demoted(options, user, scored, allowed)
+        ranking = demote(utilities, demoted, allowed.mask, scored.candidates)
         picks = select(
-            utilities,
+            ranking,
             allowed.mask,
             self.model.item_embeddings,
             self._franchise_ids,
@@ -281,21 +311,29 @@ class Engine:
             method=self.method,
             tradeoff=self.tradeoff,
             n_candidates=self.settings.rerank_pool,
-        )
-        user = UserContext(request.anime_list, self.catalog)
-        entry_points = {entry: later for later, entry in allowed.redirects.items()}
+        ).tolist()
+        # The later entry whose utility each franchise entry point was given, if it was.
+        carried: dict[int, int] = {}
+        for later, entry in allowed.redirects.items():
+            best = carried.get(entry, entry)
+            if scored.utilities[later] > scored.utilities[best]:
+                carried[entry] = later
+        causes = self._causes(entries, scored, now, user, picks, carried)
         recommendations = []
-        for index in picks.tolist():
+        for index in picks:
             extra = []
-            later = entry_points.get(index)
-            if later is not None and scored.utilities[later] > scored.utilities[index]:
-                extra.append(f"Where the franchise of {self.catalog[later].title} starts")
+            source = carried.get(index)
+            if source is not None:
+                extra.append(f"Where the franchise of {self.explainer.titles.name(source)} starts")
+            if demoted[index]:
+                extra.append(self._demotion_line(index, user, scored))
             recommendations.append(
                 self.explainer.explain(
                     index,
                     user,
+                    because=causes.get(index, ()),
                     predicted_score=float(scored.predicted_scores[index]),
-                    utility=float(utilities[index]),
+                    utility=float(ranking[index]),
                     extra_why=extra,
                 )
             )
@@ -307,6 +345,95 @@ class Engine:
                 f"Only {len(recommendations)} title(s) passed your filters; loosen them for more."
             )
         return RecommendationResult(recommendations, notes, self._model_json())
+
+    # ----- demotions and causes ---------------------------------------------------------------
+
+    def _extra_kind(self, index: int) -> str | None:
+        """ "A special", "A music video"... for the low-value extras; None for anything else."""
+        item = self.catalog[index]
+        if self.franchises.is_recap(index):
+            return "A recap"
+        if PROMO_TITLE.search(item.title):
+            return "A promotional video"
+        return EXTRA_KINDS.get(item.media_type or "")
+
+    def _demoted(
+        self, options: RecommendOptions, user: UserContext, scored: Scored, allowed: Eligibility
+    ) -> np.ndarray:
+        """bool [n_items]: the familiar mode's demotions (see the module doc)."""
+        demoted = np.zeros(len(self.catalog), dtype=bool)
+        if options.adventurous != 0:
+            return demoted
+        if self._below_mean_rule(user):
+            assert user.mean_score is not None
+            demoted |= scored.predicted_scores < user.mean_score - BELOW_MEAN_DEMOTION
+        liked_franchises = [
+            self._franchise_ids[i]
+            for i in user.entries
+            if user.completed(i) and user.liked(i) and self._franchise_ids[i] >= 0
+        ]
+        # An extra of a series the user finished and liked is theirs to want; so is one they
+        # put on their own plan-to-watch list.
+        demoted |= (
+            self._extras & ~np.isin(self._franchise_ids, liked_franchises) & ~allowed.plan_to_watch
+        )
+        return demoted
+
+    @staticmethod
+    def _below_mean_rule(user: UserContext) -> bool:
+        return user.mean_score is not None and user.n_scores >= MIN_SCORES_FOR_DEMOTION
+
+    def _demotion_line(self, index: int, user: UserContext, scored: Scored) -> str:
+        kind = self._extra_kind(index)
+        predicted = float(scored.predicted_scores[index])
+        if (
+            self._below_mean_rule(user)
+            and user.mean_score is not None
+            and predicted < user.mean_score - BELOW_MEAN_DEMOTION
+        ):
+            return f"Predicted {predicted:.1f}, well under your mean score of {user.mean_score:.1f}"
+        return f"{kind}, an extra to its series" if kind else "Ranked below the main titles"
+
+    def _causes(
+        self,
+        entries: Entries,
+        scored: Scored,
+        now: int | None,
+        user: UserContext,
+        picks: Sequence[int],
+        carried: dict[int, int],
+    ) -> dict[int, list[int]]:
+        """pick -> the entries to name as "because you liked" (leave-one-out; see explain)."""
+        assert self.model is not None
+        tried = {pick: self.explainer.candidate_causes(pick, user) for pick in picks}
+        removals = sorted({cause for causes in tried.values() for cause in causes})
+        if not removals:
+            return {}
+        # A pick's utility is its own, or the later entry's that its franchise start carries.
+        carriers = {pick: [pick] + ([carried[pick]] if pick in carried else []) for pick in picks}
+        probes = [
+            np.array(sorted({c for pick in picks if cause in tried[pick] for c in carriers[pick]}))
+            for cause in removals
+        ]
+        try:
+            without = self.model.leave_one_out(entries, scored, removals, probes, now)
+        except Exception:  # the picks stand without their "because" lines
+            log.exception("leave-one-out attribution failed; the reply names no causes")
+            return {}
+        utility_without = {
+            (cause, int(item)): float(u)
+            for cause, items, values in zip(removals, probes, without, strict=True)
+            for item, u in zip(items, values, strict=True)
+        }
+        drops = {
+            pick: {
+                cause: max(float(scored.utilities[c]) for c in carriers[pick])
+                - max(utility_without[(cause, c)] for c in carriers[pick])
+                for cause in tried[pick]
+            }
+            for pick in picks
+        }
+        return choose_causes(picks, drops, self.catalog)
 
     def _cold(self, request: _Request, n_unknown: int) -> RecommendationResult:
         picks, note = popular_recent(
@@ -327,6 +454,32 @@ class Engine:
         if self.model is not None:
             out.update(self.model.describe())
         return out
+
+
+def demote(
+    utilities: np.ndarray, demoted: np.ndarray, eligible: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """A copy of `utilities` where the eligible `demoted` items sit below every eligible item that
+    is not demoted and was a ranker candidate (`candidates`: vocabulary indices), in their own
+    order. Nothing is removed: a request that leaves few other titles still gets these."""
+    down = np.asarray(demoted, dtype=bool) & np.asarray(eligible, dtype=bool)
+    if not down.any():
+        return np.asarray(utilities, dtype=np.float64)
+    up = np.asarray(eligible, dtype=bool) & ~down
+    contenders = np.zeros_like(up)
+    contenders[np.asarray(candidates, dtype=np.int64)] = True
+    contenders &= up
+    out = np.array(utilities, dtype=np.float64, copy=True)
+    if contenders.any():
+        floor = float(out[contenders].min())
+    elif up.any():
+        floor = float(out[up].min())
+    else:
+        return out
+    shift = float(out[down].max()) - floor + DEMOTION_GAP
+    if shift > 0:
+        out[down] -= shift
+    return out
 
 
 def _unknown_note(n: int) -> str:
@@ -354,4 +507,5 @@ __all__ = [
     "Engine",
     "ModelInfo",
     "RecommendationResult",
+    "demote",
 ]

@@ -4,6 +4,7 @@ cold start, micro-batching; and `python -m inference recommend`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import math
@@ -14,13 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from inference.animelist import STATUS_BY_CODE, AnimeList, ListEntry, Status
 from inference.batching import MicroBatcher
+from inference.catalog import Catalog
 from inference.config import EngineSettings
-from inference.engine import Engine, RecommendationResult
+from inference.engine import Engine, RecommendationResult, demote
 from inference.errors import ConfigError
-from inference.explain import liked_weight
+from inference.explain import MAX_CITATIONS_PER_TITLE, is_liked, mean_score
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE
 from tests.tiny_bundle import (
@@ -251,7 +255,7 @@ def test_annotations_are_true(engine: Engine) -> None:
             for title in filter(None, match.groups()):
                 named += 1
                 entry = titles[title]  # a title on the user's list...
-                assert liked_weight(entry) > 0  # ...that the user liked (never the dropped one)
+                assert is_liked(entry, mean_score(LIKES))  # ...that the user liked
     assert named > 0
 
 
@@ -261,6 +265,366 @@ def test_predicted_scores_come_from_the_score_head(engine: Engine) -> None:
     for rec in result.recommendations:
         index = engine.catalog.index_of(rec.mal_id)
         assert rec.predicted_score == round(float(scored.predicted_scores[index]), 1)
+
+
+# ----- "because you liked": leave-one-out through both models -------------------------------------
+
+
+def _variant_utilities(engine: Engine, anime_list: AnimeList, without: int | None) -> np.ndarray:
+    """The model's utilities (franchise starts carrying their later entries' as the engine does)
+    for the list, less every entry of MAL id `without`."""
+    from inference.filters import redirect_utilities
+
+    assert engine.model is not None
+    kept = AnimeList(
+        source=anime_list.source,
+        username=anime_list.username,
+        entries=[e for e in anime_list.entries if e.mal_id != without],
+    )
+    (scored,) = engine.model.run([_entries(engine, kept)])
+    allowed = engine.filters.eligible(anime_list, RecommendOptions())
+    return redirect_utilities(scored.utilities, allowed)
+
+
+def _cited(engine: Engine, anime_list: AnimeList, rec: Any) -> list[int]:
+    """MAL ids of the entries a pick's "because you liked" line names."""
+    names = {
+        engine.explainer.titles.name(engine.catalog.index_of(e.mal_id)): e.mal_id  # type: ignore[arg-type]
+        for e in anime_list.entries
+        if engine.catalog.index_of(e.mal_id) is not None
+    }
+    for line in rec.why:
+        if line.startswith("Because you liked "):
+            return [names[n] for n in line.removeprefix("Because you liked ").split(" and ")]
+    return []
+
+
+def _random_list(engine: Engine, rng: np.random.Generator, size: int) -> AnimeList:
+    picked = rng.choice(len(engine.catalog), size=min(size, len(engine.catalog)), replace=False)
+    entries = []
+    for i in picked.tolist():
+        status = list(Status)[int(rng.integers(len(Status)))]
+        scored = status != Status.PLAN_TO_WATCH and rng.random() < 0.7
+        entries.append(
+            ListEntry(
+                mal_id=engine.catalog[i].mal_id,
+                status=status,
+                score=float(rng.integers(1, 11)) if scored else None,
+                episodes_watched=int(rng.integers(0, 13)),
+            )
+        )
+    return AnimeList(source="mal", username="random", entries=entries)
+
+
+def _check_leave_one_out(
+    engine: Engine, anime_list: AnimeList, removed: list[int], probes: list[int]
+) -> None:
+    """leave_one_out's answers are those of a full run on the list without each removed item."""
+    from inference.bundle_model import _without
+
+    model = engine.model
+    assert model is not None
+    entries = _entries(engine, anime_list)
+    (full,) = model.run([entries])
+    asked = np.array(probes, dtype=np.int64)
+    answers = model.leave_one_out(entries, full, removed, [asked] * len(removed))
+    for item, answer in zip(removed, answers, strict=True):
+        (reference,) = model.run([_without(entries, item)])
+        scored_there = np.isin(asked, reference.candidates)
+        np.testing.assert_array_equal(np.isfinite(answer), scored_there)
+        np.testing.assert_allclose(
+            answer[scored_there], reference.utilities[asked[scored_there]], atol=1e-4, rtol=0
+        )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), size=st.integers(1, 22), seed=st.integers(0, 2**16))
+def test_leave_one_out_gives_a_full_runs_utilities(
+    engine: Engine, data: st.DataObject, size: int, seed: int
+) -> None:
+    """Any list (shorter and longer than the encoder's window of 15), any removed items (on the
+    list or not), any asked items (unseen, planned, on the list)."""
+    anime_list = _random_list(engine, np.random.default_rng(seed), size)
+    on_list = [engine.catalog.index_of(e.mal_id) for e in anime_list.entries]
+    everything = list(range(len(engine.catalog)))
+    removed = data.draw(
+        st.lists(st.sampled_from(on_list + everything[:3]), min_size=1, max_size=5, unique=True)
+    )
+    probes = data.draw(st.lists(st.sampled_from(everything), min_size=1, max_size=8, unique=True))
+    _check_leave_one_out(engine, anime_list, removed, probes)  # type: ignore[arg-type]
+
+
+def test_leave_one_out_on_the_default_bundle_with_and_without_the_cut_encoder(
+    default_bundle: Path,
+) -> None:
+    from inference.sources.mal_xml import read_mal_export
+
+    engine = Engine.from_bundle(default_bundle, providers="cpu", micro_batching=False)
+    try:
+        model = engine.model
+        assert model is not None and model.trunk is not None and model.head is not None
+        example = read_mal_export(
+            Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
+        )
+        long = _random_list(engine, np.random.default_rng(3), 400)  # past the 127-entry window
+        for anime_list in (example, long):
+            entries = _entries(engine, anime_list)
+            (full,) = model.run([entries])
+            top = np.argsort(-full.utilities)[:12].tolist()
+            planned = [
+                engine.catalog.index_of(e.mal_id)
+                for e in anime_list.entries
+                if e.status == Status.PLAN_TO_WATCH
+            ][:3]
+            # The newest entries (inside the window) and the oldest (outside it).
+            items = entries.items.tolist()
+            removed = list(dict.fromkeys(items[-4:] + items[:4]))
+            _check_leave_one_out(engine, anime_list, removed, top + planned)  # type: ignore[arg-type]
+        # Without the cut encoder (an int8 bundle, or a graph it does not understand) the whole
+        # encoder answers, and the answers are the same.
+        model.head = None
+        _check_leave_one_out(engine, long, removed, top)
+    finally:
+        engine.close()
+
+
+LIST_SHAPES = [
+    LIKES,
+    make_list(*[(1000 + i, Status.COMPLETED, float(i % 10 + 1)) for i in range(0, 20, 2)]),
+    make_list(*[(1000 + i, Status.COMPLETED, float(i % 7 + 3)) for i in range(2, 22)]),
+    make_list(
+        *[(1000 + i, Status.COMPLETED, None) for i in range(2, 12)],
+        (1012, Status.WATCHING, None),
+        (1014, Status.DROPPED, None),
+    ),
+]
+
+
+@pytest.mark.parametrize("anime_list", LIST_SHAPES)
+def test_every_named_cause_lowers_the_picks_utility_when_removed(
+    engine: Engine, anime_list: AnimeList
+) -> None:
+    """Re-run the models without each named entry: the pick's utility is lower every time."""
+    result = engine.recommend_sync(anime_list, RecommendOptions(count=10))
+    with_all = _variant_utilities(engine, anime_list, None)
+    named = 0
+    for rec in result.recommendations:
+        index = engine.catalog.index_of(rec.mal_id)
+        for cause in _cited(engine, anime_list, rec):
+            named += 1
+            assert _variant_utilities(engine, anime_list, cause)[index] < with_all[index]  # type: ignore[index]
+    assert named > 0
+
+
+def test_named_causes_lower_the_utility_on_the_default_bundle(default_bundle: Path) -> None:
+    from inference.sources.mal_xml import read_mal_export
+
+    example = read_mal_export(
+        Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
+    )
+    engine = Engine.from_bundle(default_bundle, providers="cpu", micro_batching=False)
+    try:
+        result = engine.recommend_sync(example, RecommendOptions(count=10))
+        with_all = _variant_utilities(engine, example, None)
+        named = 0
+        for rec in result.recommendations:
+            index = engine.catalog.index_of(rec.mal_id)
+            for cause in _cited(engine, example, rec):
+                named += 1
+                assert _variant_utilities(engine, example, cause)[index] < with_all[index]  # type: ignore[index]
+        assert named >= 5
+    finally:
+        engine.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_only_liked_entries_outside_the_picks_franchise_are_named(
+    engine: Engine, size: int, seed: int
+) -> None:
+    anime_list = _random_list(engine, np.random.default_rng(seed), size)
+    user_mean = mean_score(anime_list)
+    by_id = {e.mal_id: e for e in anime_list.entries}
+    result = engine.recommend_sync(anime_list, RecommendOptions(count=15))
+    times: dict[int, int] = {}
+    for rec in result.recommendations:
+        fid = engine.catalog.by_mal_id(rec.mal_id).franchise_id  # type: ignore[union-attr]
+        causes = _cited(engine, anime_list, rec)
+        assert len(causes) <= 2
+        for cause in causes:
+            entry = by_id[cause]
+            # Scored at or above the user's mean, or completed when the user scores nothing.
+            assert is_liked(entry, user_mean)
+            if user_mean is None:
+                assert entry.status == Status.COMPLETED or entry.rewatching
+            else:
+                assert entry.score is not None and entry.score >= user_mean
+            assert engine.catalog.by_mal_id(cause).franchise_id != fid  # type: ignore[union-attr]
+            times[cause] = times.get(cause, 0) + 1
+    assert all(n <= MAX_CITATIONS_PER_TITLE for n in times.values())
+
+
+def test_a_user_who_scores_nothing_gets_completed_entries_named(engine: Engine) -> None:
+    unscored = LIST_SHAPES[3]
+    completed = {e.mal_id for e in unscored.entries if e.status == Status.COMPLETED}
+    result = engine.recommend_sync(unscored, RecommendOptions(count=10))
+    causes = [c for rec in result.recommendations for c in _cited(engine, unscored, rec)]
+    assert causes and set(causes) <= completed
+
+
+def test_a_scorer_never_gets_unscored_or_below_mean_entries_named(engine: Engine) -> None:
+    # Scored 9 and 10 and 3: the mean is 7.3. The unscored completed ones are not "liked" here.
+    anime_list = make_list(
+        (1003, Status.COMPLETED, 9.0),
+        (1004, Status.COMPLETED, 10.0),
+        (1008, Status.COMPLETED, 3.0),
+        *[(1000 + i, Status.COMPLETED, None) for i in range(9, 16)],
+    )
+    result = engine.recommend_sync(anime_list, RecommendOptions(count=10))
+    causes = [c for rec in result.recommendations for c in _cited(engine, anime_list, rec)]
+    assert causes and set(causes) <= {1003, 1004}
+
+
+def test_no_model_no_because_lines(tiny_bundle: Path) -> None:
+    """The no-model mode keeps popular picks and says nothing about the user's own titles."""
+    from inference.catalog import load_catalog
+
+    catalog = load_catalog(tiny_bundle / "catalog.json.gz")
+    engine = Engine.without_model(catalog)
+    try:
+        result = engine.recommend_sync(LIKES, RecommendOptions(count=5))
+        assert len(result.recommendations) == 5
+        assert not any(w.startswith("Because") for r in result.recommendations for w in r.why)
+    finally:
+        engine.close()
+
+
+# ----- one naming of titles --------------------------------------------------------------------------
+
+
+def _renamed(engine: Engine, **changes: dict[int, Any]) -> Catalog:
+    """The engine's catalogue with some items' fields changed (MAL id -> value, per field)."""
+    items = []
+    for item in engine.catalog:
+        fields = {
+            name: values[item.mal_id] for name, values in changes.items() if item.mal_id in values
+        }
+        items.append(dataclasses.replace(item, **fields))
+    return Catalog(items, engine.catalog.info)
+
+
+@pytest.mark.parametrize("language", ["romaji", "english"])
+def test_the_title_language_names_picks_and_why_lines(engine: Engine, language: str) -> None:
+    english = {item.mal_id: f"Tale Number {item.mal_id - 1000}" for item in engine.catalog}
+    catalog = _renamed(engine, title_english=english)
+    settings = EngineSettings(micro_batching=False, title_language=language)  # type: ignore[arg-type]
+    named = Engine(catalog, engine.info, engine.model, settings)
+    anime_list = LIST_SHAPES[1]
+    try:
+        result = named.recommend_sync(anime_list, RecommendOptions(count=10))
+        because = [w for r in result.recommendations for w in r.why if w.startswith("Because")]
+        assert because
+        for rec in result.recommendations:
+            romaji, tale = catalog.by_mal_id(rec.mal_id).title, english[rec.mal_id]  # type: ignore[union-attr]
+            assert (rec.title, rec.title_other) == (
+                (romaji, tale) if language == "romaji" else (tale, romaji)
+            )
+        for line in because:
+            for name in line.removeprefix("Because you liked ").split(" and "):
+                assert name.startswith("Tale Number") == (language == "english"), line
+    finally:
+        named.close()
+
+
+# ----- demotions in the familiar mode ------------------------------------------------------------
+
+
+def test_demote_puts_demoted_items_below_every_other_candidate_in_their_own_order() -> None:
+    utilities = np.array([5.0, 4.0, 3.0, 2.0, 1.0, -3.0, -4.0])
+    demoted = np.array([True, False, True, False, False, True, False])
+    eligible = np.array([True, True, True, True, False, True, True])
+    out = demote(utilities, demoted, eligible, candidates=np.array([0, 1, 2, 3, 4]))
+    worst_kept = min(out[1], out[3])  # eligible candidates that are not demoted
+    assert out[0] < worst_kept and out[2] < worst_kept and out[0] > out[2] > out[5]
+    np.testing.assert_array_equal(out[[1, 3, 4, 6]], utilities[[1, 3, 4, 6]])
+    # Nothing to push below: unchanged (never removed).
+    np.testing.assert_array_equal(
+        demote(utilities, np.ones(7, bool), eligible, np.arange(5)), utilities
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.floats(-50, 50), st.booleans(), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_demote_never_lifts_and_keeps_the_order_within_each_group(
+    rows: list[tuple[float, bool, bool, bool]],
+) -> None:
+    utilities = np.array([r[0] for r in rows])
+    demoted, eligible, candidate = (np.array([r[k] for r in rows]) for k in (1, 2, 3))
+    out = demote(utilities, demoted, eligible, np.flatnonzero(candidate))
+    assert (out <= utilities).all()
+    down = demoted & eligible
+    kept = eligible & ~down & candidate
+    if down.any() and kept.any():
+        assert out[down].max() < out[kept].min()
+    for group in (down, ~down):
+        order = np.argsort(-utilities[group], kind="stable")
+        assert (np.diff(out[group][order]) <= 0).all()
+
+
+def test_picks_far_below_the_users_mean_are_demoted(
+    default_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference import engine as engine_module
+    from inference.sources.mal_xml import read_mal_export
+
+    example = read_mal_export(
+        Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
+    )
+    floor = mean_score(example) - engine_module.BELOW_MEAN_DEMOTION  # type: ignore[operator]
+    engine = Engine.from_bundle(default_bundle, providers="cpu", micro_batching=False)
+    try:
+        familiar = engine.recommend_sync(example, RecommendOptions(count=20))
+        assert all(r.predicted_score >= floor for r in familiar.recommendations)  # type: ignore[operator]
+        monkeypatch.setattr(engine_module, "BELOW_MEAN_DEMOTION", math.inf)
+        undemoted = engine.recommend_sync(example, RecommendOptions(count=20))
+        # The rule had something to act on: without it, a title predicted far below is picked.
+        assert any(r.predicted_score < floor for r in undemoted.recommendations)  # type: ignore[operator]
+    finally:
+        engine.close()
+
+
+def test_when_everything_is_far_below_the_mean_nothing_is_removed(engine: Engine) -> None:
+    # Scores of 9 and 10: the tiny model predicts about 6.7 for everything, all demoted alike.
+    generous = make_list(*[(1000 + i, Status.COMPLETED, 9.0 + i % 2) for i in range(2, 8)])
+    demoted = engine.recommend_sync(generous, RecommendOptions(count=8))
+    adventurous = engine.recommend_sync(generous, RecommendOptions(count=8, adventurous=0.01))
+    assert len(demoted.recommendations) == 8
+    for rec in demoted.recommendations:
+        assert f"well under your mean score of {mean_score(generous):.1f}" in rec.why[-1]
+    assert not any("well under" in w for r in adventurous.recommendations for w in r.why)
+
+
+def test_extras_are_demoted_unless_the_user_finished_and_liked_the_series(engine: Engine) -> None:
+    anime_list = LIST_SHAPES[1]  # 1016 completed and scored 7 (mean 5): liked; 1002 scored 3
+    options = RecommendOptions(count=5)
+    top = ids(engine.recommend_sync(anime_list, options))[0]
+    for franchise, kept in ((top, False), (1016, True), (1002, False)):
+        catalog = _renamed(engine, media_type={top: "special"}, franchise_id={top: franchise})
+        special = Engine(catalog, engine.info, engine.model, engine.settings)
+        try:
+            picked = special.recommend_sync(anime_list, options)
+            assert (top in ids(picked)) == kept, franchise
+            # The adventurous mode does not demote.
+            bold = special.recommend_sync(anime_list, RecommendOptions(count=5, adventurous=0.01))
+            assert top in ids(bold)
+        finally:
+            special.close()
 
 
 # ----- cold start ---------------------------------------------------------------------------------
@@ -536,12 +900,13 @@ def test_the_default_bundle_recommends_for_a_real_export(default_bundle: Path) -
 
     listed = {e.mal_id: e for e in read_mal_export(example).entries}
     liked_titles = set()
+    user_mean = mean_score(read_mal_export(example))
     engine = Engine.from_bundle(default_bundle, providers="cpu", micro_batching=False)
     try:
         for mal_id, entry in listed.items():
             item = engine.catalog.by_mal_id(mal_id)
-            if item is not None and liked_weight(entry) > 0:
-                liked_titles.add(item.title_english or item.title)
+            if item is not None and is_liked(entry, user_mean):
+                liked_titles.add(item.title)
     finally:
         engine.close()
     because = [w for p in picks for w in p["why"] if w.startswith("Because you liked ")]

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.animelist import AnimeList, ListEntry, Status
 from inference.catalog import Catalog
-from inference.explain import Explainer, UserContext, item_url
+from inference.explain import (
+    MAX_CITATIONS_PER_TITLE,
+    MIN_CAUSE_DROP,
+    Explainer,
+    Titles,
+    UserContext,
+    choose_causes,
+    is_liked,
+    item_url,
+)
 from tests.inference.small_catalogs import animelist, item, with_relations, without_relations
 
 
@@ -27,13 +38,99 @@ def _catalog() -> Catalog:
             item(5, "Meh Twin"),
             item(6, "Distant Cousin"),
             item(7, "Pick Side Story", franchise_id=1),
+            item(8, "Fair Twin"),
         ]
     )
 
 
-def test_because_you_liked_names_only_liked_entries() -> None:
+def _ids(catalog: Catalog, indices: list[int]) -> list[int]:
+    return [catalog[i].mal_id for i in indices]
+
+
+# ----- who liked what ------------------------------------------------------------------------
+
+
+def test_liked_means_scored_at_or_above_the_users_own_mean() -> None:
     catalog = _catalog()
-    # 3, 4, 5 and 7 point exactly where the pick does; 2 close; 6 less so.
+    user = UserContext(
+        animelist(
+            (2, Status.COMPLETED, 9.0),
+            (3, Status.DROPPED, 10.0),  # dropped: never liked, whatever the score
+            (4, Status.PLAN_TO_WATCH),
+            (5, Status.COMPLETED, 4.0),
+            (6, Status.COMPLETED, None),  # unscored, from a user who scores: not "liked"
+            (8, Status.WATCHING, 7.0),  # the mean is exactly 7.5: 7 is below it
+            (999, Status.COMPLETED, 7.5),  # not in the catalogue, but the user's mean counts it
+        ),
+        catalog,
+    )
+    assert user.mean_score == (9 + 10 + 4 + 7 + 7.5) / 5
+    assert _ids(catalog, sorted(user.anchor_indices.tolist())) == [2]
+    # Scores of 7 from a harsher scorer are liked.
+    harsh = UserContext(
+        animelist((2, Status.COMPLETED, 7.0), (5, Status.COMPLETED, 4.0), (8, Status.ON_HOLD, 5.0)),
+        catalog,
+    )
+    assert _ids(catalog, sorted(harsh.anchor_indices.tolist())) == [2]
+
+
+def test_a_user_who_scores_nothing_likes_what_they_completed() -> None:
+    catalog = _catalog()
+    rewatch = ListEntry(mal_id=8, status=Status.WATCHING, rewatching=True)
+    entries = [
+        ListEntry(mal_id=2, status=Status.COMPLETED),
+        ListEntry(mal_id=3, status=Status.DROPPED),
+        ListEntry(mal_id=4, status=Status.PLAN_TO_WATCH),
+        ListEntry(mal_id=5, status=Status.WATCHING),
+        ListEntry(mal_id=6, status=Status.ON_HOLD),
+        rewatch,
+    ]
+    user = UserContext(AnimeList("mal", "u", entries), catalog)
+    assert user.mean_score is None
+    assert _ids(catalog, sorted(user.anchor_indices.tolist())) == [2, 8]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(list(Status)), st.one_of(st.none(), st.integers(1, 10)), st.booleans()
+        ),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_liked_entries_follow_the_rule_for_any_list(
+    rows: list[tuple[Status, int | None, bool]],
+) -> None:
+    entries = [
+        ListEntry(
+            mal_id=2 + i,
+            status=status,
+            score=None if score is None else float(score),
+            rewatching=rewatch and status == Status.WATCHING,
+        )
+        for i, (status, score, rewatch) in enumerate(rows)
+    ]
+    user = UserContext(AnimeList("mal", "u", entries), _catalog())
+    scores = [e.score for e in entries if e.score is not None]
+    for e in entries:
+        expected = e.status not in (Status.DROPPED, Status.PLAN_TO_WATCH) and (
+            (e.score is not None and e.score >= sum(scores) / len(scores))
+            if scores
+            else (e.status == Status.COMPLETED or e.rewatching)
+        )
+        assert is_liked(e, user.mean_score) == expected
+
+
+# ----- which entries are tried as causes --------------------------------------------------------
+
+
+def test_candidate_causes_are_liked_entries_outside_the_picks_franchise_most_similar_first() -> (
+    None
+):
+    catalog = _catalog()
+    # 3, 4, 5 and 7 point exactly where the pick does; 2 close; 6 and 8 less so.
     emb = _embeddings(
         catalog,
         {
@@ -44,55 +141,201 @@ def test_because_you_liked_names_only_liked_entries() -> None:
             5: [1, 0, 0],
             6: [0.6, 0.8, 0],
             7: [1, 0, 0],
+            8: [0, 1, 0],
         },
     )
     user = UserContext(
         animelist(
-            (2, Status.COMPLETED, 8.0),
+            (2, Status.COMPLETED, 9.0),
             (3, Status.DROPPED, 10.0),
             (4, Status.PLAN_TO_WATCH),
-            (5, Status.COMPLETED, 4.0),  # completed but disliked
-            (6, Status.COMPLETED, None),  # unscored completed: liked enough
+            (5, Status.COMPLETED, 4.0),  # completed but below the mean (8.5)
+            (6, Status.COMPLETED, 9.0),
             (7, Status.COMPLETED, 10.0),  # same franchise as the pick: the franchise line's job
+            (8, Status.COMPLETED, 9.0),
         ),
         catalog,
     )
-    rec = Explainer(catalog, emb).explain(catalog.index_of(1), user)
-    assert rec.why[0] == "Because you liked Loved Twin and Distant Cousin"
+    explainer = Explainer(catalog, emb)
+    pick = catalog.index_of(1)
+    assert _ids(catalog, explainer.candidate_causes(pick, user)) == [2, 6, 8]
+    assert _ids(catalog, explainer.candidate_causes(pick, user, k=1)) == [2]
+    # Without item embeddings (no model) nothing is tried.
+    assert Explainer(catalog).candidate_causes(pick, user) == []
 
 
-def test_a_weak_second_reason_is_left_out() -> None:
+# ----- which causes are named ------------------------------------------------------------------
+
+
+def test_the_entries_whose_removal_costs_most_are_named() -> None:
     catalog = _catalog()
-    emb = _embeddings(catalog, {1: [1, 0, 0], 2: [1, 0, 0], 6: [0.2, 1, 0]})
-    user = UserContext(animelist((2, Status.COMPLETED, 9.0), (6, Status.COMPLETED, 9.0)), catalog)
-    assert Explainer(catalog, emb).because_you_liked(catalog.index_of(1), user) == [
-        catalog.index_of(2)
-    ]
+    a, b, c, d = (catalog.index_of(m) for m in (2, 6, 8, 5))
+    pick = catalog.index_of(1)
+    # Larger drops first; a second one only at half the first or more.
+    assert choose_causes([pick], {pick: {a: 0.2, b: 0.9, c: 0.5}}, catalog) == {pick: [b, c]}
+    assert choose_causes([pick], {pick: {a: 0.2, b: 0.9, c: 0.4}}, catalog) == {pick: [b]}
+    # An entry whose removal raises the utility, or barely moves it, is never named.
+    assert choose_causes([pick], {pick: {a: -0.5, b: MIN_CAUSE_DROP / 2}}, catalog) == {pick: []}
+    assert choose_causes([pick], {pick: {a: -0.5, d: 0.3}}, catalog) == {pick: [d]}
+    # Removing it drops the pick out of the candidates: the strongest cause there is.
+    assert choose_causes([pick], {pick: {a: 3.0, b: math.inf}}, catalog) == {pick: [b]}
 
 
-@settings(max_examples=50, deadline=None)
+def test_two_named_causes_come_from_different_franchises() -> None:
+    catalog = Catalog([item(1, "Pick"), item(2, "Saga"), item(3, "Saga 2", franchise_id=2)])
+    assert choose_causes([0], {0: {1: 1.0, 2: 0.9}}, catalog) == {0: [1]}
+
+
+def test_one_title_explains_at_most_three_picks_of_a_reply() -> None:
+    catalog = Catalog([item(m, f"T{m}") for m in range(1, 12)])
+    favourite, runner_up = 9, 10
+    picks = list(range(6))
+    drops = {p: {favourite: 1.0, runner_up: 0.3} for p in picks}
+    chosen = choose_causes(picks, drops, catalog)
+    assert [chosen[p] for p in picks[:MAX_CITATIONS_PER_TITLE]] == [[favourite]] * 3
+    # The next best cause takes over (it is below half of the favourite's drop, but the favourite
+    # is no longer available), then nothing once both are used up.
+    assert [chosen[p] for p in picks[3:]] == [[runner_up]] * 3
+    more = choose_causes(
+        list(range(8)), {p: {favourite: 1.0, runner_up: 0.3} for p in range(8)}, catalog
+    )
+    assert more[6] == [] and more[7] == []
+
+
+@settings(max_examples=200, deadline=None)
 @given(
-    statuses=st.lists(st.sampled_from(list(Status)), min_size=6, max_size=6),
-    scores=st.lists(st.one_of(st.none(), st.integers(1, 10)), min_size=6, max_size=6),
-    seed=st.integers(0, 10_000),
+    drops=st.dictionaries(
+        st.integers(0, 5),
+        st.dictionaries(
+            st.integers(6, 11),
+            st.one_of(st.floats(-2, 2), st.just(math.inf)),
+            max_size=4,
+        ),
+        max_size=6,
+    )
 )
-def test_named_titles_are_always_on_the_list_and_never_dropped(
-    statuses: list[Status], scores: list[int | None], seed: int
+def test_named_causes_always_lowered_the_pick_and_respect_the_cap(
+    drops: dict[int, dict[int, float]],
 ) -> None:
+    catalog = Catalog([item(m, f"T{m}") for m in range(12)])
+    picks = list(drops)
+    chosen = choose_causes(picks, drops, catalog)
+    counts: dict[int, int] = {}
+    for pick in picks:
+        named = chosen[pick]
+        assert len(named) <= 2 and len(set(named)) == len(named)
+        free = [e for e in drops[pick] if counts.get(e, 0) < MAX_CITATIONS_PER_TITLE]
+        best = max((drops[pick][e] for e in free), default=-math.inf)
+        # The best entry not already used up is named whenever its removal cost anything.
+        assert bool(named) == (best >= MIN_CAUSE_DROP)
+        if named:
+            assert drops[pick][named[0]] == best
+        for entry in named:
+            assert drops[pick][entry] >= MIN_CAUSE_DROP
+            counts[entry] = counts.get(entry, 0) + 1
+    assert all(n <= MAX_CITATIONS_PER_TITLE for n in counts.values())
+
+
+# ----- titles ----------------------------------------------------------------------------------
+
+
+def _titled() -> Catalog:
+    return Catalog(
+        [
+            item(1, "Shingeki no Kyojin", title_english="attack on titan"),
+            item(2, "Dragon Ball Z", title_english="DRAGON BALL Z"),
+            item(3, "Kyoushoku Soukou Guyver", title_english="GUYVER THE BIOBOOSTED ARMOR"),
+            item(4, "Planetes", title_english="ΠΛΑΝΗΤΕΣ"),
+            item(5, "Bakuman. 2nd Season", title_english="BAKUMAN"),
+            item(6, "Bakuman. 3rd Season", title_english="BAKUMAN"),
+            item(7, "Ao no Exorcist", title_english="Blue Exorcist"),
+            item(8, "Mushishi"),
+            item(9, "Date A Live II", title_english="DATE A LIVE XIII"),
+            item(10, "Ushio to Tora (TV)", title_english="Ushio to Tora"),
+        ]
+    )
+
+
+def test_titles_in_romaji_show_a_helpful_english_title_beside() -> None:
+    catalog = _titled()
+    titles = Titles(catalog, "romaji")
+    names = {catalog[i].mal_id: (titles.name(i), titles.other(i)) for i in range(len(catalog))}
+    assert names == {
+        1: ("Shingeki no Kyojin", "Attack on Titan"),
+        2: ("Dragon Ball Z", None),  # the same words: nothing to add
+        3: ("Kyoushoku Soukou Guyver", "Guyver the Bioboosted Armor"),
+        4: ("Planetes", None),  # not a Latin-script title we can case
+        5: ("Bakuman. 2nd Season", None),  # "BAKUMAN" names two seasons: neither
+        6: ("Bakuman. 3rd Season", None),
+        7: ("Ao no Exorcist", "Blue Exorcist"),
+        8: ("Mushishi", None),
+        9: ("Date A Live II", "Date a Live XIII"),
+        10: ("Ushio to Tora (TV)", None),  # inside the romaji title: adds nothing
+    }
+
+
+def test_titles_in_english_use_the_catalogues_english_title_where_usable() -> None:
+    catalog = _titled()
+    titles = Titles(catalog, "english")
+    names = {catalog[i].mal_id: (titles.name(i), titles.other(i)) for i in range(len(catalog))}
+    assert names[1] == ("Attack on Titan", "Shingeki no Kyojin")
+    assert names[2] == ("Dragon Ball Z", None)  # never the export's "DRAGON BALL Z"
+    assert names[4] == ("Planetes", None)
+    assert names[5] == ("Bakuman. 2nd Season", None)
+    assert names[7] == ("Blue Exorcist", "Ao no Exorcist")
+    assert names[8] == ("Mushishi", None)
+
+
+def test_the_title_language_names_picks_why_lines_and_franchise_lines_alike() -> None:
+    catalog = Catalog(
+        [
+            item(1, "Shingeki no Kyojin", title_english="attack on titan", franchise_id=1),
+            item(2, "Shingeki no Kyojin Season 2", title_english="Attack on Titan Season 2",
+                 franchise_id=1),
+            item(3, "Ao no Exorcist", title_english="Blue Exorcist"),
+        ],
+        info={"missing_fields": ["relations"]},
+    )  # fmt: skip
+    user = UserContext(animelist((1, Status.COMPLETED, 9.0), (3, Status.COMPLETED, 8.0)), catalog)
+    for language, expected in (
+        (
+            "romaji",
+            (
+                "Shingeki no Kyojin Season 2",
+                "Attack on Titan Season 2",
+                [
+                    "Because you liked Ao no Exorcist",
+                    "From the same franchise as Shingeki no Kyojin, which you completed",
+                ],
+            ),
+        ),
+        (
+            "english",
+            (
+                "Attack on Titan Season 2",
+                "Shingeki no Kyojin Season 2",
+                [
+                    "Because you liked Blue Exorcist",
+                    "From the same franchise as Attack on Titan, which you completed",
+                ],
+            ),
+        ),
+    ):
+        explainer = Explainer(catalog, title_language=language)  # type: ignore[arg-type]
+        rec = explainer.explain(1, user, because=[2])
+        assert (rec.title, rec.title_other, rec.why) == expected
+        assert rec.as_json()["title_other"] == expected[1]
+
+
+# ----- the other lines ---------------------------------------------------------------------------
+
+
+def test_no_because_line_without_causes() -> None:
     catalog = _catalog()
-    emb = np.random.default_rng(seed).normal(size=(len(catalog), 4))
-    entries = [
-        ListEntry(mal_id=m, status=s, score=None if sc is None else float(sc))
-        for m, s, sc in zip((2, 3, 4, 5, 6, 7), statuses, scores, strict=True)
-    ]
-    user = UserContext(AnimeList("mal", "u", entries), catalog)
-    named = Explainer(catalog, emb).because_you_liked(catalog.index_of(1), user)
-    by_index = {catalog.index_of(e.mal_id): e for e in entries}
-    assert len(named) <= 2
-    for index in named:
-        entry = by_index[index]
-        assert entry.status not in (Status.DROPPED, Status.PLAN_TO_WATCH)
-        assert (entry.score or 0) >= 7 or (entry.score is None and entry.status == Status.COMPLETED)
+    user = UserContext(animelist((2, Status.COMPLETED, 9.0)), catalog)
+    assert Explainer(catalog).explain(catalog.index_of(1), user).why == []
+    named = Explainer(catalog).explain(catalog.index_of(1), user, because=[catalog.index_of(2)])
+    assert named.why == ["Because you liked Loved Twin"]
 
 
 def test_sequel_line_with_relations_and_plan_to_watch_note() -> None:
@@ -119,7 +362,7 @@ def test_what_it_is_and_where_to_open_it() -> None:
     rec = Explainer(catalog).explain(catalog.index_of(1), UserContext(animelist(), catalog))
     assert rec.facts_line() == "TV · 12 episodes · Spring 2020"
     assert rec.url == "https://myanimelist.net/anime/1"
-    assert rec.predicted_score is None and rec.why == []
+    assert rec.predicted_score is None and rec.why == [] and rec.title_other is None
     assert rec.as_json()["genres"] == ["Drama"]
     bebop = item(1, "Cowboy Bebop", anilist_id=1001, picture_url="https://img/1.jpg")
     assert item_url(bebop, "anilist") == "https://anilist.co/anime/1001"
