@@ -3,7 +3,10 @@
 `python -m bot` runs Discord and Telegram when `config.toml` enables them; with neither enabled
 (the shipped config) it runs the console front end on stdin/stdout and exits 0 at the end of input.
 A missing token, a bad setting or a missing model/catalogue stops start-up with exit code 2 and a
-message naming what to fix, never a traceback.
+message naming what to fix, never a traceback. Each chat platform is supervised on its own
+(`bot.supervisor`): a network failure is retried, a rejected token stops that platform, and the
+process exits 2 with one line giving the reasons once no platform is left. Secret values are masked
+in every log record and printed traceback from the first line of `main` on.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import httpx
 from bot.commands import CommandService
 from bot.console import ConsoleSender, run_console
 from bot.limits import Limits
-from bot.logs import install_redaction
+from bot.logs import install_exception_hooks, install_redaction, redact
 from bot.scheduler import Sender, WeeklyDeliveries, start_scheduler
 from bot.settings import BotSettings, EngineSection, bot_settings
 from bot.storage import Storage
+from bot.supervisor import Backoff, Platform, supervise_all
 from inference.bundle import CATALOG as BUNDLE_CATALOG
 from inference.catalog import load_catalog
 from inference.config import (
@@ -43,6 +47,19 @@ from inference.http import make_http_client
 from inference.sources.fetch import ListSources
 
 log = logging.getLogger("bot")
+
+# Where the Telegram Bot API is, when not https://api.telegram.org/bot (a local Bot API server,
+# or a fake one in tests); the token is appended to it. Not a secret, but a deployment detail
+# like the tokens, so it sits beside them in the environment.
+TELEGRAM_API_URL_ENV = "ANIMEREC_TELEGRAM_API_URL"
+
+
+class NoPlatformLeft(AnimerecError):
+    """Every chat platform has stopped; the message gives each one's reason."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("no chat platform is left running: " + "; ".join(reasons))
+        self.reasons = reasons
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,12 @@ def read_secrets(settings: BotSettings) -> Secrets:
     )
     mal = os.environ.get(MAL_CLIENT_ID_ENV, "").strip() or None
     return Secrets(discord, telegram, mal)
+
+
+def environment_secrets() -> list[str]:
+    """Every secret value the environment holds, whether or not the config uses it."""
+    names = (DISCORD_TOKEN_ENV, TELEGRAM_TOKEN_ENV, MAL_CLIENT_ID_ENV)
+    return [value for value in (os.environ.get(n, "").strip() for n in names) if value]
 
 
 def load_engine(settings: EngineSection) -> Engine:
@@ -145,6 +168,51 @@ async def open_runtime(
         await storage.close()
 
 
+def chat_platforms(runtime: Runtime, secrets: Secrets) -> list[Platform]:
+    """The enabled chat platforms (those with a token), each registered as a weekly-DM sender."""
+    platforms: list[Platform] = []
+    if secrets.telegram_token:
+        from bot import telegram_app
+
+        telegram = telegram_app.TelegramFrontEnd(
+            runtime.service,
+            secrets.telegram_token,
+            runtime.settings,
+            base_url=os.environ.get(TELEGRAM_API_URL_ENV, "").strip() or None,
+        )
+        runtime.senders["telegram"] = telegram
+        platforms.append(
+            Platform(
+                "telegram",
+                telegram.run_forever,
+                telegram_app.permanent_failure,
+                telegram_app.is_transient,
+            )
+        )
+    if secrets.discord_token:
+        from bot import discord_app
+
+        discord_bot = discord_app.DiscordFrontEnd(runtime.service, runtime.settings)
+        runtime.senders["discord"] = discord_bot
+        token = secrets.discord_token
+
+        async def connect_discord() -> None:
+            await discord_bot.run_forever(token)
+
+        platforms.append(
+            Platform(
+                "discord", connect_discord, discord_app.permanent_failure, discord_app.is_transient
+            )
+        )
+    return platforms
+
+
+async def run_chat_platforms(platforms: list[Platform], *, backoff: Backoff | None = None) -> None:
+    """Run every platform, each supervised on its own; raise NoPlatformLeft once none is left."""
+    reasons = await supervise_all(platforms, backoff=backoff)
+    raise NoPlatformLeft(reasons)
+
+
 async def serve(
     settings: BotSettings,
     secrets: Secrets,
@@ -154,27 +222,14 @@ async def serve(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> None:
+    """Run the chat platforms (until none is left: NoPlatformLeft), or else the console (until the
+    end of its input), with the weekly scheduler beside them."""
     async with open_runtime(
         settings, engine, sources_settings=sources_settings, mal_client_id=secrets.mal_client_id
     ) as runtime:
-        platforms = []
-        if secrets.telegram_token:
-            from bot.telegram_app import TelegramFrontEnd
-
-            telegram = TelegramFrontEnd(runtime.service, secrets.telegram_token, settings)
-            runtime.senders["telegram"] = telegram
-            platforms.append(telegram.run_forever())
-        if secrets.discord_token:
-            from bot.discord_app import DiscordFrontEnd
-
-            discord_bot = DiscordFrontEnd(runtime.service, settings)
-            runtime.senders["discord"] = discord_bot
-            platforms.append(discord_bot.run_forever(secrets.discord_token))
+        platforms = chat_platforms(runtime, secrets)
         if not platforms:
             runtime.senders["console"] = ConsoleSender(stdout)
-            platforms.append(
-                run_console(runtime.service, settings.bot.console_user, stdin=stdin, stdout=stdout)
-            )
         scheduler = None
         if settings.scheduler.enabled:
             deliveries = WeeklyDeliveries(
@@ -182,11 +237,20 @@ async def serve(
             )
             scheduler = start_scheduler(deliveries, settings.scheduler)
         try:
-            # The console returns at the end of input; chat platforms run until cancelled.
-            await asyncio.gather(*platforms)
+            if platforms:
+                await run_chat_platforms(platforms)
+            else:
+                await run_console(
+                    runtime.service, settings.bot.console_user, stdin=stdin, stdout=stdout
+                )
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message as one line, secrets masked: what a start-up error prints."""
+    return redact(" ".join(str(exc).split()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     # httpx logs every request URL at INFO, and Telegram's URLs contain the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Before anything can fail: every secret the environment holds is masked from here on, in log
+    # records and in any traceback the interpreter prints.
+    install_redaction(environment_secrets())
+    install_exception_hooks()
     try:
         data = load_toml()
         settings = bot_settings(data)
@@ -205,14 +273,17 @@ def main(argv: list[str] | None = None) -> int:
         secrets = read_secrets(settings)
         install_redaction(secrets.values())
         engine = load_engine(settings.engine)
-    except AnimerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
         asyncio.run(serve(settings, secrets, engine, sources))
     except KeyboardInterrupt:
         return 130
     except AnimerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception:
+        log.exception("the bot stopped on an unexpected error")
+        print(
+            "error: the bot stopped on an unexpected error; the log above has the details",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -6,6 +6,10 @@ limits (title 256, description 4096, 25 fields of 1024, footer 2048, 6000 charac
 message), and buttons whose custom ids carry the action and the title ("animerec:seen:5114"), handled
 in `on_interaction` so they keep working after a restart. A closed DM raises Forbidden, which pauses
 the subscription.
+
+`run_forever` is one connection attempt for the supervisor in `bot.supervisor`: a rejected token or
+a refused intent is permanent (`permanent_failure` says why), a network or gateway failure is
+retried. discord.py reconnects a live gateway itself; the supervisor covers what it gives up on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -33,6 +38,8 @@ from bot.parsing import (
 from bot.replies import Button, Reply, score_text
 from bot.scheduler import DeliveryForbidden
 from bot.settings import WEEKDAYS, BotSettings
+from inference.config import DISCORD_TOKEN_ENV
+from inference.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ MESSAGE_TOTAL_LIMIT = 6000
 EMBEDS_PER_MESSAGE = 10
 BUTTONS_PER_ROW = 5
 MAX_ROWS = 5
+# Gateway close codes that no reconnect can cure: authentication failed, invalid shard, sharding
+# required, invalid API version, invalid intents, disallowed intents.
+PERMANENT_CLOSE_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 
 
 def cut(text: str, limit: int) -> str:
@@ -217,6 +227,11 @@ class DiscordFrontEnd:
         self.client.event(self.on_interaction)
 
     async def run_forever(self, token: str) -> None:
+        """Log in and hold the gateway until cancelled; a failure raises."""
+        if self.client.is_closed():
+            # A failed attempt closed the client, and a closed client's connect returns at once
+            # without connecting; clear() opens it again.
+            self.client.clear()
         async with self.client:
             await self.client.start(token)
 
@@ -359,7 +374,7 @@ class DiscordFrontEnd:
         try:
             await interaction.response.defer(thinking=True)
         except discord.HTTPException as exc:
-            log.warning("discord: could not defer: %s", type(exc).__name__)
+            log.warning("discord: could not defer", exc_info=exc)
             task.cancel()
             return
         reply: Reply = await task
@@ -384,6 +399,30 @@ class DiscordFrontEnd:
                 await user.send(**kwargs)
         except discord.Forbidden as exc:
             raise DeliveryForbidden(exc.text or "Forbidden") from None
+
+
+def permanent_failure(exc: BaseException) -> str | None:
+    """Why a failed connection must not be retried (one line, naming what to fix), or None."""
+    if isinstance(exc, discord.LoginFailure):
+        return f"Discord rejected the token in {DISCORD_TOKEN_ENV} (revoked or mistyped)"
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return "Discord refused a privileged intent; enable it for this bot in the Developer Portal"
+    if isinstance(exc, discord.ConnectionClosed) and exc.code in PERMANENT_CLOSE_CODES:
+        if exc.code == 4004:
+            return f"Discord rejected the token in {DISCORD_TOKEN_ENV} (revoked or mistyped)"
+        return f"Discord closed the gateway with code {exc.code}"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A network, gateway or server failure: reconnecting later can succeed."""
+    if isinstance(exc, discord.HTTPException):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(
+        exc, (OSError, aiohttp.ClientError, discord.GatewayNotFound, discord.ConnectionClosed)
+    )
 
 
 def _user_ref(interaction: discord.Interaction) -> UserRef:

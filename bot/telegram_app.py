@@ -4,6 +4,9 @@ Replies are HTML (every user or catalogue string escaped) in messages of at most
 split on line boundaries; buttons are inline keyboards whose callback data is small ("seen:5114").
 A MyAnimeList export sent as a document (caption optional, e.g. "/recommend --count 5") is read and
 recommended for. A DM the user has blocked raises Forbidden, which pauses their subscription.
+
+`run_forever` is one connection attempt for the supervisor in `bot.supervisor`: a rejected token is
+permanent (`permanent_failure` says why, naming the variable), a network failure is retried.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import Forbidden, TelegramError
+from telegram.error import Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -36,6 +39,8 @@ from bot.parsing import (
 from bot.replies import Reply, detail_lines
 from bot.scheduler import DeliveryForbidden
 from bot.settings import BotSettings
+from inference.config import TELEGRAM_TOKEN_ENV
+from inference.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +121,15 @@ class TelegramFrontEnd:
         settings: BotSettings,
         *,
         request: BaseRequest | None = None,
+        base_url: str | None = None,
     ) -> None:
+        """`base_url` replaces https://api.telegram.org/bot (a local Bot API server); the token is
+        appended to it."""
         self.service = service
         self.settings = settings
         builder = Application.builder().token(token).concurrent_updates(True)
+        if base_url is not None:
+            builder = builder.base_url(base_url)
         if request is not None:
             builder = builder.request(request).get_updates_request(request)
         self.app = builder.build()
@@ -132,14 +142,21 @@ class TelegramFrontEnd:
         self.app.add_error_handler(self._on_error)
 
     async def run_forever(self) -> None:
+        """Connect (checking the token), then poll until cancelled; a failure raises.
+
+        Each step is undone only once it has succeeded: stopping what never started would raise
+        a RuntimeError that hides the real failure. The Application can be entered again after.
+        """
         async with self.app:
             await self.app.start()
-            assert self.app.updater is not None
-            await self.app.updater.start_polling()
             try:
-                await asyncio.Event().wait()
+                assert self.app.updater is not None
+                await self.app.updater.start_polling()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await self.app.updater.stop()
             finally:
-                await self.app.updater.stop()
                 await self.app.stop()
 
     # ----- incoming -------------------------------------------------------------------------
@@ -186,7 +203,8 @@ class TelegramFrontEnd:
             file = await document.get_file()
             data = bytes(await file.download_as_bytearray())
         except TelegramError as exc:
-            log.warning("telegram: could not download a document: %s", type(exc).__name__)
+            # File URLs carry the token; the record factory of bot.logs masks it.
+            log.warning("telegram: could not download a document", exc_info=exc)
             await self._answer(
                 message.chat_id,
                 Reply.failure("I could not download that file; please send it again."),
@@ -211,7 +229,7 @@ class TelegramFrontEnd:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # The command layer never raises; this is a Telegram failure (network, a refused send).
-        log.warning("telegram: update failed: %s", type(context.error).__name__)
+        log.warning("telegram: update failed", exc_info=context.error)
 
     # ----- outgoing -------------------------------------------------------------------------
 
@@ -234,6 +252,23 @@ class TelegramFrontEnd:
             await self._answer(int(chat_id), reply)
         except Forbidden as exc:
             raise DeliveryForbidden(exc.message) from None
+
+
+def permanent_failure(exc: BaseException) -> str | None:
+    """Why a failed connection must not be retried (one line, naming what to fix), or None."""
+    if isinstance(exc, InvalidToken):
+        return (
+            f"Telegram rejected the token in {TELEGRAM_TOKEN_ENV} (revoked or mistyped); "
+            "set the token @BotFather gave"
+        )
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A network failure or throttling: reconnecting later can succeed."""
+    return isinstance(exc, (NetworkError, RetryAfter, OSError))
 
 
 def _user_ref(update: Update) -> UserRef | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 
@@ -21,13 +23,16 @@ from bot.discord_app import (
     DiscordFrontEnd,
     EmbedSpec,
     button_command,
+    is_transient,
     pack_messages,
+    permanent_failure,
 )
 from bot.parsing import FeedbackCommand, MoreCommand
 from bot.replies import Reply
 from bot.scheduler import DeliveryForbidden
 from inference.catalog import Catalog
 from inference.engine import Engine
+from inference.errors import ConfigError
 from inference.explain import Recommendation
 
 
@@ -239,3 +244,71 @@ async def test_closed_dms_raise_delivery_forbidden(front: DiscordFrontEnd) -> No
     front.client.fetch_user = fetch_user  # type: ignore[method-assign,assignment]
     with pytest.raises(DeliveryForbidden, match="Cannot send messages"):
         await front.send("7", Reply.text("hi"))
+
+
+class ServerErrorResponse:
+    status = 503
+    reason = "Service Unavailable"
+
+
+@dataclass
+class ClosedSocket:
+    close_code: int
+
+
+def closed(code: int) -> discord.ConnectionClosed:
+    return discord.ConnectionClosed(ClosedSocket(code), shard_id=None)  # type: ignore[arg-type]
+
+
+def test_failures_are_classified_permanent_or_transient() -> None:
+    rejected = permanent_failure(discord.LoginFailure("Improper token has been passed."))
+    assert rejected is not None and "ANIMEREC_DISCORD_TOKEN" in rejected
+    assert "ANIMEREC_DISCORD_TOKEN" in (permanent_failure(closed(4004)) or "")
+    assert "4014" in (permanent_failure(closed(4014)) or "")
+    assert "Developer Portal" in (permanent_failure(discord.PrivilegedIntentsRequired(None)) or "")
+    assert permanent_failure(ConfigError("bad setting")) == "bad setting"
+    for retried in (
+        closed(1006),
+        discord.GatewayNotFound(),
+        aiohttp.ClientConnectionError("name resolution failed"),
+        OSError("network unreachable"),
+        TimeoutError(),
+        discord.DiscordServerError(ServerErrorResponse(), "upstream"),  # type: ignore[arg-type]
+    ):
+        assert permanent_failure(retried) is None, retried
+        assert is_transient(retried), retried
+    assert not is_transient(discord.Forbidden(ForbiddenResponse(), "no"))  # type: ignore[arg-type]
+    assert not is_transient(RuntimeError("a bug"))
+
+
+async def test_each_attempt_logs_in_on_an_open_client(
+    front: DiscordFrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_closed: list[bool] = []
+
+    async def static_login(token: str) -> dict[str, Any]:
+        seen_closed.append(front.client.is_closed())
+        raise aiohttp.ClientConnectionError("name resolution failed")
+
+    monkeypatch.setattr(front.client.http, "static_login", static_login)
+    for _ in range(3):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await front.run_forever("discord-token")
+    # A closed client would skip the gateway and return as if Discord had shut it down.
+    assert seen_closed == [False, False, False]
+
+
+async def test_a_failed_defer_is_logged_with_its_traceback(
+    front: DiscordFrontEnd, caplog: pytest.LogCaptureFixture
+) -> None:
+    interaction = FakeInteraction()
+
+    async def defer(*, thinking: bool = False, ephemeral: bool = False) -> None:
+        raise discord.DiscordServerError(ServerErrorResponse(), "upstream")  # type: ignore[arg-type]
+
+    interaction.response.defer = defer  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="bot.discord_app"):
+        await callback(front, "help")(interaction)
+    (record,) = caplog.records
+    assert record.exc_info is not None and record.exc_info[0] is discord.DiscordServerError
+    assert interaction.followup.sent == []

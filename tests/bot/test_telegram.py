@@ -5,20 +5,30 @@ from __future__ import annotations
 import gzip
 import html
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from telegram import Update
+from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 from bot.app import Runtime
 from bot.commands import Attachment
+from bot.logs import REDACTED, install_redaction
 from bot.parsing import RecommendCommand
 from bot.replies import Reply
 from bot.scheduler import DeliveryForbidden
-from bot.telegram_app import MESSAGE_LIMIT, TelegramFrontEnd, reply_blocks, split_messages
+from bot.telegram_app import (
+    MESSAGE_LIMIT,
+    TelegramFrontEnd,
+    is_transient,
+    permanent_failure,
+    reply_blocks,
+    split_messages,
+)
 from inference.catalog import Catalog
 from inference.engine import Engine
 from tests.bot.conftest import CONSOLE_USER
@@ -43,6 +53,8 @@ class FakeBotApi(BaseRequest):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.files: dict[str, bytes] = {}
         self.blocked: set[int] = set()
+        # Methods (and file downloads: "file") that fail as an unreachable network would.
+        self.unreachable: set[str] = set()
         self._message_id = 100
 
     async def initialize(self) -> None:
@@ -65,9 +77,12 @@ class FakeBotApi(BaseRequest):
         connect_timeout: Any = None,
         pool_timeout: Any = None,
     ) -> tuple[int, bytes]:
-        if "/file/bot" in url:
+        name = "file" if "/file/bot" in url else url.rsplit("/", 1)[1]
+        if name in self.unreachable:
+            # As httpx reports it: the message carries the URL, and so the token.
+            raise NetworkError(f"httpx.ConnectError: All connection attempts failed: {url}")
+        if name == "file":
             return 200, self.files[url.rsplit("/", 1)[1]]
-        name = url.rsplit("/", 1)[1]
         params = dict(request_data.parameters) if request_data else {}
         self.calls.append((name, params))
         if name == "getMe":
@@ -236,3 +251,47 @@ async def test_long_replies_split_on_line_boundaries(runtime: Runtime) -> None:
     assert "\n\n".join(messages) == "\n\n".join(blocks)  # nothing lost, no block cut
     huge = split_messages([html.escape("x" * 10_000)])
     assert all(len(m) <= MESSAGE_LIMIT for m in huge)
+
+
+def logged_text(record: logging.LogRecord) -> str:
+    return logging.Formatter("%(message)s").format(record)
+
+
+async def test_a_failed_update_is_logged_with_its_traceback_and_no_token(
+    telegram: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    install_redaction([TOKEN])  # as bot.app.main does
+    front, api = telegram
+    api.unreachable.add("sendMessage")
+    with caplog.at_level(logging.WARNING, logger="bot.telegram_app"):
+        await feed(front, message_update(5, "/help"))
+    (record,) = caplog.records
+    text = logged_text(record)
+    assert "update failed" in text
+    assert "Traceback" in text and "NetworkError: httpx.ConnectError" in text
+    assert TOKEN not in text and REDACTED in text
+
+
+async def test_a_failed_download_is_logged_with_its_traceback_and_no_token(
+    telegram: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    install_redaction([TOKEN])
+    front, api = telegram
+    api.unreachable.add("file")
+    document = {"file_id": "doc2", "file_unique_id": "udoc2", "file_name": "list.xml"}
+    with caplog.at_level(logging.WARNING, logger="bot.telegram_app"):
+        await feed(front, message_update(6, None, document=document))
+    (record,) = caplog.records
+    text = logged_text(record)
+    assert "could not download" in text and "NetworkError" in text and "Traceback" in text
+    assert TOKEN not in text
+    assert "send it again" in api.sent()[-1]["text"]
+
+
+def test_failures_are_classified_permanent_or_transient() -> None:
+    rejected = permanent_failure(InvalidToken(f"The token `{TOKEN}` was rejected"))
+    assert rejected is not None and "ANIMEREC_TELEGRAM_TOKEN" in rejected
+    assert TOKEN not in rejected
+    for retried in (NetworkError("Bad Gateway"), TimedOut(), OSError("unreachable")):
+        assert permanent_failure(retried) is None and is_transient(retried)
+    assert not is_transient(RuntimeError("a bug"))
