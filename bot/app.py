@@ -207,9 +207,23 @@ def chat_platforms(runtime: Runtime, secrets: Secrets) -> list[Platform]:
     return platforms
 
 
-async def run_chat_platforms(platforms: list[Platform], *, backoff: Backoff | None = None) -> None:
-    """Run every platform, each supervised on its own; raise NoPlatformLeft once none is left."""
-    reasons = await supervise_all(platforms, backoff=backoff)
+async def run_chat_platforms(
+    platforms: list[Platform],
+    *,
+    senders: dict[str, Sender] | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run every platform, each supervised on its own; raise NoPlatformLeft once none is left.
+
+    A platform that stops leaves `senders`, so the weekly run skips its subscribers (their week
+    stays unclaimed for a later run) rather than spending it on sends that cannot go out.
+    """
+
+    def stopped(name: str) -> None:
+        if senders is not None:
+            senders.pop(name, None)
+
+    reasons = await supervise_all(platforms, backoff=backoff, on_stopped=stopped)
     raise NoPlatformLeft(reasons)
 
 
@@ -238,7 +252,7 @@ async def serve(
             scheduler = start_scheduler(deliveries, settings.scheduler)
         try:
             if platforms:
-                await run_chat_platforms(platforms)
+                await run_chat_platforms(platforms, senders=runtime.senders)
             else:
                 await run_console(
                     runtime.service, settings.bot.console_user, stdin=stdin, stdout=stdout

@@ -99,12 +99,21 @@ async def supervise_all(
     *,
     backoff: Backoff | None = None,
     sleep: Sleep = asyncio.sleep,
+    on_stopped: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Run every platform, each supervised on its own, until none is left; why each stopped."""
-    results = await asyncio.gather(
-        *(supervise_platform(p, backoff=backoff, sleep=sleep) for p in platforms),
-        return_exceptions=True,
-    )
+    """Run every platform, each supervised on its own, until none is left; why each stopped.
+
+    `on_stopped(name)` is called as soon as a platform stops for good, while others run on.
+    """
+
+    async def supervised(platform: Platform) -> str:
+        try:
+            return await supervise_platform(platform, backoff=backoff, sleep=sleep)
+        finally:
+            if on_stopped is not None:
+                on_stopped(platform.name)
+
+    results = await asyncio.gather(*(supervised(p) for p in platforms), return_exceptions=True)
     reasons: list[str] = []
     for platform, result in zip(platforms, results, strict=True):
         if isinstance(result, BaseException):

@@ -266,10 +266,15 @@ async def test_telegram_keeps_serving_when_discord_is_rejected(
             "discord", connect_discord, discord_app.permanent_failure, discord_app.is_transient
         ),
     ]
+    senders: dict[str, Any] = {"telegram": telegram, "discord": discord_front}
     with caplog.at_level(logging.INFO, logger="bot.supervisor"):
-        task = asyncio.create_task(run_chat_platforms(platforms, backoff=NO_JITTER))
+        task = asyncio.create_task(
+            run_chat_platforms(platforms, senders=senders, backoff=NO_JITTER)
+        )
         await asyncio.wait_for(api.replied.wait(), GUARD_S)
         assert not task.done()
+        # Weekly DMs for Discord users wait for a process whose Discord runs.
+        assert list(senders) == ["telegram"]
         await stop(task)
     assert "/recommend" in api.sent()[-1]["text"]  # the /help reply
     stopped = [
