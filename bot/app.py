@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.commands import CommandService
 from bot.console import ConsoleSender, run_console
 from bot.limits import Limits
 from bot.logs import install_exception_hooks, install_redaction, redact
-from bot.scheduler import Sender, WeeklyDeliveries, start_scheduler
+from bot.scheduler import ListCachePurge, Sender, WeeklyDeliveries, start_scheduler
 from bot.settings import BotSettings, EngineSection, bot_settings
 from bot.storage import Storage
 from bot.supervisor import Backoff, Platform, supervise_all
@@ -153,6 +154,7 @@ async def open_runtime(
                 src,
                 mal_client_id=mal_client_id,
                 anilist_to_mal=engine.catalog.anilist_to_mal,
+                max_entries=settings.bot.max_list_entries,
             )
             limits = Limits(settings.limits)
             service = CommandService(
@@ -244,12 +246,7 @@ async def serve(
         platforms = chat_platforms(runtime, secrets)
         if not platforms:
             runtime.senders["console"] = ConsoleSender(stdout)
-        scheduler = None
-        if settings.scheduler.enabled:
-            deliveries = WeeklyDeliveries(
-                runtime.storage, runtime.service, runtime.senders, runtime.limits
-            )
-            scheduler = start_scheduler(deliveries, settings.scheduler)
+        scheduler = start_background_jobs(runtime)
         try:
             if platforms:
                 await run_chat_platforms(platforms, senders=runtime.senders)
@@ -260,6 +257,20 @@ async def serve(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+
+
+def start_background_jobs(runtime: Runtime) -> AsyncIOScheduler | None:
+    """The weekly DMs and the list-cache purge, on the running loop (None when disabled)."""
+    settings = runtime.settings
+    if not settings.scheduler.enabled:
+        return None
+    deliveries = WeeklyDeliveries(runtime.storage, runtime.service, runtime.senders, runtime.limits)
+    return start_scheduler(
+        deliveries,
+        settings.scheduler,
+        purge=ListCachePurge(runtime.storage, settings.storage.list_cache_ttl_s),
+        purge_interval_s=settings.storage.list_cache_purge_interval_s,
+    )
 
 
 def one_line(exc: BaseException) -> str:

@@ -25,6 +25,7 @@ from discord import app_commands
 
 from bot.commands import Attachment, CommandService, UserRef
 from bot.parsing import (
+    STALE_BUTTON,
     Command,
     CommandError,
     SubscribeCommand,
@@ -187,6 +188,10 @@ def build_view(reply: Reply, positions: list[int], *, last: bool) -> discord.ui.
     return view
 
 
+async def _stale_button() -> Reply:
+    return Reply.failure(STALE_BUTTON)
+
+
 def button_command(custom: str) -> Command | None:
     if not custom.startswith(CUSTOM_ID_PREFIX):
         return None
@@ -245,8 +250,12 @@ class DiscordFrontEnd:
         if interaction.type != discord.InteractionType.component:
             return
         data: Any = interaction.data or {}
-        command = button_command(str(data.get("custom_id", "")))
-        if command is None:
+        custom = str(data.get("custom_id", ""))
+        if not custom.startswith(CUSTOM_ID_PREFIX):
+            return  # not one of our buttons
+        command = button_command(custom)
+        if command is None:  # ours in form, but forged or from an older version
+            await self._respond(interaction, _stale_button())
             return
         await self._respond(interaction, self.service.execute(_user_ref(interaction), command))
 
@@ -317,7 +326,7 @@ class DiscordFrontEnd:
         self, interaction: discord.Interaction, name: str, tokens: list[str]
     ) -> Reply:
         try:
-            command = parse_tokens(name, tokens)
+            command = parse_tokens(name, tokens, max_chars=self.settings.bot.max_line_chars)
         except CommandError as exc:
             return Reply.failure(str(exc))
         return await self.service.execute(_user_ref(interaction), command)
@@ -332,7 +341,11 @@ class DiscordFrontEnd:
         export: discord.Attachment | None,
     ) -> Reply:
         try:
-            command = parse_tokens("recommend", recommend_tokens(username, source, count, filters))
+            command = parse_tokens(
+                "recommend",
+                recommend_tokens(username, source, count, filters),
+                max_chars=self.settings.bot.max_line_chars,
+            )
         except CommandError as exc:
             return Reply.failure(str(exc))
         attachment = None

@@ -116,6 +116,7 @@ COMMAND_NAMES = (
     "notinterested",
 )
 HELP_POINTER = "I did not understand that. Commands start with a slash; send /help to see them."
+STALE_BUTTON = "That button is not one I can answer any more; send /recommend for fresh picks."
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +266,15 @@ def parse_command(line: str, *, max_chars: int = DEFAULT_MAX_LINE_CHARS) -> Comm
     head, _, rest = text.partition(" ")
     # Telegram groups address commands as /recommend@SomeBot.
     name = head[1:].split("@", 1)[0].lower()
-    return parse_tokens(name, tokenize(rest))
+    return parse_tokens(name, tokenize(rest), max_chars=max_chars)
 
 
-def parse_tokens(name: str, tokens: Sequence[str]) -> Command:
+def parse_tokens(
+    name: str, tokens: Sequence[str], *, max_chars: int = DEFAULT_MAX_LINE_CHARS
+) -> Command:
     """A command by name with its argument tokens (Discord builds these from typed options)."""
     tokens = list(tokens)
+    check_line_length(" ".join(tokens), max_chars)
     if name == "recommend":
         return _recommend(tokens)
     if name == "link":

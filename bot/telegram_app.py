@@ -32,6 +32,7 @@ from bot.commands import Attachment, CommandService, UserRef
 from bot.parsing import (
     COMMAND_NAMES,
     HELP_POINTER,
+    STALE_BUTTON,
     RecommendCommand,
     button_payload_command,
     parse_command,
@@ -221,9 +222,10 @@ class TelegramFrontEnd:
             return
         await query.answer()
         command = button_payload_command(query.data or "")
-        if command is None:
-            return
-        reply = await self.service.execute(user, command)
+        if command is None:  # forged, or from an older version of the buttons
+            reply = Reply.failure(STALE_BUTTON)
+        else:
+            reply = await self.service.execute(user, command)
         chat = update.effective_chat
         await self._answer(chat.id if chat is not None else int(user.chat_id), reply)
 

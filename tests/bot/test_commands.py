@@ -378,3 +378,21 @@ async def test_an_oversized_export_says_so_plainly(
         )
     assert reply.error and "not a readable" not in reply.lines[0]
     assert "5" in reply.lines[0]
+
+
+async def test_a_fetched_list_over_the_entry_cap_is_refused(
+    tmp_path: Path, engine: Engine, services: Services
+) -> None:
+    settings = make_settings(tmp_path)
+    settings = dataclasses.replace(
+        settings, bot=dataclasses.replace(settings.bot, max_list_entries=5)
+    )
+    async with open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    ) as rt:
+        reply = await rt.service.handle_line(chat_user(), "/recommend malfan --source mal")
+    assert reply.error and "5" in reply.lines[0]  # malfan has 8 entries

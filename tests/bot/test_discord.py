@@ -312,3 +312,20 @@ async def test_a_failed_defer_is_logged_with_its_traceback(
     (record,) = caplog.records
     assert record.exc_info is not None and record.exc_info[0] is discord.DiscordServerError
     assert interaction.followup.sent == []
+
+
+@pytest.mark.parametrize("custom", ["animerec:seen:²", "animerec:seen:٣", "animerec:nope"])
+async def test_a_forged_button_is_answered(front: DiscordFrontEnd, custom: str) -> None:
+    press = FakeInteraction(custom_id=custom)
+    await front.on_interaction(press)  # type: ignore[arg-type]
+    assert "button" in (all_embeds(press)[0].description or "")
+    # Another application's buttons are not ours to answer.
+    other = FakeInteraction(custom_id="other:seen:1")
+    await front.on_interaction(other)  # type: ignore[arg-type]
+    assert other.log == []
+
+
+async def test_a_filters_option_over_the_line_limit_is_refused(front: DiscordFrontEnd) -> None:
+    press = FakeInteraction()
+    await callback(front, "recommend")(press, username="malfan", filters="--genre Action " * 400)
+    assert "limit" in (all_embeds(press)[0].description or "")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Runtime
+from bot.app import Runtime, start_background_jobs
 from bot.replies import Reply
 from bot.scheduler import (
+    JOB_ID,
     PURGE_JOB_ID,
     ListCachePurge,
     WeeklyDeliveries,
@@ -282,3 +283,17 @@ async def test_the_list_cache_purge_is_scheduled_and_deletes_expired_lists(
         scheduler.shutdown(wait=False)
     assert await storage.cached_list("mal", "old", 1e12) is None
     assert await storage.cached_list("mal", "fresh", 1e12) is not None
+
+
+async def test_the_bot_starts_both_jobs_with_its_settings(runtime: Runtime) -> None:
+    scheduler = start_background_jobs(runtime)
+    assert scheduler is not None
+    try:
+        purge = scheduler.get_job(PURGE_JOB_ID)
+        weekly = scheduler.get_job(JOB_ID)
+        assert purge is not None and weekly is not None
+        storage = runtime.settings.storage
+        assert purge.trigger.interval.total_seconds() == storage.list_cache_purge_interval_s
+        assert purge.func.__self__.max_age_s == storage.list_cache_ttl_s
+    finally:
+        scheduler.shutdown(wait=False)

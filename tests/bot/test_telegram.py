@@ -295,3 +295,20 @@ def test_failures_are_classified_permanent_or_transient() -> None:
     for retried in (NetworkError("Bad Gateway"), TimedOut(), OSError("unreachable")):
         assert permanent_failure(retried) is None and is_transient(retried)
     assert not is_transient(RuntimeError("a bug"))
+
+
+@pytest.mark.parametrize("data", ["seen:²", "seen:٣", "not_interested:-1", "more:1", "zzz"])
+async def test_a_forged_button_is_answered(telegram: Any, data: str) -> None:
+    front, api = telegram
+    press = {
+        "update_id": 9,
+        "callback_query": {
+            "id": "cb9",
+            "from": USER,
+            "chat_instance": "ci",
+            "data": data,
+            "message": {"message_id": 101, "date": 1_700_000_000, "chat": CHAT, "text": "x"},
+        },
+    }
+    await feed(front, press)
+    assert api.sent() and "button" in api.sent()[-1]["text"]
