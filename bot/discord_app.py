@@ -399,6 +399,11 @@ class DiscordFrontEnd:
                 kwargs["view"] = view
             await interaction.followup.send(**kwargs)
 
+    @property
+    def ready(self) -> bool:
+        """Logged in with the gateway up: weekly DMs wait while the platform reconnects."""
+        return self.client.is_ready() and not self.client.is_closed()
+
     async def send(self, chat_id: str, reply: Reply) -> None:
         """A weekly DM; closed DMs raise DeliveryForbidden."""
         try:

@@ -248,6 +248,12 @@ class TelegramFrontEnd:
                 disable_web_page_preview=True,
             )
 
+    @property
+    def ready(self) -> bool:
+        """Connected and polling: weekly DMs wait while the platform reconnects."""
+        updater = self.app.updater
+        return self.app.running and (updater is None or updater.running)
+
     async def send(self, chat_id: str, reply: Reply) -> None:
         """A weekly DM; a blocked bot or a never-started chat raises DeliveryForbidden."""
         try:

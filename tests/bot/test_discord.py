@@ -329,3 +329,7 @@ async def test_a_filters_option_over_the_line_limit_is_refused(front: DiscordFro
     press = FakeInteraction()
     await callback(front, "recommend")(press, username="malfan", filters="--genre Action " * 400)
     assert "limit" in (all_embeds(press)[0].description or "")
+
+
+def test_not_ready_for_weekly_dms_before_login(front: DiscordFrontEnd) -> None:
+    assert not front.ready

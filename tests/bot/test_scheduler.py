@@ -297,3 +297,17 @@ async def test_the_bot_starts_both_jobs_with_its_settings(runtime: Runtime) -> N
         assert purge.func.__self__.max_age_s == storage.list_cache_ttl_s
     finally:
         scheduler.shutdown(wait=False)
+
+
+async def test_a_reconnecting_platform_keeps_its_week_for_a_later_run(runtime: Runtime) -> None:
+    storage = runtime.storage
+    subscriber = await add_subscriber(storage, 1, today(), 0, "UTC")
+    sender = RecordingSender()
+    sender.ready = False  # type: ignore[attr-defined]
+    deliveries = WeeklyDeliveries(storage, runtime.service, {"telegram": sender}, runtime.limits)
+    down = await deliveries.run_once()
+    assert (down.sent, down.skipped) == (0, 1) and await storage.deliveries() == []
+    sender.ready = True  # type: ignore[attr-defined]
+    up = await deliveries.run_once()
+    assert up.sent == 1 and [chat for chat, _ in sender.sent] == [subscriber.chat_id]
+

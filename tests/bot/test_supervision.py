@@ -275,6 +275,7 @@ async def test_telegram_keeps_serving_when_discord_is_rejected(
         assert not task.done()
         # Weekly DMs for Discord users wait for a process whose Discord runs.
         assert list(senders) == ["telegram"]
+        assert telegram.ready  # polling: its weekly DMs go out
         await stop(task)
     assert "/recommend" in api.sent()[-1]["text"]  # the /help reply
     stopped = [

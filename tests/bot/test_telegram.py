@@ -312,3 +312,13 @@ async def test_a_forged_button_is_answered(telegram: Any, data: str) -> None:
     }
     await feed(front, press)
     assert api.sent() and "button" in api.sent()[-1]["text"]
+
+
+async def test_not_ready_for_weekly_dms_until_polling(telegram: Any) -> None:
+    front, _ = telegram
+    assert not front.ready  # initialized, not started
+    await front.app.start()
+    try:
+        assert not front.ready  # started, but not polling yet
+    finally:
+        await front.app.stop()
