@@ -1,6 +1,7 @@
 """From a user's anime list to annotated recommendations. numpy + onnxruntime; never torch."""
 
 from inference.animelist import (
+    MAX_LIST_ENTRIES,
     NO_TIME,
     REWATCHING_CODE,
     STATUS_CODES,
@@ -16,8 +17,10 @@ from inference.errors import (
     BadExportFile,
     CatalogError,
     ConfigError,
+    ExportTooLarge,
     InvalidUsername,
     ListSourceError,
+    ListTooLarge,
     PrivateList,
     RateLimited,
     ServiceUnavailable,
@@ -25,6 +28,7 @@ from inference.errors import (
 )
 
 __all__ = [
+    "MAX_LIST_ENTRIES",
     "NO_TIME",
     "REWATCHING_CODE",
     "STATUS_CODES",
@@ -33,9 +37,11 @@ __all__ = [
     "BadExportFile",
     "CatalogError",
     "ConfigError",
+    "ExportTooLarge",
     "InvalidUsername",
     "ListEntry",
     "ListSourceError",
+    "ListTooLarge",
     "PartialDate",
     "PrivateList",
     "RateLimited",
