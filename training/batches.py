@@ -29,6 +29,7 @@ from inference.encoding import (
     mask_tokens,
 )
 from training.dataset import TRAIN, VALIDATION, Dataset, History
+from training.errors import TrainingError
 
 Batch = dict[str, np.ndarray]
 
@@ -40,7 +41,7 @@ class UserParts:
         self.dataset = dataset
         self.labels = dataset.split(split)
         if len(self.labels) != dataset.n_interactions:
-            raise ValueError(
+            raise TrainingError(
                 f"split {split!r} has {len(self.labels)} labels for "
                 f"{dataset.n_interactions} interactions"
             )
@@ -81,7 +82,7 @@ def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
 
     catalog = load_catalog(Path(catalog_path))
     if len(catalog.items) != n_items:
-        raise ValueError(
+        raise TrainingError(
             f"catalogue {catalog_path} has {len(catalog.items)} items, the dataset {n_items}"
         )
     return np.array([item.episodes or 0 for item in catalog], dtype=np.int64)

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from inference.animelist import N_STATUS_CODES, NO_TIME
 from training.dataset import ARRAYS, FORMAT_VERSION, write_split
+from training.errors import TrainingError
 from training.npy_stream import NpyAppender
 from training.parquet_schema import check_schema, read_meta
 from training.splits import loo_split, random_split, temporal_split
@@ -45,7 +46,7 @@ INT32_MAX = np.iinfo(np.int32).max
 BATCH_ROWS = 1 << 20
 
 
-class BuildError(ValueError):
+class BuildError(TrainingError):
     """The input cannot become a dataset (wrong schema, out-of-range values, empty after filtering)."""
 
 
@@ -476,10 +477,6 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         name=args.name,
     )
-    try:
-        stats = build(args.input, args.out, options)
-    except (BuildError, OSError, duckdb.Error) as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
-        return 1
+    stats = build(args.input, args.out, options)
     print(json.dumps(stats, indent=2))
     return 0

@@ -4,8 +4,11 @@ Offline (the default) it joins three package-sourced files from `../shared/data/
   - mal-anime-17k.csv: MAL id, title, mean score, genres, type, episodes, members;
   - id-map-mal-anilist.json: MAL id <-> AniList id;
   - bangumi-data.json.gz: air dates, English titles (credited as "bangumi-data", CC-BY-4.0).
-They hold no covers, episode lengths, tags or relations, so franchises are approximated from shared
-title stems and `catalog.info` says so. `--live` builds from AniList instead (training/catalog_live.py).
+They hold no covers, episode lengths, tags or relations, so franchises are approximated: entries
+sharing a title stem, or filed under one TMDB series in bangumi-data (TMDB numbers a show's seasons
+under one id, whatever their titles: Bakemonogatari and Owarimonogatari), form one franchise, and
+`catalog.info` says so. Viewing order inside a franchise is worked out when it is used
+(`inference.franchise`). `--live` builds from AniList instead (training/catalog_live.py).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import json
 import re
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from inference.animelist import PartialDate
 from inference.catalog import Catalog, CatalogItem, save_catalog
-from inference.errors import AnimerecError, CatalogError
+from inference.errors import CatalogError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OFFLINE_DIR = PROJECT_ROOT.parent / "shared" / "data" / "catalog"
@@ -40,6 +43,7 @@ BANGUMI_CREDIT = (
     "CC-BY-4.0"
 )
 
+FRANCHISE_METHOD = "approximate: title stems and TMDB series"
 CSV_TYPES = {
     "TV": "tv",
     "Movie": "movie",
@@ -62,30 +66,36 @@ _NON_WORD = re.compile(r"[\W_]+")
 _INSTALMENT_SUFFIX = re.compile(
     r"(?:\s+(?:"
     r"(?:the\s+)?(?:final\s+)?season(?:\s+\d+)?"
-    r"|\d+(?:st|nd|rd|th)\s+season"
+    r"|(?:\d+(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth)\s+season|s\d+"
     r"|part\s*\d*|cour\s*\d*|(?:the\s+)?movies?(?:\s+\d+)?|film|gekijouban"
-    r"|ova|ovas|oad|ona|specials?|sp|tv|recap|picture\s+drama"
+    r"|ova|ovas|oad|ona|specials?|sp|tv|recap|picture\s+drama|zoku|gaiden|pilot|pv|cm"
     r"|ii|iii|iv|v|vi|\d+"
     r"))+$"
 )
+# Leading words that name a sequel ("Zoku Natsume Yuujinchou", "Zan Sayonara Zetsubou Sensei").
+_INSTALMENT_PREFIX = re.compile(r"^(?:zoku|zan)\s+")
 _MIN_STEM = 4
+_MIN_SUBTITLE_STEM = 12
 
 
 def title_stem(title: str) -> str:
     """A title reduced to what its franchise's entries share.
 
     "Shingeki no Kyojin Season 3 Part 2" and "Shingeki no Kyojin: Lost Girls" both give
-    "shingeki no kyojin". A stem shorter than a few letters is too generic to group on, so such
-    titles fall back to their whole normalized form.
+    "shingeki no kyojin": the part before a colon or a " - " subtitle, without instalment words.
+    When that is shorter than a few letters (too generic to group on: "Re:Zero ..."), the whole
+    title is used the same way, and failing that the whole normalized title.
     """
     text = html.unescape(title).casefold()
     whole = _NON_WORD.sub(" ", _BRACKETS.sub(" ", text)).strip()
-    head = text.split(":", 1)[0]
-    stem = _NON_WORD.sub(" ", _BRACKETS.sub(" ", head)).strip()
-    stem = _INSTALMENT_SUFFIX.sub("", " " + stem).strip()
-    if len(stem) < _MIN_STEM:
-        return whole or text
-    return stem
+    for part in (text.split(":", 1)[0], text):
+        part = part.split(" - ", 1)[0]
+        stem = _NON_WORD.sub(" ", _BRACKETS.sub(" ", part)).strip()
+        stem = _INSTALMENT_SUFFIX.sub("", " " + stem).strip()
+        stem = _INSTALMENT_PREFIX.sub("", stem)
+        if len(stem) >= _MIN_STEM:
+            return stem
+    return whole or text
 
 
 def stem_franchises(items: Iterable[tuple[int, str]]) -> dict[int, int]:
@@ -97,6 +107,60 @@ def stem_franchises(items: Iterable[tuple[int, str]]) -> dict[int, int]:
         stems[mal_id] = stem
         groups[stem] = min(mal_id, groups.get(stem, mal_id))
     return {mal_id: groups[stem] for mal_id, stem in stems.items()}
+
+
+def _subtitle_franchise(title: str, stems: Mapping[str, int]) -> int | None:
+    """The franchise a title names after its colon ("Tensura Nikki: Tensei shitara Slime Datta
+    Ken", "Magia Record: Mahou Shoujo Madoka Magica Gaiden"): the longest stem the subtitle starts
+    with, word for word, of two words or more and `_MIN_SUBTITLE_STEM` letters (shorter ones are
+    common words: "Another", "Phantom")."""
+    text = html.unescape(title).casefold()
+    if ":" not in text:
+        return None
+    words = _NON_WORD.sub(" ", _BRACKETS.sub(" ", text.split(":", 1)[1])).split()
+    for k in range(len(words), 0, -1):
+        stem = " ".join(words[:k])
+        if len(stem) >= _MIN_SUBTITLE_STEM and " " in stem and stem in stems:
+            return stems[stem]
+    return None
+
+
+def offline_franchises(
+    items: Iterable[tuple[int, str]], series: Mapping[int, str]
+) -> dict[int, int]:
+    """MAL id -> franchise id: title-stem groups, joined wherever bangumi-data files two entries
+    under one TMDB series (`series`: MAL id -> TMDB series id) and wherever a title names another
+    group's stem after its colon (a spin-off under its own name), unless the naming group is the
+    larger one (a long runner's collaboration episode does not pull the other show in). A
+    franchise's id is its smallest MAL id."""
+    items = list(items)
+    by_stem = stem_franchises(items)
+    stems = {title_stem(title): by_stem[mal_id] for mal_id, title in items}
+    parent = {mal_id: mal_id for mal_id, _ in items}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    for mal_id, fid in by_stem.items():
+        union(mal_id, fid)
+    first_of: dict[str, int] = {}
+    for mal_id, tmdb in series.items():
+        if mal_id in parent:
+            union(mal_id, first_of.setdefault(tmdb, mal_id))
+    size = Counter(by_stem.values())
+    for mal_id, title in items:
+        named = _subtitle_franchise(title, stems)
+        if named is not None and size[by_stem[mal_id]] <= size[named]:
+            union(mal_id, named)
+    return {mal_id: find(mal_id) for mal_id, _ in items}
 
 
 # ----- offline sources ----------------------------------------------------------------------
@@ -154,7 +218,7 @@ def read_mal_csv(path: Path) -> list[dict[str, Any]]:
                     }
                 )
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise CatalogError(f"{path}: unreadable CSV ({exc})") from None
+        raise CatalogError(f"{path}: unreadable CSV ({exc})") from exc
     return rows
 
 
@@ -165,7 +229,7 @@ def _load_json(path: Path) -> Any:
             raw = gzip.decompress(raw)
         return json.loads(raw)
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: unreadable ({exc})") from None
+        raise CatalogError(f"{path}: unreadable ({exc})") from exc
 
 
 def read_id_map(path: Path) -> dict[int, int]:
@@ -195,8 +259,16 @@ def _jst_date(text: str | None) -> dt.date | None:
     return moment.astimezone(JST).date()
 
 
+def _tmdb_series(site_id: Any) -> str | None:
+    """The TMDB TV series of a bangumi-data "tmdb" id ("tv/1429/season/3" -> "tv/1429"); films
+    ("movie/...") have no series."""
+    parts = str(site_id or "").split("/")
+    return "/".join(parts[:2]) if len(parts) >= 2 and parts[0] == "tv" and parts[1] else None
+
+
 def read_bangumi(path: Path) -> dict[int, dict[str, Any]]:
-    """MAL id -> {"begin", "end" (dates in Japan), "title_english", "anilist_id"}."""
+    """MAL id -> {"begin", "end" (dates in Japan), "title_english", "anilist_id",
+    "tmdb_series"}."""
     document = _load_json(path)
     items = document.get("items") if isinstance(document, dict) else None
     if not isinstance(items, list):
@@ -213,6 +285,7 @@ def read_bangumi(path: Path) -> dict[int, dict[str, Any]]:
             "end": _jst_date(item.get("end")),
             "title_english": english[0] if english else None,
             "anilist_id": _int_or_none(str(sites.get("aniList") or "")),
+            "tmdb_series": _tmdb_series(sites.get("tmdb")),
         }
         seen = out.get(mal_id)
         if seen is None:
@@ -225,6 +298,7 @@ def read_bangumi(path: Path) -> dict[int, dict[str, Any]]:
         seen["end"] = max(ends) if ends else None
         seen["title_english"] = seen["title_english"] or record["title_english"]
         seen["anilist_id"] = seen["anilist_id"] or record["anilist_id"]
+        seen["tmdb_series"] = seen["tmdb_series"] or record["tmdb_series"]
     return out
 
 
@@ -251,7 +325,8 @@ def build_offline(folder: Path, *, now: dt.datetime | None = None) -> Catalog:
     id_map = read_id_map(folder / ID_MAP_NAME)
     bangumi = read_bangumi(folder / BANGUMI_NAME)
     rows.sort(key=lambda r: r["mal_id"])
-    franchises = stem_franchises((r["mal_id"], r["title"]) for r in rows)
+    series = {m: b["tmdb_series"] for m, b in bangumi.items() if b.get("tmdb_series")}
+    franchises = offline_franchises(((r["mal_id"], r["title"]) for r in rows), series)
 
     items = []
     for row in rows:
@@ -308,7 +383,7 @@ def build_offline(folder: Path, *, now: dt.datetime | None = None) -> Catalog:
             "episodes": sum(1 for it in items if it.episodes is not None),
         },
         "airing_status_as_of": today.isoformat(),
-        "franchise_method": "approximate: title stems",
+        "franchise_method": FRANCHISE_METHOD,
         "franchises": len({it.franchise_id for it in items}),
         "bangumi_entries_not_in_catalogue": len(set(bangumi) - {it.mal_id for it in items}),
     }
@@ -355,21 +430,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        if args.live:
-            from training.catalog_live import default_state_path, run_live
+    if args.live:
+        from training.catalog_live import default_state_path, run_live
 
-            state = args.state or default_state_path(args.out)
-            catalog = run_live(args.out, state_path=state)
-            save_catalog(catalog, args.out)
-            # The catalogue is saved: the next --live run should fetch fresh data, not replay this.
-            state.unlink(missing_ok=True)
-        else:
-            catalog = build_offline(args.offline or DEFAULT_OFFLINE_DIR)
-            save_catalog(catalog, args.out)
-    except AnimerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        state = args.state or default_state_path(args.out)
+        catalog = run_live(args.out, state_path=state)
+        save_catalog(catalog, args.out)
+        # The catalogue is saved: the next --live run should fetch fresh data, not replay this.
+        state.unlink(missing_ok=True)
+    else:
+        catalog = build_offline(args.offline or DEFAULT_OFFLINE_DIR)
+        save_catalog(catalog, args.out)
     print(
         f"catalogue: {len(catalog)} items, {catalog.info.get('franchises', '?')} franchises "
         f"({catalog.info.get('franchise_method')}) -> {args.out} "

@@ -20,7 +20,7 @@ import httpx
 from tqdm import tqdm
 
 from inference.animelist import PartialDate
-from inference.catalog import Catalog, CatalogItem, franchise_ids
+from inference.catalog import FRANCHISE_RELATIONS, Catalog, CatalogItem, franchise_ids
 from inference.config import SourceSettings, load_toml, source_settings
 from inference.errors import CatalogError, ListSourceError
 from inference.http import RateLimiter, ServiceClient, make_http_client, read_json
@@ -63,8 +63,20 @@ STATUSES = {
     "CANCELLED": "cancelled",
     "HIATUS": "hiatus",
 }
-# AniList's ALTERNATIVE is MyAnimeList's "alternative version"; other types are just lower-cased.
+# AniList's ALTERNATIVE is MyAnimeList's "alternative version"; every other type is kept, lower-cased
+# ("prequel", "sequel", "parent", "side_story", "spin_off", "summary", "compilation", "contains",
+# "character", "adaptation", "source", "other"): `inference.franchise` reads them.
 RELATION_NAMES = {"ALTERNATIVE": "alternative_version"}
+# Relations that make one franchise whatever else is related: a story chain, other versions,
+# recaps. Side stories and spin-offs join their parent's franchise too, unless they hang off two
+# franchises (a crossover such as a parody of several shows joins none of them).
+STRONG_RELATIONS = (FRANCHISE_RELATIONS - {"parent", "side_story"}) | {"contains"}
+# Held by a parent, pointing at a child that AniList answers with PARENT.
+CHILD_RELATIONS = frozenset({"side_story", "spin_off"})
+# AniList answers OTHER (and older CHARACTER edges) with PARENT as well: no franchise link.
+NOT_CHILD_RELATIONS = frozenset({"other", "character"})
+# Relation types followed through an AniList-only medium (S1 -> an unmapped special -> S2).
+CHAIN_RELATIONS = frozenset({"prequel", "sequel"})
 # Tags voted this relevant (0–100) or more are kept; spoiler tags never are (they go into chat).
 MIN_TAG_RANK = 60
 
@@ -166,8 +178,8 @@ async def _fetch_page(client: ServiceClient, number: int) -> tuple[list[dict[str
         page = body["data"]["Page"]
         media = page["media"]
         has_next = bool(page["pageInfo"]["hasNextPage"])
-    except (KeyError, TypeError):
-        raise CatalogError(f"AniList's answer for page {number} has no Page.media") from None
+    except (KeyError, TypeError) as exc:
+        raise CatalogError(f"AniList's answer for page {number} has no Page.media") from exc
     if not isinstance(media, list):
         raise CatalogError(f"AniList's answer for page {number} has no media list")
     return media, has_next
@@ -195,7 +207,7 @@ def catalog_from_media(media: list[dict[str, Any]], info: dict[str, Any]) -> Cat
             if (edge.get("node") or {}).get("type") == "ANIME"
             and isinstance(edge["node"].get("id"), int)
         ]
-    components = franchise_ids(graph)
+    components = franchise_components(graph)
 
     kept: dict[int, dict[str, Any]] = {}
     duplicates = 0
@@ -231,6 +243,31 @@ def catalog_from_media(media: list[dict[str, Any]], info: dict[str, Any]) -> Cat
     return Catalog(items, info)
 
 
+def franchise_components(graph: dict[int, list[tuple[str, int]]]) -> dict[int, int]:
+    """AniList id -> franchise id: components over `STRONG_RELATIONS`, then each side story or
+    spin-off joined to its parent's component when all its parents are in one (see
+    `STRONG_RELATIONS`). Ids outside `graph` still connect, as in `franchise_ids`."""
+    strong = franchise_ids(graph, STRONG_RELATIONS)
+    parents: dict[int, set[int]] = defaultdict(set)
+    for a, edges in graph.items():
+        for kind, b in edges:
+            if kind in CHILD_RELATIONS:
+                parents[b].add(a)
+            elif kind == "parent":
+                back = {k for k, target in graph.get(b, ()) if target == a}
+                if not back & NOT_CHILD_RELATIONS:
+                    parents[a].add(b)
+    joined: dict[int, list[tuple[str, int]]] = {
+        a: [(k, b) for k, b in edges if k in STRONG_RELATIONS] for a, edges in graph.items()
+    }
+    for child, ps in parents.items():
+        own = strong.get(child, child)
+        others = {strong.get(p, p) for p in ps} - {own}
+        if len(others) <= 1 and child in joined:
+            joined[child] += [("parent", p) for p in ps]
+    return franchise_ids(joined, STRONG_RELATIONS | {"parent"})
+
+
 def _relation_name(kind: Any) -> str:
     kind = str(kind or "OTHER")
     return RELATION_NAMES.get(kind, kind.lower())
@@ -245,12 +282,15 @@ def _item(
         node = edge.get("node") or {}
         if node.get("type") != "ANIME":
             continue
+        kind = _relation_name(edge.get("relationType"))
         target = node.get("idMal")
         if not isinstance(target, int):
             # The relation's own node may lack idMal while the full medium has it.
             target = (by_anilist.get(node.get("id", -1)) or {}).get("idMal")
         if isinstance(target, int):
-            relations.append((_relation_name(edge.get("relationType")), target))
+            relations.append((kind, target))
+        elif kind in CHAIN_RELATIONS:
+            relations += [(kind, t) for t in _through_unmapped(node.get("id"), kind, by_anilist)]
     tags = sorted(
         (t for t in m.get("tags") or [] if not t.get("isMediaSpoiler")),
         key=lambda t: -(t.get("rank") or 0),
@@ -279,6 +319,31 @@ def _item(
         relations=tuple(relations),
         franchise_id=franchise,
     )
+
+
+def _through_unmapped(
+    anilist_id: Any, kind: str, by_anilist: dict[int, dict[str, Any]]
+) -> list[int]:
+    """The MAL ids reached from an AniList-only medium by following `kind` edges (its sequel's
+    sequel...) until media MyAnimeList knows: the chain S1 -> unmapped special -> S2 keeps S1 as
+    S2's prequel."""
+    found: list[int] = []
+    stack, seen = [anilist_id], {anilist_id}
+    while stack:
+        m = by_anilist.get(stack.pop())
+        for edge in ((m or {}).get("relations") or {}).get("edges") or []:
+            node = edge.get("node") or {}
+            if node.get("type") != "ANIME" or _relation_name(edge.get("relationType")) != kind:
+                continue
+            if node.get("id") in seen:
+                continue
+            seen.add(node.get("id"))
+            target = node.get("idMal") or (by_anilist.get(node.get("id", -1)) or {}).get("idMal")
+            if isinstance(target, int):
+                found.append(target)
+            else:
+                stack.append(node.get("id"))
+    return found
 
 
 # ----- entry points -------------------------------------------------------------------------
@@ -328,4 +393,4 @@ def run_live(out: Path, *, state_path: Path | None = None) -> Catalog:
     except KeyboardInterrupt:
         raise CatalogError(f"interrupted; {kept()}") from None
     except (ListSourceError, CatalogError) as exc:
-        raise CatalogError(f"{exc}; {kept()}") from None
+        raise CatalogError(f"{exc}; {kept()}") from exc

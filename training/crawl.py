@@ -25,7 +25,6 @@ from tqdm import tqdm
 from inference.animelist import AnimeList
 from inference.config import MAL_CLIENT_ID_ENV, load_toml, source_settings
 from inference.errors import (
-    AnimerecError,
     ConfigError,
     InvalidUsername,
     ListSourceError,
@@ -35,6 +34,7 @@ from inference.errors import (
     UserNotFound,
 )
 from training.crawl_store import CrawlStore
+from training.errors import TrainingError
 
 STORE_FILE = "crawl.sqlite"
 Fetch = Callable[[str], Awaitable[AnimeList]]
@@ -188,13 +188,9 @@ async def _run(args: argparse.Namespace) -> CrawlResult:
 
 def main(args: argparse.Namespace) -> int:
     if not args.users.is_file():
-        print(f"crawl failed: no such file {args.users}", file=sys.stderr)
-        return 1
+        raise TrainingError(f"no such file {args.users}")
     try:
         result = asyncio.run(_run(args))
-    except (AnimerecError, OSError) as exc:
-        print(f"crawl failed: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("crawl interrupted; run the same command again to resume", file=sys.stderr)
         return 130

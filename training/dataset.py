@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from training.errors import TrainingError
+
 FORMAT_VERSION = 1
 TRAIN, VALIDATION, TEST = 0, 1, 2
 ARRAYS: dict[str, Any] = {
@@ -72,7 +74,7 @@ class Dataset:
             )
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
+            raise TrainingError(
                 f"{self.path}: dataset format {self.meta.get('format_version')} "
                 f"is not the supported {FORMAT_VERSION}; rebuild it"
             )

@@ -47,6 +47,7 @@ from training.baselines.interface import (
     score_model,
 )
 from training.dataset import TEST, TRAIN, VALIDATION, Dataset, History
+from training.errors import TrainingError
 from training.metrics import RankingAccumulator, rmse, top_k
 
 __all__ = [
@@ -71,7 +72,7 @@ METRIC_ORDER = (
 )
 
 
-class EvaluationError(ValueError):
+class EvaluationError(TrainingError):
     """Bad input to the harness: reported as a clean CLI error."""
 
 
@@ -481,12 +482,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        results = write_results(run(args), args.out, args.append)
-    except (EvaluationError, FileNotFoundError, KeyError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    results = write_results(run(args), args.out, args.append)
     print(markdown_table(results))
     for note in results.get("notes", []):
         print(f"note: {note}")

@@ -65,7 +65,7 @@ from inference.encoding import (
     TIME_UNKNOWN,
     ItemFacts,
 )
-from inference.errors import CatalogError
+from inference.errors import AnimerecError, CatalogError
 from training.model import SCORE_CENTER, ListTransformer, ModelConfig
 from training.train import load_checkpoint
 from training.vocab_catalog import vocab_catalog, vocab_keys
@@ -79,7 +79,7 @@ ENCODER_OUTPUTS = ("watch_logits", "predicted_scores", "drop_probs", "user_vecto
 DROPPED = STATUS_CODES[Status.DROPPED]
 
 
-class ExportError(RuntimeError):
+class ExportError(AnimerecError, RuntimeError):
     """The export cannot produce a bundle that serves exactly what was trained."""
 
 
@@ -398,7 +398,7 @@ def check_episodes(catalog: Catalog, trained_with: str) -> bool:
         raise ExportError(
             f"the model was trained with the catalogue {trained_with} ({exc}); it is needed to "
             "check that the bundle's episode counts are the ones training saw"
-        ) from None
+        ) from exc
     if [i.episodes or 0 for i in trained] != [i.episodes or 0 for i in catalog]:
         raise ExportError(
             f"episode counts in the bundle's catalogue differ from {trained_with}, which the "
@@ -594,20 +594,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        manifest = export_bundle(
-            args.finetuned,
-            args.ranker,
-            args.catalog,
-            args.out,
-            name=args.name,
-            int8=args.int8,
-            metrics_file=args.metrics,
-            checkpoint_facts=args.checkpoint_facts,
-        )
-    except (ExportError, CatalogError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    manifest = export_bundle(
+        args.finetuned,
+        args.ranker,
+        args.catalog,
+        args.out,
+        name=args.name,
+        int8=args.int8,
+        metrics_file=args.metrics,
+        checkpoint_facts=args.checkpoint_facts,
+    )
     parity = manifest["metrics"]["parity"]
     fp32 = parity["encoder_fp32"]
     print(

@@ -30,6 +30,7 @@ from inference.encoding import (
     N_TIME_TOKENS,
     PAD_ITEM,
 )
+from training.errors import ConfigError
 
 SCORE_CENTER = 7.0  # typical MyAnimeList score: the score head predicts an offset from it
 
@@ -85,7 +86,7 @@ class ListTransformer(nn.Module):
         if cfg.n_items <= 0:
             raise ValueError("ModelConfig.n_items must be set from the dataset")
         if cfg.d_model % cfg.n_heads:
-            raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+            raise ConfigError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + ITEM_OFFSET, d, padding_idx=PAD_ITEM)

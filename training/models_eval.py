@@ -28,6 +28,7 @@ from training.baselines.interface import (
 )
 from training.batches import load_episodes
 from training.dataset import History
+from training.errors import TrainingError
 from training.model import ListTransformer, ModelConfig
 from training.scoring import entry_predictions, user_states, watch_logits
 from training.train import load_checkpoint
@@ -42,7 +43,7 @@ def _device() -> torch.device:
 def _load(path: str, kinds: tuple[str, ...]) -> tuple[ListTransformer, dict]:
     payload = load_checkpoint(path)
     if payload.get("kind") not in kinds:
-        raise ValueError(
+        raise TrainingError(
             f"{path} is a {payload.get('kind')} checkpoint; expected {'/'.join(kinds)}"
         )
     model = ListTransformer(ModelConfig(**payload["model_config"]))
@@ -55,7 +56,7 @@ class TransformerRecommender:
 
     def __init__(self, path: str | None, name: str, kinds: tuple[str, ...]) -> None:
         if not path:
-            raise ValueError(f"{name} needs a checkpoint: --models {name}:runs/<run>/ckpt.pt")
+            raise TrainingError(f"{name} needs a checkpoint: --models {name}:runs/<run>/ckpt.pt")
         self.path = path
         self.name = name
         self.kind = "baseline" if name == "sasrec" else "ours"
@@ -67,7 +68,9 @@ class TransformerRecommender:
     def fit(self, data: TrainData) -> None:
         self.model, payload = _load(self.path, self.kinds)
         if payload["n_items"] != data.n_items:
-            raise ValueError(f"{self.path} has {payload['n_items']} items, the data {data.n_items}")
+            raise TrainingError(
+                f"{self.path} has {payload['n_items']} items, the data {data.n_items}"
+            )
         self.has_times = data.has_times
         self.episodes = load_episodes(payload.get("catalog", ""), data.n_items)
 
@@ -107,10 +110,10 @@ class RankedRecommender(TransformerRecommender):
         super().fit(data)
         payload = load_checkpoint(self.ranker_path)
         if payload.get("kind") != "ranker":
-            raise ValueError(f"{self.ranker_path} is not a ranker checkpoint")
+            raise TrainingError(f"{self.ranker_path} is not a ranker checkpoint")
         config = RankerNetConfig(**payload["model_config"])
         if config.n_features != N_RANKER_FEATURES:
-            raise ValueError(
+            raise TrainingError(
                 f"{self.ranker_path} reads {config.n_features} features, this code computes "
                 f"{N_RANKER_FEATURES}: train the ranker again"
             )

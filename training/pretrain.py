@@ -8,7 +8,6 @@ Some rows also hide their last entry stamped "now", the fine-tuning query (see `
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,17 +194,11 @@ def prepare(cfg: RunConfig) -> tuple[UserParts, np.ndarray | None]:
 
 
 def run_command(main: Callable[[argparse.Namespace, Dist], None], args: argparse.Namespace) -> int:
-    """Set up (and always tear down) the process group; bad input is a one-line error."""
-    try:
-        dist = setup_distributed(args.device)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Set up (and always tear down) the process group around `main`; its errors propagate to
+    `python -m training`, which reports them."""
+    dist = setup_distributed(args.device)
     try:
         main(args, dist)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         teardown_distributed()
     return 0

@@ -27,6 +27,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from inference.animelist import REWATCHING_CODE, STATUS_CODES, Status
+from training.errors import TrainingError
 from training.parquet_schema import InteractionWriter
 
 USERS_PER_BATCH = 8192  # part of the definition: the same seed and N give the same file
@@ -195,7 +196,7 @@ def synthesize(
 ) -> dict[str, object]:
     """Write `n_users` synthetic users to `out`; returns the stored metadata."""
     if n_users < 1 or n_items < 10 or mean_length < 1:
-        raise ValueError("need --users >= 1, --items >= 10 and --mean-length >= 1")
+        raise TrainingError("need --users >= 1, --items >= 10 and --mean-length >= 1")
     cat = make_catalogue(n_items, np.random.default_rng([seed, 0]))
     width = len(str(n_users - 1))
     params = {"users": n_users, "items": n_items, "mean_length": mean_length, "seed": seed}
@@ -251,12 +252,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        meta = synthesize(
-            args.out, args.users, seed=args.seed, n_items=args.items, mean_length=args.mean_length
-        )
-    except (ValueError, OSError) as exc:
-        print(f"synthesize failed: {exc}", file=sys.stderr)
-        return 1
+    meta = synthesize(
+        args.out, args.users, seed=args.seed, n_items=args.items, mean_length=args.mean_length
+    )
     print(f"wrote {meta['rows']:,} synthetic interactions to {args.out}", file=sys.stderr)
     return 0

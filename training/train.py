@@ -33,6 +33,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
+from training.errors import ConfigError
 from training.metrics import ndcg_at_k, recall_at_k, top_k
 from training.model import ModelConfig
 
@@ -40,10 +41,6 @@ Batch = dict[str, np.ndarray]
 FIELDS_IN = ("items", "scores", "statuses", "times", "progress", "positions")  # model inputs
 Losses = dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> (sum of terms, number of terms)
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the config dataclasses."""
 
 
 @dataclass

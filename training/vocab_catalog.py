@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from inference.catalog import Catalog, CatalogItem, load_catalog, save_catalog
@@ -61,12 +60,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        full = load_catalog(args.catalog)
-        catalog, missing = vocab_catalog(full, vocab_keys(args.data), args.data.name)
-    except CatalogError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    full = load_catalog(args.catalog)
+    catalog, missing = vocab_catalog(full, vocab_keys(args.data), args.data.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_catalog(catalog, args.out)
     print(f"{args.out}: {len(catalog)} items in vocabulary order, {missing} not in {args.catalog}")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 from pathlib import Path
@@ -15,16 +14,17 @@ from inference.config import ServiceLimits, SourceSettings
 from inference.errors import CatalogError, ServiceUnavailable
 from inference.http import make_http_client
 from tests.conftest import SHARED_DATA
+from training.__main__ import main as cli
 from training.catalog_build import (
+    _tmdb_series,
     airing_status,
     build_offline,
-    configure_parser,
     group_by_franchise,
-    main,
+    offline_franchises,
     season_of,
     title_stem,
 )
-from training.catalog_live import ANILIST_URL, PageStore, build_live
+from training.catalog_live import ANILIST_URL, PageStore, build_live, catalog_from_media
 
 # ----- offline ------------------------------------------------------------------------------
 
@@ -47,7 +47,7 @@ def test_offline_build_covers_the_17k_list(offline_catalog: Catalog) -> None:
     with_dates = sum(1 for item in catalog.items if item.start_date is not None)
     assert 5_000 < with_dates < 8_000
     assert catalog.info["coverage"]["start_date"] == with_dates
-    assert catalog.info["franchise_method"] == "approximate: title stems"
+    assert catalog.info["franchise_method"] == "approximate: title stems and TMDB series"
     assert set(catalog.info["missing_fields"]) >= {"picture_url", "episode_minutes", "relations"}
     assert any("bangumi-data" in credit for credit in catalog.info["credits"])
 
@@ -108,6 +108,21 @@ def test_offline_franchises_group_seasons(offline_catalog: Catalog) -> None:
         ("Gintama&#039;", "gintama"),
         ("K-On!!", "k on"),
         ("Durarara!! Specials", "durarara"),
+        ("Haikyuu!! Second Season", "haikyuu"),
+        ("Major S2", "major"),
+        ("Zoku Natsume Yuujinchou", "natsume yuujinchou"),
+        ("Zan Sayonara Zetsubou Sensei", "sayonara zetsubou sensei"),
+        ("Violet Evergarden Gaiden: Eien to Jidou Shuki Ningyou", "violet evergarden"),
+        ("Hunter x Hunter Pilot", "hunter x hunter"),
+        # the part before the colon is too short: the whole title, without its instalment words
+        (
+            "Re:Zero kara Hajimeru Isekai Seikatsu 2nd Season",
+            "re zero kara hajimeru isekai seikatsu",
+        ),
+        (
+            "Re:Zero kara Hajimeru Isekai Seikatsu - Memory Snow",
+            "re zero kara hajimeru isekai seikatsu",
+        ),
         # too short to group on: the whole title stays
         ("Ef: A Tale of Memories.", "ef a tale of memories"),
         ("Kanon", "kanon"),
@@ -115,6 +130,63 @@ def test_offline_franchises_group_seasons(offline_catalog: Catalog) -> None:
 )
 def test_title_stem(title: str, stem: str) -> None:
     assert title_stem(title) == stem
+
+
+def test_offline_franchises_join_tmdb_series_and_spin_offs_named_in_a_subtitle() -> None:
+    titles = [
+        (5081, "Bakemonogatari"),
+        (11597, "Nisemonogatari"),
+        (17074, "Monogatari Series: Second Season"),
+        (37430, "Tensei shitara Slime Datta Ken"),
+        (39551, "Tensei shitara Slime Datta Ken 2nd Season"),
+        (41488, "Tensura Nikki: Tensei shitara Slime Datta Ken"),
+        (50, "Another"),
+        (60, "Persona 2: Another Self"),  # a one-word stem is a common word, not a franchise
+        (918, "Gintama"),
+        (9969, "Gintama'"),
+        (40323, "Gintama: Monster Strike-hen"),
+        (70, "Monster Strike the Animation"),
+        (71, "Monster Strike: Monster Strike the Animation"),
+    ]
+    series = {5081: "tv/46195", 11597: "tv/46195", 17074: "tv/46195", 999: "tv/46195"}
+    ids = offline_franchises(titles, series)
+    assert ids[5081] == ids[11597] == ids[17074] == 5081  # one TMDB series, three stems
+    assert ids[41488] == ids[39551] == ids[37430] == 37430  # named after its colon
+    assert ids[60] == 60 and ids[50] == 50
+    # A long runner's collaboration episode does not pull the other show into its franchise.
+    assert ids[40323] == ids[9969] == 918
+    assert ids[70] == ids[71] == 70
+    assert 999 not in ids  # bangumi-data rows outside the CSV add nothing
+
+
+@pytest.mark.parametrize(
+    ("site_id", "series"),
+    [
+        ("tv/1429/season/3", "tv/1429"),
+        ("tv/46195/season/0/episode/22", "tv/46195"),
+        ("tv/85937", "tv/85937"),
+        ("movie/635302", None),
+        ("tv/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_tmdb_series_of_a_bangumi_site_id(site_id: str | None, series: str | None) -> None:
+    assert _tmdb_series(site_id) == series
+
+
+def test_real_offline_franchises_join_what_titles_split(offline_catalog: Catalog) -> None:
+    def franchise(mal_id: int) -> int | None:
+        item = offline_catalog.by_mal_id(mal_id)
+        assert item is not None
+        return item.franchise_id
+
+    assert franchise(31181) == franchise(5081)  # Owarimonogatari, through TMDB
+    assert franchise(5300) == franchise(4081)  # Zoku Natsume Yuujinchou
+    assert franchise(36286) == franchise(31240)  # Re:Zero - Memory Snow
+    assert franchise(41488) == franchise(37430)  # Tensura Nikki
+    assert franchise(11061) == franchise(136)  # Hunter x Hunter (2011) and the 1999 series
+    assert franchise(1) != franchise(5081)
 
 
 def test_season_and_airing_status_rules() -> None:
@@ -134,9 +206,7 @@ def test_season_and_airing_status_rules() -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    return main(parser.parse_args(argv))
+    return cli(["catalog", *argv])
 
 
 def test_cli_writes_a_loadable_catalogue(shared_data: Path, tmp_path: Path) -> None:
@@ -287,10 +357,44 @@ async def test_live_build_maps_media_to_catalogue_items(tmp_path: Path) -> None:
 async def test_live_franchises_follow_relations(tmp_path: Path) -> None:
     catalog = await live(FakeAniList(), tmp_path / "state.jsonl")
     franchise = {item.mal_id: item.franchise_id for item in catalog.items}
-    # 11-12 sequels; 40 joined through the AniList-only special 150; 30 only via a spin-off (no)
-    assert franchise[11] == franchise[12] == franchise[40] == 11
-    assert franchise[30] == franchise[41] == 30  # alternative version counts
+    # 11-12 sequels; 40 joined through the AniList-only special 150; 30 is a spin-off of 40, and
+    # 41 an alternative version of 30: spin-offs belong to their parent's franchise
+    assert franchise[11] == franchise[12] == franchise[40] == franchise[30] == franchise[41] == 11
     assert franchise[50] == 50 and franchise[51] == 51
+
+
+def test_live_spin_offs_of_two_franchises_and_other_relations_join_nothing() -> None:
+    def m(anilist_id: int, mal_id: int, *edges: dict[str, Any]) -> dict[str, Any]:
+        return medium(anilist_id, mal_id, relations={"edges": list(edges)})
+
+    media = [
+        m(1, 1, edge("SEQUEL", 2, 2), edge("SPIN_OFF", 5, 5), edge("OTHER", 7, 7)),
+        m(2, 2, edge("PREQUEL", 1, 1)),
+        m(3, 3, edge("SPIN_OFF", 5, 5), edge("SIDE_STORY", 6, 6)),
+        # a crossover: spin-off of two franchises (AniList answers SPIN_OFF with PARENT)
+        m(5, 5, edge("PARENT", 1, 1), edge("PARENT", 3, 3)),
+        m(6, 6, edge("PARENT", 3, 3)),  # an ordinary side story of 3
+        m(7, 7, edge("PARENT", 1, 1)),  # AniList's answer to OTHER is PARENT too
+    ]
+    catalog = catalog_from_media(media, {})
+    franchise = {item.mal_id: item.franchise_id for item in catalog.items}
+    assert franchise == {1: 1, 2: 1, 3: 3, 5: 5, 6: 3, 7: 7}
+    assert ("spin_off", 5) in catalog.by_mal_id(1).relations  # type: ignore[union-attr]
+    assert ("other", 7) in catalog.by_mal_id(1).relations  # type: ignore[union-attr]
+
+
+def test_live_prequels_reach_through_media_myanimelist_lacks() -> None:
+    media = [
+        medium(1, 10, relations={"edges": [edge("SEQUEL", 2, None)]}),
+        # an AniList-only special between two seasons, and an unmapped one after it
+        medium(2, None, relations={"edges": [edge("PREQUEL", 1, 10), edge("SEQUEL", 3, None)]}),
+        medium(3, None, relations={"edges": [edge("PREQUEL", 2, None), edge("SEQUEL", 4, 11)]}),
+        medium(4, 11, relations={"edges": [edge("PREQUEL", 3, None)]}),
+    ]
+    catalog = catalog_from_media(media, {})
+    assert catalog.by_mal_id(11).relations == (("prequel", 10),)  # type: ignore[union-attr]
+    assert catalog.by_mal_id(10).relations == (("sequel", 11),)  # type: ignore[union-attr]
+    assert catalog.by_mal_id(10).franchise_id == catalog.by_mal_id(11).franchise_id == 10  # type: ignore[union-attr]
 
 
 async def test_interrupted_live_build_resumes_with_only_the_remaining_pages(

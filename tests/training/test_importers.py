@@ -11,7 +11,7 @@ import pytest
 
 from inference.animelist import REWATCHING_CODE, STATUS_CODES, Status
 from tests.inference.test_mal_xml import modern_anime, modern_export
-from training.importers import main as import_main
+from training.__main__ import main as cli
 from training.importers import run_import
 from training.importers.title_match import TitleCandidate, TitleMatcher, normalize_title
 from training.parquet_schema import SCHEMA, read_meta
@@ -77,15 +77,10 @@ def test_movielens_without_header_is_a_clean_cli_error(
 ) -> None:
     src = tmp_path / "x.inter"
     src.write_text("a\tb\n")
-    args = _args("movielens", src, tmp_path / "x.parquet")
-    assert import_main(args) == 1
-    assert "not a RecBole .inter file" in capsys.readouterr().err
-
-
-def _args(fmt: str, src: Path, out: Path, catalog: Path | None = None):  # type: ignore[no-untyped-def]
-    import argparse
-
-    return argparse.Namespace(format=fmt, input=src, out=out, catalog=catalog, service=None)
+    code = cli(["import", "movielens", str(src), "--out", str(tmp_path / "x.parquet")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "not a RecBole .inter file" in err
 
 
 # ----- MAL CSV ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from training.dataset import History
+from training.errors import ConfigError
 from training.ranker import (
     UserCandidates,
     build_lists,
@@ -95,8 +97,9 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
             "ranker.holdout_users=0.25",
         ],
     )
-    # tiny.toml's [model] section is not a ranker key: the ranker refuses it with a clean error.
-    assert ranker.main(args) == 2
+    # tiny.toml's [model] section is not a ranker key: the ranker refuses it.
+    with pytest.raises(ConfigError, match="unknown key"):
+        ranker.main(args)
     (tmp_path / "rk.toml").write_text("[train]\nval_users = 8\n")
     args.config = str(tmp_path / "rk.toml")
     assert ranker.main(args) == 0

@@ -17,6 +17,7 @@ from training.baselines.interface import (
     take_float,
 )
 from training.dataset import History
+from training.errors import TrainingError
 
 # ML-1M peaks near 200, the denser anime hold-out lower: the grid spans both.
 LAMBDA_GRID = ("20", "50", "100", "200", "300", "500", "1000")
@@ -39,7 +40,7 @@ class Ease:
 
     def __init__(self, lam: float) -> None:
         if lam <= 0:
-            raise ValueError("EASE λ must be positive")
+            raise TrainingError("EASE λ must be positive")
         self.lam = lam
         self.name = f"ease(λ={lam:g})"
         self.weights = np.zeros((0, 0), dtype=np.float32)

@@ -22,6 +22,7 @@ from training.baselines.interface import (
     take_int,
 )
 from training.dataset import History
+from training.errors import TrainingError
 
 # Kept small (each entry is a full fit on 2 cores); on ML-1M a low confidence weight won clearly.
 GRID = (
@@ -55,7 +56,7 @@ class Ials:
         self, factors: int, alpha: float, reg: float, iterations: int, seed: int = 0
     ) -> None:
         if factors < 1 or alpha < 0 or reg <= 0 or iterations < 1:
-            raise ValueError("iALS needs factors >= 1, alpha >= 0, reg > 0, iterations >= 1")
+            raise TrainingError("iALS needs factors >= 1, alpha >= 0, reg > 0, iterations >= 1")
         self.factors, self.alpha, self.reg, self.iterations = factors, alpha, reg, iterations
         self.seed = seed
         self.name = f"ials(f={factors},α={alpha:g},reg={reg:g})"

@@ -20,9 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.dataset import History
+from training.errors import TrainingError
 
 
-class NotApplicable(ValueError):
+class NotApplicable(TrainingError):
     """Raised by `fit` when a model cannot be used on this data; the harness skips it with a note."""
 
 
@@ -121,7 +122,7 @@ def _lookup(table: dict[str, Registration], name: str, what: str) -> Registratio
             if exc.name != f"training.{name}":
                 raise
     if name not in table:
-        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(sorted(table)) or 'none'}")
+        raise TrainingError(f"unknown {what} {name!r}; known: {', '.join(sorted(table)) or 'none'}")
     return table[name]
 
 
@@ -146,7 +147,9 @@ def parse_params(arg: str | None, primary: str) -> dict[str, str]:
         if not sep:
             key, value = primary, key
         if not key or not value:
-            raise ValueError(f"bad model argument {arg!r}: expected VALUE or KEY=VALUE+KEY=VALUE")
+            raise TrainingError(
+                f"bad model argument {arg!r}: expected VALUE or KEY=VALUE+KEY=VALUE"
+            )
         params[key.strip()] = value.strip()
     return params
 
@@ -155,19 +158,19 @@ def take_float(params: dict[str, str], key: str, default: float) -> float:
     try:
         return float(params.pop(key, default))
     except ValueError as exc:
-        raise ValueError(f"parameter {key} must be a number") from exc
+        raise TrainingError(f"parameter {key} must be a number") from exc
 
 
 def take_int(params: dict[str, str], key: str, default: int) -> int:
     try:
         return int(params.pop(key, default))
     except ValueError as exc:
-        raise ValueError(f"parameter {key} must be an integer") from exc
+        raise TrainingError(f"parameter {key} must be an integer") from exc
 
 
 def reject_leftovers(model: str, params: dict[str, str]) -> None:
     if params:
-        raise ValueError(f"{model}: unknown parameter(s) {', '.join(sorted(params))}")
+        raise TrainingError(f"{model}: unknown parameter(s) {', '.join(sorted(params))}")
 
 
 def history_matrix(histories: Sequence[History], n_items: int) -> sp.csr_matrix:

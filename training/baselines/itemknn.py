@@ -16,6 +16,7 @@ from training.baselines.interface import (
     take_int,
 )
 from training.dataset import History
+from training.errors import TrainingError
 
 K_GRID = ("5", "10", "20", "50", "100")
 BLOCK_ROWS = 1024  # rows of the dense similarity block held at once (bounded memory at 20k items)
@@ -63,7 +64,7 @@ class ItemKnn:
 
     def __init__(self, k: int) -> None:
         if k < 1:
-            raise ValueError("item-kNN needs k >= 1")
+            raise TrainingError("item-kNN needs k >= 1")
         self.k = k
         self.name = f"itemknn(k={k})"
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)

@@ -22,6 +22,7 @@ from training.baselines.interface import (
     take_int,
 )
 from training.dataset import History
+from training.errors import TrainingError
 
 BIAS_GRID = ("1", "3", "10", "30")
 MF_GRID = ("factors=16+reg=0.05", "factors=16+reg=0.1", "factors=32+reg=0.1", "factors=32+reg=0.2")
@@ -76,7 +77,7 @@ class BiasModel:
 
     def __init__(self, reg: float) -> None:
         if reg < 0:
-            raise ValueError("bias regularization must be >= 0")
+            raise TrainingError("bias regularization must be >= 0")
         self.reg = reg
         self.name = f"bias(reg={reg:g})"
         self.mean = 0.0
@@ -85,7 +86,7 @@ class BiasModel:
     def fit(self, data: TrainData) -> None:
         users, items, scores = data.scored()
         if len(scores) == 0:
-            raise ValueError("the training part has no scored entries")
+            raise TrainingError("the training part has no scored entries")
         shape = (data.n_users, data.n_items)
         by_user = _ratings_matrix(users, items, scores, shape)
         by_item = by_user.T.tocsr()
@@ -137,7 +138,7 @@ class BiasedMf:
 
     def __init__(self, factors: int, reg: float, iterations: int, seed: int = 0) -> None:
         if factors < 1 or reg <= 0 or iterations < 1:
-            raise ValueError("biased MF needs factors >= 1, reg > 0, iterations >= 1")
+            raise TrainingError("biased MF needs factors >= 1, reg > 0, iterations >= 1")
         self.factors, self.reg, self.iterations, self.seed = factors, reg, iterations, seed
         self.name = f"mf(f={factors},reg={reg:g})"
         self.mean = 0.0
@@ -147,7 +148,7 @@ class BiasedMf:
     def fit(self, data: TrainData) -> None:
         users, items, scores = data.scored()
         if len(scores) == 0:
-            raise ValueError("the training part has no scored entries")
+            raise TrainingError("the training part has no scored entries")
         by_user = _ratings_matrix(users, items, scores, (data.n_users, data.n_items))
         by_item = by_user.T.tocsr()
         self.mean = float(by_user.data.mean())

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from inference.config import PROJECT_ROOT
-from inference.errors import AnimerecError
+from training.errors import TrainingError
 from training.importers.report import ImportReport
 
 FORMATS = ("movielens", "cooperunion", "mal-csv", "mal-xml", "crawl")
@@ -69,15 +69,11 @@ def run_import(
         from training.crawl_store import import_crawl_store
 
         return import_crawl_store(source, out, service=service)
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    raise TrainingError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        report = run_import(args.format, args.input, args.out, args.catalog, args.service)
-    except (AnimerecError, ValueError, OSError) as exc:
-        print(f"import failed: {exc}", file=sys.stderr)
-        return 1
+    report = run_import(args.format, args.input, args.out, args.catalog, args.service)
     print(report.summary(), file=sys.stderr)
     unmatched = report.extra.get("unmatched_titles")
     if unmatched:

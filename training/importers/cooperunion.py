@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inference.animelist import STATUS_CODES, Status
+from training.errors import TrainingError
 from training.importers.report import ImportReport
 from training.importers.title_match import TitleMatcher, load_candidates
 from training.parquet_schema import InteractionWriter
@@ -24,7 +25,7 @@ COMPLETED = STATUS_CODES[Status.COMPLETED]
 MEMBERS = {"history": "anime_history.dat", "ratings": "anime_ratings.dat", "info": "anime_info.dat"}
 
 
-class CooperUnionFormatError(ValueError):
+class CooperUnionFormatError(TrainingError):
     """The zip is not the CooperUnion sample (missing members or headers)."""
 
 
@@ -63,7 +64,7 @@ def import_cooperunion(path: Path, out: Path, catalog_path: Path) -> ImportRepor
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
-        raise CooperUnionFormatError(f"{path}: not a readable zip ({exc})") from None
+        raise CooperUnionFormatError(f"{path}: not a readable zip ({exc})") from exc
     with archive:
         mal_ids: dict[int, int | None] = {}
         info_header = ("anime_ids", "name", "genre", "type", "episodes")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from inference.animelist import Status, status_code
+from training.errors import TrainingError
 from training.importers.report import ImportReport
 from training.parquet_schema import InteractionWriter
 
@@ -33,7 +34,7 @@ REQUIRED = (
 )
 
 
-class MalCsvFormatError(ValueError):
+class MalCsvFormatError(TrainingError):
     """The file lacks the MyAnimeList list columns."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inference.animelist import STATUS_CODES, Status
+from training.errors import TrainingError
 from training.importers.report import ImportReport
 from training.parquet_schema import InteractionWriter
 
@@ -20,7 +21,7 @@ COMPLETED = STATUS_CODES[Status.COMPLETED]
 INTER_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 
 
-class MovieLensFormatError(ValueError):
+class MovieLensFormatError(TrainingError):
     """The file is not a MovieLens ratings file at all (as opposed to a few bad rows)."""
 
 
