@@ -4,9 +4,9 @@ only what depends on the list.
 `filters.eligible` looks at every catalogue item in Python for every request (about 25 ms for 7k
 items, more than the whole model run). Almost all of it depends only on the catalogue (adult,
 recap, media type, genres) or on the day (not yet aired), so `EligibilityIndex` keeps those as
-arrays and each request combines them with numpy. The prequel rule is per item, but only
-franchises the user has an entry in need the rule's walk: in every other franchise nothing is
-watched, so each later entry is held back for the franchise's first entry (approximate mode).
+arrays and each request combines them with numpy. The franchise rule is per item, but its answer
+depends only on the list entries among the items its requirements connect it to: for the chains
+the list does not touch, the answer is the one an empty list gets, worked out once.
 
 The result is the `filters.Eligibility` that `filters.eligible` returns for the same input;
 tests/inference/test_eligibility_index.py checks that on many random lists and options.
@@ -22,12 +22,10 @@ from inference.animelist import AnimeList, Status
 from inference.catalog import Catalog
 from inference.filters import (
     REASONS,
-    WATCHED,
     Eligibility,
-    _approximate_prequel_rule,
-    _exact_prequel_rule,
     is_unaired,
     list_statuses,
+    prequel_rule,
 )
 from inference.franchise import FranchiseIndex
 from inference.options import RecommendOptions, catalog_genres
@@ -50,19 +48,17 @@ class EligibilityIndex:
         recaps = [i for i in range(n) if self.franchises.is_recap(i)]
         self._recap[recaps] = True
         self._media_types = np.array([item.media_type or "" for item in catalog], dtype=object)
-        self._franchise = np.array(
-            [-1 if item.franchise_id is None else item.franchise_id for item in catalog],
-            dtype=np.int64,
-        )
-        fr = self.franchises
-        self._later = np.zeros(n, dtype=bool)  # items the prequel rule may hold back
-        self._entry_point = np.full(n, -1, dtype=np.int64)  # approximate mode: first member
-        if fr.exact:
-            self._later[list(fr.prequels)] = True
-        else:
-            for members in fr.members.values():
-                self._later[list(members[1:])] = True
-                self._entry_point[list(members[1:])] = members[0]
+        # Items the franchise rule may hold back, the chain (connected by requirements) each item
+        # sits in, and what an untouched chain offers in each held-back item's place (−1: none).
+        self._later = np.zeros(n, dtype=bool)
+        self._later[list(self.franchises.requires)] = True
+        self._chain = _requirement_chains(n, self.franchises.requires)
+        self._fresh = np.full(n, -1, dtype=np.int64)
+        for i in self.franchises.requires:
+            held, entry = prequel_rule(i, {}, self.franchises, catalog)
+            assert held  # nothing on the list completes anything
+            if entry is not None:
+                self._fresh[i] = entry
         self._unaired_day: dt.date | None = None
         self._unaired = np.zeros(n, dtype=bool)
 
@@ -114,27 +110,15 @@ class EligibilityIndex:
             mask &= ~hit
 
         redirects: dict[int, int] = {}
-        held_back = 0
         later = mask & self._later
-        if self.franchises.exact:
-            walk = np.flatnonzero(later)
-        else:
-            touched = np.isin(self._franchise, [self._franchise[i] for i in statuses])
-            # A franchise with any watched member holds nothing back: only the rest need the walk
-            # (a long list touches hundreds of franchises, mostly watched ones).
-            watched = np.isin(
-                self._franchise, [self._franchise[i] for i, s in statuses.items() if s in WATCHED]
-            )
-            walk = np.flatnonzero(later & touched & ~watched & (self._franchise >= 0))
-            # Untouched franchises: nothing watched, every earlier member unlisted, so the rule
-            # holds each later entry back for the franchise's first entry.
-            quiet = np.flatnonzero(later & ~touched)
-            mask[quiet] = False
-            held_back += len(quiet)
-            redirects.update(zip(quiet.tolist(), self._entry_point[quiet].tolist(), strict=True))
-        rule = _exact_prequel_rule if self.franchises.exact else _approximate_prequel_rule
-        for i in walk.tolist():
-            held, entry = rule(i, statuses, self.franchises, self.catalog)
+        touched = np.isin(self._chain, [self._chain[i] for i in statuses])
+        quiet = np.flatnonzero(later & ~touched)
+        mask[quiet] = False
+        held_back = len(quiet)
+        offered = quiet[self._fresh[quiet] >= 0]
+        redirects.update(zip(offered.tolist(), self._fresh[offered].tolist(), strict=True))
+        for i in np.flatnonzero(later & touched).tolist():
+            held, entry = prequel_rule(i, statuses, self.franchises, self.catalog)
             if not held:
                 continue
             mask[i] = False
@@ -156,3 +140,21 @@ class EligibilityIndex:
         if not columns:
             return np.zeros(len(self.catalog), dtype=bool)
         return np.asarray(self._genres[:, columns].any(axis=1), dtype=bool)
+
+
+def _requirement_chains(n: int, requires: dict[int, tuple[int, ...]]) -> np.ndarray:
+    """int64 [n]: a label per connected component of the requirement graph."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, required in requires.items():
+        for r in required:
+            a, b = find(i), find(r)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(n)], dtype=np.int64)

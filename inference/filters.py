@@ -4,11 +4,16 @@
 item was left out, how many items it removed; each excluded item is counted once, under the first
 reason in `REASONS` that applies, so the counts add up to the number of excluded items.
 
-Sequels whose prequel the user has not watched are held back and their franchise's entry point is
-offered instead: `Eligibility.redirects` maps each held-back item to that entry point, and
-`redirect_utilities` hands the better of the two utilities to the entry point, so a strong signal
-for "season 3" still surfaces "season 1". With relations (a live catalogue) prequels are facts;
-offline they are approximated from franchise order (see `inference.franchise`).
+The franchise rule ("unwatched_prequel"): an item that requires earlier entries
+(`FranchiseIndex.requires`: sequels, later seasons, sequel films, side stories, spin-offs, the
+older version of a remake) is offered only once the user has completed one of them; watching one
+that is still airing counts, since a long runner cannot be completed. It stays eligible when the
+user put it on their plan-to-watch list themselves, unless what it requires was dropped: nothing
+that follows a dropped entry is offered. A held-back item's place goes to the next entry the user
+should watch (`Eligibility.redirects`), found by walking its requirements back to one whose own
+requirements are met, and `redirect_utilities` hands the better of the two utilities to it, so a
+strong signal for "season 3" still surfaces "season 1". Nothing is offered in its place when the
+walk meets a dropped entry or one the user is in the middle of.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ REASONS = (
     "missing_genre",  # has none of the genres asked for
     "unwatched_prequel",  # a later entry of a franchise the user has not started
 )
-# Statuses that mean the user has seen (some of) a title, enough to be offered what follows it.
-WATCHED = frozenset({Status.COMPLETED, Status.WATCHING, Status.ON_HOLD})
+# Statuses of a requirement that stop the walk to what to offer instead: the user gave up on it,
+# or is in the middle of it (offering it again would be noise).
+_STOPS = frozenset({Status.DROPPED, Status.WATCHING, Status.ON_HOLD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +55,22 @@ class Eligibility:
 
 
 def list_statuses(animelist: AnimeList, catalog: Catalog) -> dict[int, Status]:
-    """Vocabulary index -> the user's status; titles outside the catalogue are skipped."""
+    """Vocabulary index -> the user's status; titles outside the catalogue are skipped. A rewatch
+    counts as completed (AniList's "repeating" is a watching status on something seen through)."""
     out: dict[int, Status] = {}
     for entry in animelist.entries:
         index = catalog.index_of(entry.mal_id)
         if index is not None:
-            out[index] = entry.status
+            out[index] = Status.COMPLETED if entry.rewatching else entry.status
     return out
+
+
+def completes(status: Status | None, item: CatalogItem) -> bool:
+    """Whether a list entry lets what follows it be offered: completed, or being watched while it
+    is still airing (nobody can complete a series that has not ended)."""
+    return status == Status.COMPLETED or (
+        status == Status.WATCHING and item.airing_status == "airing"
+    )
 
 
 def is_unaired(item: CatalogItem, today: dt.date) -> bool:
@@ -100,10 +115,7 @@ def eligible(
 
     redirects: dict[int, int] = {}
     for i in np.flatnonzero(mask).tolist():
-        if franchises.exact:
-            held, entry = _exact_prequel_rule(i, statuses, franchises, catalog)
-        else:
-            held, entry = _approximate_prequel_rule(i, statuses, franchises, catalog)
+        held, entry = prequel_rule(i, statuses, franchises, catalog)
         if not held:
             continue
         mask[i] = False
@@ -156,51 +168,42 @@ def _first_reason(
     return None
 
 
-def _exact_prequel_rule(
+def prequel_rule(
     i: int, statuses: dict[int, Status], franchises: FranchiseIndex, catalog: Catalog
 ) -> tuple[bool, int | None]:
-    """(held back?, entry point) following prequel relations back from item i."""
-    preds = franchises.prequels.get(i)
-    if not preds or any(statuses.get(p) in WATCHED for p in preds):
+    """(held back?, what to offer in its place) for item i; see the module doc."""
+    required = franchises.requires.get(i)
+    if not required:
         return False, None
+    listed = [(r, statuses[r]) for r in required if r in statuses]
+    if any(completes(status, catalog[r]) for r, status in listed):
+        return False, None
+    if any(status == Status.DROPPED for _, status in listed):
+        return True, None
+    if statuses.get(i) == Status.PLAN_TO_WATCH:
+        return False, None
+    return True, next_to_watch(i, statuses, franchises, catalog)
+
+
+def next_to_watch(
+    i: int, statuses: dict[int, Status], franchises: FranchiseIndex, catalog: Catalog
+) -> int | None:
+    """Walk i's requirements back (the preferred one each time) to the first entry whose own
+    requirements are met; None when the walk meets an entry the user dropped or is watching."""
     current, seen = i, {i}
     while True:
-        preds = franchises.prequels.get(current)
-        if not preds:
-            return True, current
-        listed = [statuses[p] for p in preds if p in statuses]
-        if any(s in WATCHED for s in listed):
-            return True, current
-        planned = [p for p in preds if statuses.get(p) == Status.PLAN_TO_WATCH]
-        if planned:
-            return True, planned[0]
-        if listed:  # dropped: the user gave up on this franchise; offer nothing in its place
-            return True, None
-        # Several prequels (a sequel to two series): follow the earliest-numbered one.
-        current = min(preds, key=lambda p: catalog[p].mal_id)
+        required = franchises.requires.get(current, ())
+        if not required:
+            return None if current == i else current
+        listed = [(r, statuses[r]) for r in required if r in statuses]
+        if current != i and any(completes(s, catalog[r]) for r, s in listed):
+            return current
+        if any(s in _STOPS for _, s in listed):
+            return None
+        current = required[0]
         if current in seen:  # relation cycles exist in the wild
-            return True, None
+            return None
         seen.add(current)
-
-
-def _approximate_prequel_rule(
-    i: int, statuses: dict[int, Status], franchises: FranchiseIndex, catalog: Catalog
-) -> tuple[bool, int | None]:
-    """(held back?, entry point) from franchise order: no relations to follow offline."""
-    earlier = franchises.earlier_members(catalog, i)
-    if not earlier:
-        return False, None
-    fid = catalog[i].franchise_id
-    assert fid is not None  # earlier members exist only inside a franchise
-    if any(statuses.get(m) in WATCHED for m in franchises.members[fid]):
-        return False, None
-    for m in earlier:
-        status = statuses.get(m)
-        if status == Status.DROPPED:
-            return True, None
-        if status is None or status == Status.PLAN_TO_WATCH:
-            return True, m
-    return True, None
 
 
 def redirect_utilities(utilities: np.ndarray, eligibility: Eligibility) -> np.ndarray:
@@ -218,13 +221,14 @@ def exclusion_notes(eligibility: Eligibility) -> list[str]:
     held = eligibility.excluded["unwatched_prequel"]
     if held:
         how = (
-            " (which entry comes first is guessed from titles and dates)"
+            " (which entry comes first is guessed from titles, types and air dates)"
             if eligibility.approximate_franchises
             else ""
         )
         notes.append(
-            f"Left out {_count(held, 'later entry', 'later entries')} of franchises you have not "
-            f"started; their first entries were considered instead{how}."
+            f"Left out {_count(held, 'title that follows', 'titles that follow')} an entry you "
+            f"have not completed (sequels, side stories, older versions); what to watch first "
+            f"was considered instead{how}."
         )
     for reason, one, many in (
         ("adult", "adult title", "adult titles"),

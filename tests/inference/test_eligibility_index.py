@@ -15,6 +15,7 @@ from inference.franchise import FranchiseIndex
 from inference.options import RecommendOptions, catalog_genres
 from tests.bot.conftest import bot_catalog
 from tests.conftest import ROOT
+from tests.inference.franchise_fixture import load_fixture, relations_catalog, stems_catalog
 from tests.inference.small_catalogs import with_relations, without_relations
 from tests.tiny_bundle import tiny_catalog
 
@@ -27,8 +28,17 @@ def random_case(
     n = len(catalog)
     size = int(rng.integers(0, min(n, 40) + 1))
     picked = rng.choice(n, size=size, replace=False)
+    if rng.random() < 0.5:
+        # Lists that know a few franchises well: most of the franchise rule's cases live there.
+        seeds = {catalog[int(i)].franchise_id for i in rng.choice(n, size=min(n, 3), replace=False)}
+        pool = [i for i, it in enumerate(catalog) if it.franchise_id in seeds]
+        picked = rng.choice(pool, size=int(rng.integers(0, len(pool) + 1)), replace=False)
     entries = [
-        ListEntry(mal_id=catalog[int(i)].mal_id, status=STATUSES[int(rng.integers(5))])
+        ListEntry(
+            mal_id=catalog[int(i)].mal_id,
+            status=STATUSES[int(rng.integers(5))],
+            rewatching=bool(rng.random() < 0.1),
+        )
         for i in picked
     ]
     entries.append(ListEntry(mal_id=-5, status=Status.COMPLETED))  # not in the catalogue
@@ -68,6 +78,9 @@ CATALOGS = {
     "offline": without_relations,
     "bot": bot_catalog,
     "tiny-bundle": tiny_catalog,
+    # real franchises: remakes, spin-offs, recaps, prequels made later, long runners
+    "fixture-relations": lambda: relations_catalog(load_fixture()),
+    "fixture-stems": lambda: stems_catalog(load_fixture()),
 }
 
 

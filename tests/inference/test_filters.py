@@ -191,18 +191,21 @@ def test_real_offline_catalogue(shared_data: Path, tmp_path: Path) -> None:
 def test_exclusion_notes_say_what_was_held_back_and_how_sure_we_are() -> None:
     exact = eligible(with_relations(), animelist(), RecommendOptions(), today=TODAY)
     notes = exclusion_notes(exact)
-    assert notes[0].startswith("Left out 2 later entries of franchises you have not started;")
+    assert notes[0].startswith(
+        "Left out 2 titles that follow an entry you have not completed (sequels, side stories, "
+        "older versions);"
+    )
     assert "guessed" not in notes[0]
     assert "Left out 1 adult title." in notes
     assert "Left out 1 title not aired yet." in notes
     offline = eligible(without_relations(), animelist(), RecommendOptions(), today=TODAY)
-    assert "guessed from titles" in exclusion_notes(offline)[0]
+    assert "guessed from titles, types and air dates" in exclusion_notes(offline)[0]
     everything = RecommendOptions(adult=True, unaired=True)
     assert exclusion_notes(
         eligible(with_relations(), animelist((10, Status.COMPLETED)), everything, today=TODAY)
     ) == [
-        "Left out 1 later entry of franchises you have not started; "
-        "their first entries were considered instead."
+        "Left out 1 title that follows an entry you have not completed (sequels, side stories, "
+        "older versions); what to watch first was considered instead."
     ]
     with pytest.raises(ValueError, match="unknown genre"):
         eligible(with_relations(), animelist(), RecommendOptions(include_genres=("x",)))
