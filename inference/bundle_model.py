@@ -287,7 +287,7 @@ class BundleModel:
         keep = self.max_len - 1
         window = set(np.asarray(entries.items[max(len(entries) - keep, 0) :]).tolist())
         inside = [r for r, item in enumerate(gone_items.tolist()) if item in window]
-        logits = np.repeat(full.watch_logits[None, :].astype(np.float64), len(removed), axis=0)
+        own_logits: dict[int, np.ndarray] = {}
         scores = [full.encoder_scores[p].astype(np.float64) for p in probes]
         drops = [full.drop_probs[p].astype(np.float64) for p in probes]
         if inside:
@@ -305,12 +305,13 @@ class BundleModel:
                 for row, r in enumerate(inside):
                     scores[r] = all_scores[row, probes[r]].astype(np.float64)
                     drops[r] = all_drops[row, probes[r]].astype(np.float64)
-            logits[inside] = rows
+            own_logits = {r: rows[row].astype(np.float64) for row, r in enumerate(inside)}
         pair_row = np.repeat(np.arange(len(removed)), [len(p) for p in probes])
         features, asked, is_candidate = self._variant_features(
             entries,
             gone_items,
-            logits,
+            full.watch_logits.astype(np.float64),
+            own_logits,
             pair_row,
             np.concatenate(probes),
             np.concatenate(scores),
@@ -347,75 +348,112 @@ class BundleModel:
         entries: Entries,
         removed: np.ndarray,
         logits: np.ndarray,
+        own_logits: dict[int, np.ndarray],
         pair_row: np.ndarray,
         pair_item: np.ndarray,
         pair_score: np.ndarray,
         pair_drop: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ranker and score-head features of (variant `pair_row`, item `pair_item`) pairs, where
-        variant r is `entries` without item `removed[r]` and `logits[r]` its watch logits; and
-        whether `select_candidates` would pick the item for that variant.
+        variant r is `entries` without item `removed[r]`; and whether `select_candidates` would
+        pick the item for that variant. `logits` are the whole list's watch logits, `own_logits[r]`
+        a variant's own where the encoder saw it differently.
 
         The same numbers as `select_candidates`, `ranker_features` and `score_features` give on
-        each variant (see RANKER_FEATURES and SCORE_FEATURES for what each column is), computed
-        for all variants at once.
+        each variant (RANKER_FEATURES and SCORE_FEATURES say what each column is). A variant
+        differs from the whole list in one item and that item's neighbours, so each rank is the
+        rank among the whole list's values (one sort) corrected for the few values that changed,
+        not a pass over the vocabulary per variant.
         """
         facts = self.facts
-        n, n_rows = self.n_items, len(removed)
         r, p = pair_row, pair_item
+        c = removed[r]  # the item each pair's variant lacks
         items = np.asarray(entries.items, dtype=np.int64)
         statuses = np.asarray(entries.statuses, dtype=np.int64)
         gone = items[None, :] == removed[:, None]  # [variants, entries]: what each one lacks
         n_gone = gone.sum(axis=1)
+        newly = (n_gone > 0)[r]  # the removed item is unseen in the variant
         remaining = ~gone
-        on_list = np.zeros(n, dtype=bool)
-        on_list[items] = True
-        unseen = np.repeat(~on_list[None, :], n_rows, axis=0)
-        unseen[np.arange(n_rows), removed] |= n_gone > 0
+        unseen = np.ones(self.n_items, dtype=bool)
+        unseen[items] = False
+        free = unseen[p] | ((p == c) & newly)
+        planned = ~free & np.isin(p, items[statuses == _PLAN_TO_WATCH]) & (p != c)
+        take = np.minimum(self.n_candidates, int(unseen.sum()) + newly)
+        joins = newly[:, None]  # the removed item itself: unseen once it is off the list
 
-        # The fine-tuned stage: log-probability over the unseen items and the stable rank there.
+        # The fine-tuned stage: log-probability over the unseen items, stable rank among them.
+        # Without an entry, that entry joins the unseen items.
         masked = np.where(unseen, logits, -np.inf)
-        top = masked.max(axis=1, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)
-        log_norm = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
-        take = np.minimum(self.n_candidates, unseen.sum(axis=1))
-        free = unseen[r, p]
-        planned_items = items[statuses == _PLAN_TO_WATCH]
-        planned = ~free & np.isin(p, planned_items) & (p != removed[r])
-        raw = logits[r, p]
-        ranks = _pair_ranks(masked, r, p, raw, free)
+        log_norm_all = _log_sum_exp(masked)
+        raw = logits[p]
+        log_norm = np.where(newly, np.logaddexp(log_norm_all, logits[c]), log_norm_all)
+        ranks = _ChangedRanks(masked).ranks(p, raw, free, c[:, None], logits[c][:, None], joins)
+        for row, row_logits in own_logits.items():  # variants the encoder saw anew
+            mine = r == row
+            row_unseen = unseen.copy()
+            row_unseen[removed[row]] |= bool(n_gone[row])
+            row_masked = np.where(row_unseen, row_logits, -np.inf)
+            raw[mine] = row_logits[p[mine]]
+            log_norm[mine] = _log_sum_exp(row_masked)
+            ranks[mine] = _direct_ranks(row_masked, p[mine], raw[mine], free[mine])
 
-        # The item-item stages: the whole list's scores less the removed item's row.
+        # The item-item stages: the whole list's scores, less the removed item's neighbour row.
         k = facts.neighbour_items.shape[1]
-        near = np.repeat(facts.neighbour_scores(items)[None, :], n_rows, axis=0)
-        if k:
-            weights = facts.neighbour_weights[removed].astype(np.float64) * n_gone[:, None]
-            np.subtract.at(
-                near, (np.repeat(np.arange(n_rows), k), facts.neighbour_items[removed].ravel()),
-                weights.ravel(),
-            )  # fmt: skip
-        after = np.repeat(facts.transition_scores(items)[None, :], n_rows, axis=0)
+        near_all = facts.neighbour_scores(items)
+        # The items whose score moves: the removed item's neighbours, and the item itself.
+        changed = np.concatenate([facts.neighbour_items[removed], removed[:, None]], axis=1)
+        delta = np.zeros(changed.shape)
+        delta[:, :k] = facts.neighbour_weights[removed].astype(np.float64) * n_gone[:, None]
+        changed[(changed[:, :k] == removed[:, None]).any(axis=1), k] = -1  # already a neighbour
+        ordered = np.sort(changed, axis=1)
+        if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+            changed, delta = _merge_repeats(changed, delta)
+        near_changed, near_delta = changed[r], delta[r]
+        near = near_all[p] - (near_delta * (near_changed == p[:, None])).sum(axis=1)
+        near_ranks = _ChangedRanks(np.where(unseen, near_all, -np.inf)).ranks(
+            p,
+            near,
+            free,
+            near_changed,
+            near_all[np.maximum(near_changed, 0)] - near_delta,
+            (near_changed == c[:, None]) & newly[:, None],
+        )
+        after_all = facts.transition_scores(items)
+        after = after_all[p]
         if facts.transition_items.shape[1]:
-            newest = len(items) - len(TRANSITION_WEIGHTS)
-            for row in np.flatnonzero(gone[:, max(newest, 0) :].any(axis=1)).tolist():
-                after[row] = facts.transition_scores(items[remaining[row]])
-        near_ranks = _pair_ranks(np.where(unseen, near, -np.inf), r, p, near[r, p], free)
-        after_ranks = _pair_ranks(np.where(unseen, after, -np.inf), r, p, after[r, p], free)
+            after_ranks = _ChangedRanks(np.where(unseen, after_all, -np.inf)).ranks(
+                p, after, free, c[:, None], after_all[c][:, None], joins
+            )
+        else:  # every score is 0: the rank is the count of unseen items before the item
+            before = np.cumsum(unseen) - unseen
+            after_ranks = np.where(free, before[p] + (newly & (c < p)), 0).astype(np.int64)
+        if facts.transition_items.shape[1]:
+            # Transitions come from the newest entries: a variant without one of them is new.
+            newest = max(len(items) - len(TRANSITION_WEIGHTS), 0)
+            for row in np.flatnonzero(gone[:, newest:].any(axis=1)).tolist():
+                mine = r == row
+                row_unseen = unseen.copy()
+                row_unseen[removed[row]] = True
+                row_after = facts.transition_scores(items[remaining[row]])
+                after[mine] = row_after[p[mine]]
+                after_ranks[mine] = _direct_ranks(
+                    np.where(row_unseen, row_after, -np.inf), p[mine], after[mine], free[mine]
+                )
         # A list that holds every item has no candidates at all, plan-to-watch ones included.
-        is_candidate = (take[r] > 0) & (
+        is_candidate = (take > 0) & (
             planned
             | (
                 free
                 & (
-                    (ranks < take[r])
-                    | ((k > 0) & (near_ranks < take[r]))
-                    | ((facts.transition_items.shape[1] > 0) & (after_ranks < take[r]))
+                    (ranks < take)
+                    | ((k > 0) & (near_ranks < take))
+                    | ((facts.transition_items.shape[1] > 0) & (after_ranks < take))
                 )
             )
         )
 
         out = np.zeros((len(p), N_RANKER_FEATURES), dtype=np.float32)
-        out[:, 0] = raw - log_norm[r]
+        out[:, 0] = raw - log_norm
         out[:, 1] = np.log1p(ranks)
         out[:, 2] = (pair_score.astype(np.float32) - 7.0) / 2.0
         out[:, 3] = pair_drop
@@ -429,17 +467,21 @@ class BundleModel:
         if facts.genres.shape[1]:
             user_scores = np.asarray(entries.scores, dtype=np.float32)
             weights32 = np.where(user_scores > 0, user_scores / 10.0, 0.5).astype(np.float32)
-            profiles = (remaining * weights32[None, :]).astype(np.float32) @ facts.genres[items]
-            profile = profiles[r]
+            # The whole list's genre profile less the removed entries' share (a matrix product
+            # per variant would call a multi-threaded BLAS for a few thousand numbers).
+            genres = facts.genres[items]
+            variant, entry = np.nonzero(gone)
+            taken = np.zeros((len(removed), genres.shape[1]), dtype=np.float32)
+            np.add.at(taken, variant, weights32[entry, None] * genres[entry])
+            profile = (weights32 @ genres)[None, :] - taken[r]
             candidate = facts.genres[p]
             norms = np.linalg.norm(candidate, axis=1) * (np.linalg.norm(profile, axis=1) + 1e-9)
             affinity = (candidate * profile).sum(axis=1) / np.maximum(norms, 1e-9)
             out[:, 8] = np.where(remaining[r].any(axis=1), affinity, 0.0)
-        length = remaining.sum(axis=1)
-        out[:, 9] = np.log1p(length[r])
-        out[:, 10] = near[r, p]
+        out[:, 9] = np.log1p(remaining.sum(axis=1)[r])
+        out[:, 10] = near
         out[:, 11] = np.log1p(near_ranks)
-        out[:, 12] = after[r, p]
+        out[:, 12] = after
         out[:, 13] = np.log1p(after_ranks)
 
         asked = np.zeros((len(p), N_SCORE_FEATURES), dtype=np.float32)
@@ -457,7 +499,7 @@ class BundleModel:
         if k:
             # |weight| from each entry to each asked item (zero where it is not a neighbour).
             asked_items, column = np.unique(p, return_inverse=True)
-            position = np.full(n, -1, dtype=np.int64)
+            position = np.full(self.n_items, -1, dtype=np.int64)
             position[asked_items] = np.arange(len(asked_items))
             where = position[facts.neighbour_items[items]]  # [entries, k]
             hit = where >= 0
@@ -494,15 +536,76 @@ def _without(entries: Entries, item: int) -> Entries:
     )
 
 
-def _pair_ranks(
-    values: np.ndarray, rows: np.ndarray, items: np.ndarray, at: np.ndarray, stable: np.ndarray
+def _merge_repeats(changed: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (item, delta) with each item once, its deltas summed (−1 pads)."""
+    merged = np.full(changed.shape, -1, dtype=np.int64)
+    summed = np.zeros(delta.shape)
+    for row in range(len(changed)):
+        real = changed[row] >= 0
+        items, where = np.unique(changed[row, real], return_inverse=True)
+        merged[row, : len(items)] = items
+        np.add.at(summed[row], where, delta[row, real])
+    return merged, summed
+
+
+def _log_sum_exp(values: np.ndarray) -> float:
+    """log Σ exp over the finite values (−inf where there are none), as select_candidates sums."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return -np.inf
+    top = finite.max()
+    return float(top + np.log(np.exp(finite - top).sum()))
+
+
+def _direct_ranks(
+    values: np.ndarray, items: np.ndarray, at: np.ndarray, stable: np.ndarray
 ) -> np.ndarray:
-    """Where value `at[j]` stands in row `rows[j]` of `values`, sorted best first: the larger
-    values come before it and, where `stable[j]` (the item is itself in the row, as
-    `argsort(-values, kind="stable")` places it), the equal ones with a smaller index too."""
-    block = values[rows]  # [pairs, n_items]
-    ahead = (block > at[:, None]).sum(axis=1)
-    ties = ((block == at[:, None]) & (np.arange(values.shape[1])[None, :] < items[:, None])).sum(
-        axis=1
-    )
+    """Where values `at[j]` stand among `values` sorted best first: the larger values come before
+    and, where `stable[j]` (item `items[j]` is itself among them, as `argsort(-values,
+    kind="stable")` places it), the equal ones with a smaller index too."""
+    ahead = (values[None, :] > at[:, None]).sum(axis=1)
+    before = np.arange(len(values))[None, :] < items[:, None]
+    ties = ((values[None, :] == at[:, None]) & before).sum(axis=1)
     return (ahead + np.where(stable, ties, 0)).astype(np.int64)
+
+
+class _ChangedRanks:
+    """`_direct_ranks` among vectors that differ from `values` in a few places, from one sort.
+
+    `values` holds −inf for items that are not ranked (those on the list). Pair j's vector is
+    `values` with the items `changed[j]` (−1: padding) set to `new[j]`; a changed item that is
+    −inf in `values` (on the list) is ranked, with its new value, where `joins[j]` says so (the
+    removed entry, which leaves the list).
+    """
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.order = np.argsort(values, kind="stable")  # ascending; equal values by index
+        self.sorted = values[self.order]
+
+    def ranks(
+        self,
+        items: np.ndarray,
+        at: np.ndarray,
+        stable: np.ndarray,
+        changed: np.ndarray,
+        new: np.ndarray,
+        joins: np.ndarray,
+    ) -> np.ndarray:
+        right = np.searchsorted(self.sorted, at, side="right")
+        left = np.searchsorted(self.sorted, at, side="left")
+        ranks = (len(self.sorted) - right).astype(np.int64)
+        for j in np.flatnonzero(stable & (right > left)).tolist():
+            ranks[j] += int(np.searchsorted(self.order[left[j] : right[j]], items[j]))
+        real = changed >= 0
+        was_ranked = real & np.isfinite(self.values[np.maximum(changed, 0)])
+        now_ranked = was_ranked | (real & joins)
+
+        def ahead(value: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+            before = (value > at[:, None]) | (
+                stable[:, None] & (value == at[:, None]) & (changed < items[:, None])
+            )
+            return (ranked & before).sum(axis=1)
+
+        old = np.where(was_ranked, self.values[np.maximum(changed, 0)], -np.inf)
+        return ranks - ahead(old, was_ranked) + ahead(new, now_ranked)

@@ -367,11 +367,8 @@ class Engine:
         if self._below_mean_rule(user):
             assert user.mean_score is not None
             demoted |= scored.predicted_scores < user.mean_score - BELOW_MEAN_DEMOTION
-        liked_franchises = [
-            self._franchise_ids[i]
-            for i in user.entries
-            if user.completed(i) and user.liked(i) and self._franchise_ids[i] >= 0
-        ]
+        liked_franchises = self._franchise_ids[user.completed_liked]
+        liked_franchises = liked_franchises[liked_franchises >= 0]
         # An extra of a series the user finished and liked is theirs to want; so is one they
         # put on their own plan-to-watch list.
         demoted |= (

@@ -264,6 +264,8 @@ class UserContext:
             ],
             dtype=np.float64,
         )
+        # Liked and finished: whose extras (specials...) the user may well want.
+        self.completed_liked = np.array([i for i in anchors if self.completed(i)], dtype=np.int64)
 
     def status(self, index: int) -> Status | None:
         entry = self.entries.get(index)
@@ -335,6 +337,10 @@ class Explainer:
         self.catalog = catalog
         self.franchises = franchises or FranchiseIndex.build(catalog)
         self.titles = Titles(catalog, title_language)
+        self._franchise = np.array(
+            [-1 if item.franchise_id is None else item.franchise_id for item in catalog],
+            dtype=np.int64,
+        )
         self._emb: np.ndarray | None = None
         if item_embeddings is not None:
             emb = np.asarray(item_embeddings, dtype=np.float64)
@@ -347,18 +353,21 @@ class Explainer:
         self, index: int, user: UserContext, k: int = MAX_CANDIDATE_CAUSES
     ) -> list[int]:
         """The liked entries (vocabulary indices) to try as causes of pick `index`: up to `k`, the
-        most similar to it first (cos × liked weight), none from its own franchise."""
+        most similar to it first (cos × liked weight, positive only), none from its own
+        franchise."""
         if self._emb is None or len(user.anchor_indices) == 0 or k <= 0:
             return []
         anchors, weights = user.anchor_indices, user.anchor_weights
-        fid = self.catalog[index].franchise_id
-        if fid is not None:
-            other = np.array([self.catalog[int(a)].franchise_id != fid for a in anchors])
+        fid = self._franchise[index]
+        if fid >= 0:
+            other = self._franchise[anchors] != fid
             anchors, weights = anchors[other], weights[other]
         if len(anchors) == 0:
             return []
         contributions = (self._emb[anchors] @ self._emb[index]) * weights
         order = np.argsort(-contributions, kind="stable")[:k]
+        # An entry pointing away from the pick is not worth a run through the model.
+        order = order[contributions[order] > 0]
         return [int(a) for a in anchors[order]]
 
     def franchise_line(self, index: int, user: UserContext) -> str | None:
