@@ -23,8 +23,10 @@ from inference.catalog import Catalog
 from inference.filters import (
     REASONS,
     Eligibility,
+    completes,
     is_unaired,
     list_statuses,
+    next_to_watch,
     prequel_rule,
 )
 from inference.franchise import FranchiseIndex
@@ -53,6 +55,10 @@ class EligibilityIndex:
         self._later = np.zeros(n, dtype=bool)
         self._later[list(self.franchises.requires)] = True
         self._chain = _requirement_chains(n, self.franchises.requires)
+        # Every (item, one of its requirements) pair, flattened.
+        pairs = [(i, r) for i, required in self.franchises.requires.items() for r in required]
+        self._owner = np.array([i for i, _ in pairs], dtype=np.int64)
+        self._required = np.array([r for _, r in pairs], dtype=np.int64)
         self._fresh = np.full(n, -1, dtype=np.int64)
         for i in self.franchises.requires:
             held, entry = prequel_rule(i, {}, self.franchises, catalog)
@@ -109,24 +115,38 @@ class EligibilityIndex:
             counts[reason] = int(hit.sum())
             mask &= ~hit
 
-        redirects: dict[int, int] = {}
         later = mask & self._later
         touched = np.isin(self._chain, [self._chain[i] for i in statuses])
         quiet = np.flatnonzero(later & ~touched)
         mask[quiet] = False
         held_back = len(quiet)
         offered = quiet[self._fresh[quiet] >= 0]
-        redirects.update(zip(offered.tolist(), self._fresh[offered].tolist(), strict=True))
-        for i in np.flatnonzero(later & touched).tolist():
-            held, entry = prequel_rule(i, statuses, self.franchises, self.catalog)
-            if not held:
-                continue
-            mask[i] = False
-            held_back += 1
-            if entry is not None:
-                redirects[i] = entry
+        # The rest, `prequel_rule` on arrays: free when a requirement is completed, or when the
+        # item is planned and no requirement was dropped; held without a stand-in after a drop;
+        # only the items left need the walk to what to watch first.
+        rest = np.flatnonzero(later & touched)
+        done = np.zeros(n, dtype=bool)
+        dropped = np.zeros(n, dtype=bool)
+        for i, status in statuses.items():
+            done[i] = completes(status, self.catalog[i])
+            dropped[i] = status == Status.DROPPED
+        met = np.bincount(self._owner, weights=done[self._required], minlength=n)[rest] > 0
+        gave_up = np.bincount(self._owner, weights=dropped[self._required], minlength=n)[rest] > 0
+        free = met | (planned[rest] & ~gave_up)
+        held = rest[~free]
+        mask[held] = False
+        held_back += len(held)
+        walked = []
+        for i in rest[~free & ~gave_up].tolist():
+            entry = next_to_watch(i, statuses, self.franchises, self.catalog)
+            if entry is not None and mask[entry]:
+                walked.append((i, entry))
         counts["unwatched_prequel"] = held_back
-        redirects = {i: e for i, e in sorted(redirects.items()) if mask[e]}
+        # A stand-in that another filter removed is none: keep only eligible ones, in item order
+        # (two sorted runs: the sort only merges them).
+        offered = offered[mask[self._fresh[offered]]]
+        quiet_pairs = zip(offered.tolist(), self._fresh[offered].tolist(), strict=True)
+        redirects = dict(sorted([*quiet_pairs, *walked]))
         return Eligibility(
             mask=mask,
             plan_to_watch=planned & mask,
