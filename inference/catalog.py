@@ -36,8 +36,10 @@ SEASONS = ("winter", "spring", "summer", "fall")
 
 # Relation types that keep two entries in one franchise (DESIGN §3). "alternative_version" is
 # MyAnimeList's name and "alternative" AniList's for the same thing; AniList's "compilation" is what
-# MyAnimeList calls a summary (a recap film cut from a series). Spin-offs, adaptations and "other"
-# are left out: they join unrelated shows (a crossover would merge two franchises).
+# MyAnimeList calls a summary (a recap film cut from a series). Adaptations and "other" are left
+# out: they join unrelated shows. Spin-offs are left out here too; the live builder
+# (`training.catalog_live.franchise_components`) joins a spin-off or side story to its parent's
+# franchise only when it hangs off one franchise, so a crossover merges nothing.
 FRANCHISE_RELATIONS = frozenset(
     {
         "sequel",

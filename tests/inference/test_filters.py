@@ -113,7 +113,7 @@ def test_offline_franchise_order_approximates_prequels_and_titles_find_recaps() 
     assert _allowed(catalog, fresh.mask) == {100, 200}
     assert fresh.excluded["recap"] == 1  # "Space Pirates Recap", by its title
     assert {catalog[v].mal_id for v in fresh.redirects.values()} == {100}
-    # Having watched any part of the franchise opens the rest of it.
+    # Completing the first series opens what aired after it (the film, the second season).
     fan = eligible(catalog, animelist((100, Status.COMPLETED)), RecommendOptions(), today=TODAY)
     assert _allowed(catalog, fan.mask) == {101, 102, 200}
 
