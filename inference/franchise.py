@@ -11,8 +11,8 @@ named by `FranchiseIndex.method`:
   story requires its parent. A spin-off requires its parent or anything before it (Railgun needs
   an Index season, not the latest one); spin-offs belong to their parent's franchise (the
   catalogue builder joins them) so only one of the two is picked per list.
-- the approximation, for the offline catalogue (no relations; franchises are title-stem groups).
-  Inside a group, TV series are the main line in air order (films and OVAs hang off it): each
+- the approximation, for the offline catalogue (no relations; its franchises are title-stem
+  groups joined by TMDB series, see `training.catalog_build`). Inside a franchise, TV series are the main line in air order (films and OVAs hang off it): each
   series requires the one before it, anything else the latest series aired before it. A later
   series that is more popular than every earlier one and carries no season marker ("Brotherhood"),
   or whose title says it restarts ("(2011)", "1st Season"), starts a new line (a remake). Air order
@@ -128,7 +128,8 @@ class FranchiseIndex:
     method: str  # "relations" or "approximate: ..." (what `exact` means, for people)
     # vocabulary index -> its direct prequels in viewing order (exact mode only; "Sequel to Z")
     prequels: dict[int, tuple[int, ...]]
-    # vocabulary index -> items, any one of which completed lets it be offered (preferred first)
+    # vocabulary index -> items, any one of which completed lets it be offered; earliest aired
+    # first, the one the walk to a stand-in follows
     requires: dict[int, tuple[int, ...]]
     # franchise id -> member indices in viewing (air) order
     members: dict[int, tuple[int, ...]]
