@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -185,6 +186,14 @@ def setup_distributed(device: str = "auto") -> Dist:
     if world == 1:
         return Dist(0, 1, torch.device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    # DistributedDataParallel's constructor imports torch._dynamo, which imports
+    # torch.distributed.nn.functional, whose functions have `group=group.WORLD` as a default
+    # argument. Imported after init_process_group, those defaults hold the default group for
+    # the life of the interpreter: destroy_process_group cannot free it, and its gloo threads and
+    # sockets live on into interpreter shutdown while the other rank exits (a rank sometimes
+    # aborted there: "terminate called without an active exception"). Imported first, they hold
+    # None, and teardown_distributed really ends the group.
+    importlib.import_module("torch._dynamo")
     if device == "cuda":
         torch.cuda.set_device(local_rank)
         torch_dist.init_process_group("nccl")

@@ -20,7 +20,7 @@ PARAM_TOLERANCE = 1e-5
 REPO = Path(__file__).resolve().parents[2]
 
 
-def train(command: list[str], data: Path, out: Path) -> None:
+def train(command: list[str], data: Path, out: Path, module: str = "training") -> None:
     settings = [
         "--config",
         TINY,
@@ -43,9 +43,14 @@ def train(command: list[str], data: Path, out: Path) -> None:
         "--set",
         "train.bucket_batches=2",  # length-sorted batches split across ranks, too
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "THREADS_OUT": str(out),
+    }
     proc = subprocess.Popen(
-        [sys.executable, *command, "-m", "training", "pretrain", *settings],
+        [sys.executable, *command, "-m", module, "pretrain", *settings],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,6 +75,7 @@ def test_two_gloo_ranks_follow_the_single_process_run(tmp_path):
         ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
         data,
         tmp_path / "ddp",
+        module="tests.training.ddp_probe",  # `-m training`, then lists the threads left
     )
     single = load_checkpoint(tmp_path / "single" / "tiny" / "ckpt.pt")
     ddp = load_checkpoint(tmp_path / "ddp" / "tiny" / "ckpt.pt")
@@ -80,3 +86,9 @@ def test_two_gloo_ranks_follow_the_single_process_run(tmp_path):
     for a, b in zip(single["state"]["history"], ddp["state"]["history"], strict=True):
         assert abs(a["loss"] - b["loss"]) <= LOSS_TOLERANCE * abs(a["loss"])
         assert a["tokens"] == b["tokens"]
+    # Teardown ended each rank's process group: none of gloo's threads (its socket loop,
+    # "gloo_tcp_loop", and its workers, "pt_gloo_runloop") outlive it into interpreter shutdown.
+    if Path("/proc/self/task").is_dir():
+        for rank in (0, 1):
+            threads = (tmp_path / "ddp" / f"rank{rank}.txt").read_text().split()
+            assert not [name for name in threads if "gloo" in name], (rank, threads)
