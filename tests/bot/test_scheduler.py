@@ -310,4 +310,3 @@ async def test_a_reconnecting_platform_keeps_its_week_for_a_later_run(runtime: R
     sender.ready = True  # type: ignore[attr-defined]
     up = await deliveries.run_once()
     assert up.sent == 1 and [chat for chat, _ in sender.sent] == [subscriber.chat_id]
-
