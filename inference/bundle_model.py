@@ -388,14 +388,19 @@ class BundleModel:
         raw = logits[p]
         log_norm = np.where(newly, np.logaddexp(log_norm_all, logits[c]), log_norm_all)
         ranks = _ChangedRanks(masked).ranks(p, raw, free, c[:, None], logits[c][:, None], joins)
-        for row, row_logits in own_logits.items():  # variants the encoder saw anew
-            mine = r == row
-            row_unseen = unseen.copy()
-            row_unseen[removed[row]] |= bool(n_gone[row])
+        if own_logits:  # variants the encoder saw anew: their own logits, ranked directly
+            rows = np.array(list(own_logits), dtype=np.int64)
+            row_logits = np.stack([own_logits[row] for row in rows.tolist()])
+            row_unseen = np.repeat(unseen[None, :], len(rows), axis=0)
+            row_unseen[np.arange(len(rows)), removed[rows]] |= n_gone[rows] > 0
             row_masked = np.where(row_unseen, row_logits, -np.inf)
-            raw[mine] = row_logits[p[mine]]
-            log_norm[mine] = _log_sum_exp(row_masked)
-            ranks[mine] = _direct_ranks(row_masked, p[mine], raw[mine], free[mine])
+            slot = np.full(len(removed), -1, dtype=np.int64)
+            slot[rows] = np.arange(len(rows))
+            mine = slot[r] >= 0
+            at = slot[r[mine]]
+            raw[mine] = row_logits[at, p[mine]]
+            log_norm[mine] = _log_sum_exp_rows(row_masked)[at]
+            ranks[mine] = _direct_ranks(row_masked[at], p[mine], raw[mine], free[mine])
 
         # The item-item stages: the whole list's scores, less the removed item's neighbour row.
         k = facts.neighbour_items.shape[1]
@@ -432,12 +437,16 @@ class BundleModel:
             newest = max(len(items) - len(TRANSITION_WEIGHTS), 0)
             for row in np.flatnonzero(gone[:, newest:].any(axis=1)).tolist():
                 mine = r == row
-                row_unseen = unseen.copy()
-                row_unseen[removed[row]] = True
                 row_after = facts.transition_scores(items[remaining[row]])
+                after_unseen = unseen.copy()
+                after_unseen[removed[row]] = True
                 after[mine] = row_after[p[mine]]
+                block = np.where(after_unseen, row_after, -np.inf)
                 after_ranks[mine] = _direct_ranks(
-                    np.where(row_unseen, row_after, -np.inf), p[mine], after[mine], free[mine]
+                    np.broadcast_to(block, (int(mine.sum()), len(block))),
+                    p[mine],
+                    after[mine],
+                    free[mine],
                 )
         # A list that holds every item has no candidates at all, plan-to-watch ones included.
         is_candidate = (take > 0) & (
@@ -504,10 +513,11 @@ class BundleModel:
             where = position[facts.neighbour_items[items]]  # [entries, k]
             hit = where >= 0
             reach = np.zeros((len(asked_items), len(items)))
+            entry, slot_k = np.nonzero(hit)
             np.add.at(
                 reach,
-                (where[hit], np.nonzero(hit)[0]),
-                np.abs(facts.neighbour_weights[items].astype(np.float64))[hit],
+                (where[hit], entry),
+                np.abs(facts.neighbour_weights[items[entry], slot_k].astype(np.float64)),
             )
             mine = reach[column] * scored[r]  # [pairs, entries]
             support = mine.sum(axis=1)
@@ -550,22 +560,25 @@ def _merge_repeats(changed: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, 
 
 def _log_sum_exp(values: np.ndarray) -> float:
     """log Σ exp over the finite values (−inf where there are none), as select_candidates sums."""
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return -np.inf
-    top = finite.max()
-    return float(top + np.log(np.exp(finite - top).sum()))
+    return float(_log_sum_exp_rows(values[None, :])[0])
+
+
+def _log_sum_exp_rows(values: np.ndarray) -> np.ndarray:
+    top = values.max(axis=1, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):  # a row with nothing finite: log 0 = −inf
+        return safe[:, 0] + np.log(np.exp(values - safe).sum(axis=1))
 
 
 def _direct_ranks(
     values: np.ndarray, items: np.ndarray, at: np.ndarray, stable: np.ndarray
 ) -> np.ndarray:
-    """Where values `at[j]` stand among `values` sorted best first: the larger values come before
-    and, where `stable[j]` (item `items[j]` is itself among them, as `argsort(-values,
+    """Where value `at[j]` stands in row `values[j]` sorted best first: the larger values come
+    before and, where `stable[j]` (item `items[j]` is itself in the row, as `argsort(-values,
     kind="stable")` places it), the equal ones with a smaller index too."""
-    ahead = (values[None, :] > at[:, None]).sum(axis=1)
-    before = np.arange(len(values))[None, :] < items[:, None]
-    ties = ((values[None, :] == at[:, None]) & before).sum(axis=1)
+    ahead = (values > at[:, None]).sum(axis=1)
+    before = np.arange(values.shape[1])[None, :] < items[:, None]
+    ties = ((values == at[:, None]) & before).sum(axis=1)
     return (ahead + np.where(stable, ties, 0)).astype(np.int64)
 
 

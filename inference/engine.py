@@ -5,7 +5,8 @@ goes encoder -> candidates -> ranker (`inference.bundle_model`) -> filters (`inf
 re-rank (`inference.rerank.select`: at most one title per franchise, diversity, the adventurous
 knob, the plan-to-watch cap) -> annotations (`inference.explain`: predicted score from the score
 head, "because you liked" from leave-one-out through both models: the liked entries whose removal
-lowers the pick's utility most). A list with no title the model knows gets the cold-start path,
+lowers the pick's utility most, at most `MAX_REMOVALS` variants of the list per reply, all in one
+encoder run and one ranker run). A list with no title the model knows gets the cold-start path,
 popular-and-recent picks, with a note saying so; so does every list when no bundle is loaded
 (`Engine.without_model`).
 
@@ -67,6 +68,9 @@ RERANK_POOL = DEFAULT_SETTINGS.rerank_pool
 BELOW_MEAN_DEMOTION = 1.5
 MIN_SCORES_FOR_DEMOTION = 5  # the mean of fewer scores says too little about the user
 DEMOTION_GAP = 0.5  # the best demoted title sits this far under the worst other candidate
+# Lists without one entry that one reply runs through the models to find its causes (each costs
+# a little of an encoder run): every pick's most similar liked entry first, then the second...
+MAX_REMOVALS = 16
 EXTRA_KINDS = {"special": "A special", "tv_special": "A TV special", "music": "A music video"}
 PROMO_TITLE = re.compile(r"\b(?:PVs?|CMs?|promotion(?:al)? videos?|trailers?|teasers?)\b", re.I)
 
@@ -402,7 +406,9 @@ class Engine:
     ) -> dict[int, list[int]]:
         """pick -> the entries to name as "because you liked" (leave-one-out; see explain)."""
         assert self.model is not None
-        tried = {pick: self.explainer.candidate_causes(pick, user) for pick in picks}
+        tried = within_budget(
+            {pick: self.explainer.candidate_causes(pick, user) for pick in picks}, MAX_REMOVALS
+        )
         removals = sorted({cause for causes in tried.values() for cause in causes})
         if not removals:
             return {}
@@ -451,6 +457,22 @@ class Engine:
         if self.model is not None:
             out.update(self.model.describe())
         return out
+
+
+def within_budget(tried: dict[int, list[int]], budget: int) -> dict[int, list[int]]:
+    """`tried` (pick -> entries, most similar first) cut to at most `budget` distinct entries:
+    each pick's first entry, then each pick's second, and so on."""
+    kept: set[int] = set()
+    out: dict[int, list[int]] = {pick: [] for pick in tried}
+    for depth in range(max((len(c) for c in tried.values()), default=0)):
+        for pick, causes in tried.items():
+            if depth < len(causes):
+                cause = causes[depth]
+                if cause not in kept and len(kept) == budget:
+                    continue
+                kept.add(cause)
+                out[pick].append(cause)
+    return out
 
 
 def demote(
@@ -505,4 +527,5 @@ __all__ = [
     "ModelInfo",
     "RecommendationResult",
     "demote",
+    "within_budget",
 ]

@@ -22,7 +22,7 @@ from inference.animelist import STATUS_BY_CODE, AnimeList, ListEntry, Status
 from inference.batching import MicroBatcher
 from inference.catalog import Catalog
 from inference.config import EngineSettings
-from inference.engine import Engine, RecommendationResult, demote
+from inference.engine import Engine, RecommendationResult, demote, within_budget
 from inference.errors import ConfigError
 from inference.explain import MAX_CITATIONS_PER_TITLE, is_liked, mean_score
 from inference.options import RecommendOptions
@@ -462,6 +462,35 @@ def test_only_liked_entries_outside_the_picks_franchise_are_named(
             assert engine.catalog.by_mal_id(cause).franchise_id != fid  # type: ignore[union-attr]
             times[cause] = times.get(cause, 0) + 1
     assert all(n <= MAX_CITATIONS_PER_TITLE for n in times.values())
+
+
+def test_the_entries_tried_are_each_picks_best_first_up_to_the_budget() -> None:
+    tried = {1: [10, 11, 12], 2: [11, 13, 14], 3: [15]}
+    # Depth 0: 10, 11, 15; depth 1: 11 (already in), 13; then the budget of 4 is spent.
+    assert within_budget(tried, 4) == {1: [10, 11], 2: [11, 13], 3: [15]}
+    assert within_budget(tried, 100) == tried
+    assert within_budget(tried, 0) == {1: [], 2: [], 3: []}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tried=st.dictionaries(
+        st.integers(0, 9), st.lists(st.integers(0, 30), max_size=5, unique=True), max_size=10
+    ),
+    budget=st.integers(0, 40),
+)
+def test_the_budget_bounds_the_lists_run_and_keeps_the_order(
+    tried: dict[int, list[int]], budget: int
+) -> None:
+    kept = within_budget(tried, budget)
+    distinct = {c for causes in kept.values() for c in causes}
+    assert len(distinct) <= budget
+    for pick, causes in kept.items():
+        assert causes == [c for c in tried[pick] if c in causes]  # a subsequence, same order
+        # An entry is left out only once the budget went to others (an entry already run for
+        # another pick costs nothing, so it is never left out).
+        for c in set(tried[pick]) - set(causes):
+            assert c not in distinct and len(distinct) == budget
 
 
 def test_a_user_who_scores_nothing_gets_completed_entries_named(engine: Engine) -> None:
