@@ -265,12 +265,20 @@ class BundleModel:
         removed: Sequence[int],
         probes: Sequence[np.ndarray],
         now: int | None = None,
+        *,
+        encoder: bool = True,
+        whole: WholeList | None = None,
     ) -> list[np.ndarray]:
         """Utilities of the items `probes[r]` for the list `entries` without item `removed[r]`
         (vocabulary indices; every entry of that item goes), as `run` would give them: float64
         arrays, one per removal. A probe that `run` would not score (no longer a candidate, so
         below every candidate) gets −inf. `full` is `run`'s answer for the whole list, `now` the
         "now" it was given. One encoder run and one ranker run for all removals.
+
+        `encoder=False` keeps the encoder's answers for the whole list in every variant: the
+        removal as the ranker alone sees it, with no encoder run. That is exact for the entries
+        outside the encoder's window (`in_window`), an estimate for the others. `whole` is
+        `WholeList(self, entries, full)`, for callers that ask several times about one list.
 
         Every variant is the whole list less one item, so the ranker's features are the whole
         list's, corrected for what that item contributed (`_variant_features`); tests hold them to
@@ -284,9 +292,7 @@ class BundleModel:
         probes = [np.asarray(p, dtype=np.int64) for p in probes]
         # Entries older than the encoder's window do not reach it: without one of them the
         # encoder sees the same tokens, and only the item-item features change.
-        keep = self.max_len - 1
-        window = set(np.asarray(entries.items[max(len(entries) - keep, 0) :]).tolist())
-        inside = [r for r, item in enumerate(gone_items.tolist()) if item in window]
+        inside = np.flatnonzero(self.in_window(entries, gone_items)).tolist() if encoder else []
         own_logits: dict[int, np.ndarray] = {}
         scores = [full.encoder_scores[p].astype(np.float64) for p in probes]
         drops = [full.drop_probs[p].astype(np.float64) for p in probes]
@@ -308,9 +314,8 @@ class BundleModel:
             own_logits = {r: rows[row].astype(np.float64) for row, r in enumerate(inside)}
         pair_row = np.repeat(np.arange(len(removed)), [len(p) for p in probes])
         features, asked, is_candidate = self._variant_features(
-            entries,
+            whole if whole is not None else WholeList(self, entries, full),
             gone_items,
-            full.watch_logits.astype(np.float64),
             own_logits,
             pair_row,
             np.concatenate(probes),
@@ -322,6 +327,11 @@ class BundleModel:
         )
         flat = np.where(is_candidate, utilities[0].astype(np.float64), -np.inf)
         return np.split(flat, np.cumsum([len(p) for p in probes])[:-1])
+
+    def in_window(self, entries: Entries, items: np.ndarray) -> np.ndarray:
+        """bool per item: whether the encoder sees it in this list (the newest entries it keeps)."""
+        keep = self.max_len - 1
+        return np.isin(items, np.asarray(entries.items[max(len(entries) - keep, 0) :]))
 
     def _checked_head(self, full: Scored, items: np.ndarray) -> EntryHead | None:
         """The numpy head, after checking it against the whole encoder's answer for this list."""
@@ -345,9 +355,8 @@ class BundleModel:
 
     def _variant_features(
         self,
-        entries: Entries,
+        whole: WholeList,
         removed: np.ndarray,
-        logits: np.ndarray,
         own_logits: dict[int, np.ndarray],
         pair_row: np.ndarray,
         pair_item: np.ndarray,
@@ -355,9 +364,9 @@ class BundleModel:
         pair_drop: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ranker and score-head features of (variant `pair_row`, item `pair_item`) pairs, where
-        variant r is `entries` without item `removed[r]`; and whether `select_candidates` would
-        pick the item for that variant. `logits` are the whole list's watch logits, `own_logits[r]`
-        a variant's own where the encoder saw it differently.
+        variant r is the whole list without item `removed[r]`; and whether `select_candidates`
+        would pick the item for that variant. `own_logits[r]` are a variant's watch logits where
+        the encoder saw it anew (else the whole list's hold).
 
         The same numbers as `select_candidates`, `ranker_features` and `score_features` give on
         each variant (RANKER_FEATURES and SCORE_FEATURES say what each column is). A variant
@@ -368,26 +377,21 @@ class BundleModel:
         facts = self.facts
         r, p = pair_row, pair_item
         c = removed[r]  # the item each pair's variant lacks
-        items = np.asarray(entries.items, dtype=np.int64)
-        statuses = np.asarray(entries.statuses, dtype=np.int64)
+        items, statuses, unseen, logits = whole.items, whole.statuses, whole.unseen, whole.logits
         gone = items[None, :] == removed[:, None]  # [variants, entries]: what each one lacks
         n_gone = gone.sum(axis=1)
         newly = (n_gone > 0)[r]  # the removed item is unseen in the variant
         remaining = ~gone
-        unseen = np.ones(self.n_items, dtype=bool)
-        unseen[items] = False
         free = unseen[p] | ((p == c) & newly)
-        planned = ~free & np.isin(p, items[statuses == _PLAN_TO_WATCH]) & (p != c)
-        take = np.minimum(self.n_candidates, int(unseen.sum()) + newly)
+        planned = ~free & whole.planned[p] & (p != c)
+        take = np.minimum(self.n_candidates, whole.n_unseen + newly)
         joins = newly[:, None]  # the removed item itself: unseen once it is off the list
 
         # The fine-tuned stage: log-probability over the unseen items, stable rank among them.
         # Without an entry, that entry joins the unseen items.
-        masked = np.where(unseen, logits, -np.inf)
-        log_norm_all = _log_sum_exp(masked)
         raw = logits[p]
-        log_norm = np.where(newly, np.logaddexp(log_norm_all, logits[c]), log_norm_all)
-        ranks = _ChangedRanks(masked).ranks(p, raw, free, c[:, None], logits[c][:, None], joins)
+        log_norm = np.where(newly, np.logaddexp(whole.log_norm, logits[c]), whole.log_norm)
+        ranks = whole.logit_ranks.ranks(p, raw, free, c[:, None], logits[c][:, None], joins)
         if own_logits:  # variants the encoder saw anew: their own logits, ranked directly
             rows = np.array(list(own_logits), dtype=np.int64)
             row_logits = np.stack([own_logits[row] for row in rows.tolist()])
@@ -404,7 +408,7 @@ class BundleModel:
 
         # The item-item stages: the whole list's scores, less the removed item's neighbour row.
         k = facts.neighbour_items.shape[1]
-        near_all = facts.neighbour_scores(items)
+        near_all = whole.near
         # The items whose score moves: the removed item's neighbours, and the item itself.
         changed = np.concatenate([facts.neighbour_items[removed], removed[:, None]], axis=1)
         delta = np.zeros(changed.shape)
@@ -415,7 +419,7 @@ class BundleModel:
             changed, delta = _merge_repeats(changed, delta)
         near_changed, near_delta = changed[r], delta[r]
         near = near_all[p] - (near_delta * (near_changed == p[:, None])).sum(axis=1)
-        near_ranks = _ChangedRanks(np.where(unseen, near_all, -np.inf)).ranks(
+        near_ranks = whole.near_ranks.ranks(
             p,
             near,
             free,
@@ -423,10 +427,10 @@ class BundleModel:
             near_all[np.maximum(near_changed, 0)] - near_delta,
             (near_changed == c[:, None]) & newly[:, None],
         )
-        after_all = facts.transition_scores(items)
+        after_all = whole.after
         after = after_all[p]
         if facts.transition_items.shape[1]:
-            after_ranks = _ChangedRanks(np.where(unseen, after_all, -np.inf)).ranks(
+            after_ranks = whole.after_ranks.ranks(
                 p, after, free, c[:, None], after_all[c][:, None], joins
             )
         else:  # every score is 0: the rank is the count of unseen items before the item
@@ -474,15 +478,13 @@ class BundleModel:
         out[:, 6] = (franchise >= 0) & (same & (statuses == _COMPLETED)[None, :]).any(axis=1)
         out[:, 7] = planned
         if facts.genres.shape[1]:
-            user_scores = np.asarray(entries.scores, dtype=np.float32)
-            weights32 = np.where(user_scores > 0, user_scores / 10.0, 0.5).astype(np.float32)
             # The whole list's genre profile less the removed entries' share (a matrix product
             # per variant would call a multi-threaded BLAS for a few thousand numbers).
-            genres = facts.genres[items]
+            weights32, genres = whole.genre_weights, whole.genres
             variant, entry = np.nonzero(gone)
             taken = np.zeros((len(removed), genres.shape[1]), dtype=np.float32)
             np.add.at(taken, variant, weights32[entry, None] * genres[entry])
-            profile = (weights32 @ genres)[None, :] - taken[r]
+            profile = whole.profile[None, :] - taken[r]
             candidate = facts.genres[p]
             norms = np.linalg.norm(candidate, axis=1) * (np.linalg.norm(profile, axis=1) + 1e-9)
             affinity = (candidate * profile).sum(axis=1) / np.maximum(norms, 1e-9)
@@ -495,7 +497,7 @@ class BundleModel:
 
         asked = np.zeros((len(p), N_SCORE_FEATURES), dtype=np.float32)
         asked[:, 0] = (pair_score.astype(np.float32) - 7.0) / 2.0
-        user = np.asarray(entries.scores, dtype=np.float64)
+        user = whole.user_scores
         scored = remaining & (user > 0)[None, :]  # [variants, entries]
         n_scored = scored.sum(axis=1)
         means = np.where(n_scored > 0, (scored * user).sum(axis=1) / np.maximum(n_scored, 1), 7.0)
@@ -533,6 +535,36 @@ class BundleModel:
             "max_len": self.max_len,
             "candidates": self.n_candidates,
         }
+
+
+class WholeList:
+    """What `leave_one_out` needs of the whole list, computed once however often it is asked:
+    its entries as arrays, and the vocabulary-wide values and sorts that each variant corrects."""
+
+    def __init__(self, model: BundleModel, entries: Entries, full: Scored) -> None:
+        facts = model.facts
+        self.entries, self.full = entries, full
+        self.items = np.asarray(entries.items, dtype=np.int64)
+        self.statuses = np.asarray(entries.statuses, dtype=np.int64)
+        self.user_scores = np.asarray(entries.scores, dtype=np.float64)
+        self.unseen = np.ones(model.n_items, dtype=bool)
+        self.unseen[self.items] = False
+        self.n_unseen = int(self.unseen.sum())
+        self.planned = np.zeros(model.n_items, dtype=bool)
+        self.planned[self.items[self.statuses == _PLAN_TO_WATCH]] = True
+        self.logits = full.watch_logits.astype(np.float64)
+        masked = np.where(self.unseen, self.logits, -np.inf)
+        self.log_norm = _log_sum_exp(masked)
+        self.logit_ranks = _ChangedRanks(masked)
+        self.near = facts.neighbour_scores(self.items)
+        self.near_ranks = _ChangedRanks(np.where(self.unseen, self.near, -np.inf))
+        self.after = facts.transition_scores(self.items)
+        if facts.transition_items.shape[1]:
+            self.after_ranks = _ChangedRanks(np.where(self.unseen, self.after, -np.inf))
+        user32 = np.asarray(entries.scores, dtype=np.float32)
+        self.genre_weights = np.where(user32 > 0, user32 / 10.0, 0.5).astype(np.float32)
+        self.genres = facts.genres[self.items]
+        self.profile = self.genre_weights @ self.genres
 
 
 def _without(entries: Entries, item: int) -> Entries:

@@ -43,12 +43,18 @@ import numpy as np
 from inference.animelist import AnimeList
 from inference.batching import MicroBatcher
 from inference.bundle import load_bundle
-from inference.bundle_model import BundleModel, Scored
+from inference.bundle_model import BundleModel, Scored, WholeList
 from inference.catalog import Catalog
 from inference.config import EngineSettings
 from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
-from inference.explain import Explainer, Recommendation, UserContext, choose_causes
+from inference.explain import (
+    MIN_CAUSE_DROP,
+    Explainer,
+    Recommendation,
+    UserContext,
+    choose_causes,
+)
 from inference.filters import Eligibility, exclusion_notes, redirect_utilities
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
@@ -70,7 +76,11 @@ MIN_SCORES_FOR_DEMOTION = 5  # the mean of fewer scores says too little about th
 DEMOTION_GAP = 0.5  # the best demoted title sits this far under the worst other candidate
 # Lists without one entry that one reply runs through the models to find its causes (each costs
 # a little of an encoder run): every pick's most similar liked entry first, then the second...
-MAX_REMOVALS = 16
+MAX_REMOVALS = 24
+# Of those, the ones the encoder sees are confirmed through both models: each pick's best few by
+# the ranker's view, at most MAX_ENCODER_REMOVALS lists in one encoder run.
+CONFIRMED_PER_PICK = 2
+MAX_ENCODER_REMOVALS = 8
 EXTRA_KINDS = {"special": "A special", "tv_special": "A TV special", "music": "A music video"}
 PROMO_TITLE = re.compile(r"\b(?:PVs?|CMs?|promotion(?:al)? videos?|trailers?|teasers?)\b", re.I)
 
@@ -404,39 +414,89 @@ class Engine:
         picks: Sequence[int],
         carried: dict[int, int],
     ) -> dict[int, list[int]]:
-        """pick -> the entries to name as "because you liked" (leave-one-out; see explain)."""
-        assert self.model is not None
+        """pick -> the entries to name as "because you liked" (see the module doc).
+
+        Two passes keep it cheap. Each pick's most similar liked entries are first taken off the
+        list as the ranker alone sees it (the encoder's answers for the whole list kept): exact
+        for entries older than the encoder's window, no encoder run. The entries the encoder
+        does see, among each pick's best `CONFIRMED_PER_PICK` of that pass, are then taken off
+        through both models (one batched encoder run); only those answers count for them.
+        """
+        model = self.model
+        assert model is not None
         tried = within_budget(
             {pick: self.explainer.candidate_causes(pick, user) for pick in picks}, MAX_REMOVALS
         )
-        removals = sorted({cause for causes in tried.values() for cause in causes})
-        if not removals:
-            return {}
         # A pick's utility is its own, or the later entry's that its franchise start carries.
         carriers = {pick: [pick] + ([carried[pick]] if pick in carried else []) for pick in picks}
-        probes = [
-            np.array(sorted({c for pick in picks if cause in tried[pick] for c in carriers[pick]}))
-            for cause in removals
-        ]
         try:
-            without = self.model.leave_one_out(entries, scored, removals, probes, now)
+            whole = WholeList(model, entries, scored)
+            screened = self._drops(whole, now, tried, carriers, encoder=False)
+            every = np.array(
+                sorted({c for causes in tried.values() for c in causes}), dtype=np.int64
+            )
+            seen = set(every[model.in_window(entries, every)].tolist())
+            best = {
+                pick: [
+                    c
+                    for c in sorted(screened[pick], key=lambda c: -screened[pick][c])[
+                        :CONFIRMED_PER_PICK
+                    ]
+                    if c in seen and screened[pick][c] >= MIN_CAUSE_DROP
+                ]
+                for pick in picks
+            }
+            confirmed = self._drops(
+                whole, now, within_budget(best, MAX_ENCODER_REMOVALS), carriers, encoder=True
+            )
         except Exception:  # the picks stand without their "because" lines
             log.exception("leave-one-out attribution failed; the reply names no causes")
             return {}
+        drops = {
+            pick: {
+                c: (confirmed[pick][c] if c in seen else screened[pick][c])
+                for c in tried[pick]
+                if c not in seen or c in confirmed[pick]
+            }
+            for pick in picks
+        }
+        return choose_causes(picks, drops, self.catalog)
+
+    def _drops(
+        self,
+        whole: WholeList,
+        now: int | None,
+        tried: dict[int, list[int]],
+        carriers: dict[int, list[int]],
+        *,
+        encoder: bool,
+    ) -> dict[int, dict[int, float]]:
+        """pick -> {entry: how much the pick's utility falls without it} for the `tried` pairs."""
+        assert self.model is not None
+        removals = sorted({cause for causes in tried.values() for cause in causes})
+        if not removals:
+            return {pick: {} for pick in tried}
+        probes = [
+            np.array(sorted({c for pick in tried if cause in tried[pick] for c in carriers[pick]}))
+            for cause in removals
+        ]
+        scored = whole.full
+        without = self.model.leave_one_out(
+            whole.entries, scored, removals, probes, now, encoder=encoder, whole=whole
+        )
         utility_without = {
             (cause, int(item)): float(u)
             for cause, items, values in zip(removals, probes, without, strict=True)
             for item, u in zip(items, values, strict=True)
         }
-        drops = {
+        return {
             pick: {
                 cause: max(float(scored.utilities[c]) for c in carriers[pick])
                 - max(utility_without[(cause, c)] for c in carriers[pick])
-                for cause in tried[pick]
+                for cause in causes
             }
-            for pick in picks
+            for pick, causes in tried.items()
         }
-        return choose_causes(picks, drops, self.catalog)
 
     def _cold(self, request: _Request, n_unknown: int) -> RecommendationResult:
         picks, note = popular_recent(
