@@ -107,7 +107,9 @@ def test_next_entries_finetune_learns_the_planted_cycle(tmp_path, parts):
         [
             f"out_dir={tmp_path}",
             "name=ne",
-            "train.epochs=30",
+            # 30 epochs left "repeat the last entry" within 0.04 of the true next item for one
+            # user, and the thread count decided which won; at 45 the margin is over 3 logits.
+            "train.epochs=45",
             "train.lr=0.01",
             "finetune.next_entries=true",
             "finetune.cuts_per_user=1",
