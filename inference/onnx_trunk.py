@@ -56,11 +56,11 @@ class _Field:
     number: int
     wire: int
     value: int  # varints and fixed-size numbers (0 for length-delimited fields)
-    data: bytes  # length-delimited fields' payload (empty for numbers)
-    raw: bytes  # the field as it was encoded, key included, to write back unchanged
+    data: memoryview  # length-delimited fields' payload (empty for numbers); a view, no copy
+    raw: memoryview  # the field as it was encoded, key included, to write back unchanged
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -87,14 +87,15 @@ def _encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _fields(buf: bytes) -> list[_Field]:
+def _fields(data: bytes | memoryview) -> list[_Field]:
+    buf = memoryview(data)
     out: list[_Field] = []
     pos = 0
     while pos < len(buf):
         start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
-        value, data = 0, b""
+        value, payload = 0, buf[0:0]
         if wire == _VARINT:
             value, pos = _varint(buf, pos)
         elif wire == _FIXED64:
@@ -103,12 +104,12 @@ def _fields(buf: bytes) -> list[_Field]:
             value, pos = int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
         elif wire == _BYTES:
             size, pos = _varint(buf, pos)
-            data, pos = buf[pos : pos + size], pos + size
+            payload, pos = buf[pos : pos + size], pos + size
         else:
             raise GraphFormatError(f"unsupported protobuf wire type {wire}")
         if pos > len(buf):
             raise GraphFormatError("truncated field")
-        out.append(_Field(number, wire, value, data, buf[start:pos]))
+        out.append(_Field(number, wire, value, payload, buf[start:pos]))
     return out
 
 
@@ -117,7 +118,7 @@ def _bytes_field(number: int, payload: bytes) -> bytes:
 
 
 def _strings(fields: Iterable[_Field], number: int) -> list[str]:
-    return [f.data.decode() for f in fields if f.number == number and f.wire == _BYTES]
+    return [bytes(f.data).decode() for f in fields if f.number == number and f.wire == _BYTES]
 
 
 def _one_string(fields: Iterable[_Field], number: int) -> str:
@@ -204,7 +205,7 @@ class OnnxGraph:
             raise GraphFormatError(f"initializer {name!r} is stored outside the model file")
         raw = [f.data for f in parts if f.number == _TENSOR_RAW]
         packed = [f.data for f in parts if f.number == _TENSOR_FLOATS and f.wire == _BYTES]
-        data = raw[0] if raw else b"".join(packed)
+        data = bytes(raw[0]) if raw else b"".join(packed)
         values = np.frombuffer(data, dtype="<f4")
         if values.size != int(np.prod(shape)):
             raise GraphFormatError(f"initializer {name!r} holds {values.size} values, not {shape}")
