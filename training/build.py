@@ -39,7 +39,7 @@ from training.dataset import ARRAYS, FORMAT_VERSION, write_split
 from training.errors import TrainingError
 from training.npy_stream import NpyAppender
 from training.parquet_schema import check_schema, read_meta
-from training.splits import loo_split, random_split, temporal_split
+from training.splits import cold_split, loo_split, random_split, temporal_split
 
 TIE_RULE = "time ascending (unknown first), then original row"
 INT32_MAX = np.iinfo(np.int32).max
@@ -371,9 +371,14 @@ def build(
     offsets = np.load(out / "offsets.npy", mmap_mode="r")
     lengths = np.diff(np.asarray(offsets))
     has_times = writer.unknown_time < writer.rows
-    splits = ["loo", "random"]
+    splits = ["loo", "random", "cold"]
     write_split(out, "loo", loo_split(offsets))
     write_split(out, "random", random_split(offsets, options.seed))
+    write_split(
+        out,
+        "cold",
+        cold_split(np.load(out / "items.npy", mmap_mode="r"), len(item_ids), options.seed),
+    )
     if has_times:
         write_split(
             out,
@@ -420,6 +425,7 @@ def build(
             "holdout_days": options.holdout_days,
             "splits": splits,
             "random_split": "per user with >= 5 entries: 10% (floor, >= 1) test, then the same on the rest for validation",
+            "cold_split": "10% of the items with interactions, per popularity decile: all their interactions test",
         },
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))

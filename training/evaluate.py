@@ -11,7 +11,10 @@ Rankings are over all items; ties go to the lower item index (see training.metri
 
 Protocols: `loo` (one target per user: HR@K, NDCG@K), `random` and `temporal` (several targets:
 Recall@K, NDCG@K binary, and NDCG@K graded with gain 2^score − 1, unscored held-out items having
-grade 0). Score models report RMSE on the scored held-out entries.
+grade 0). Score models report RMSE on the scored held-out entries. `cold` is scored like `random`
+over its own split (`training.splits.cold_split`): 10% of the titles never appear in training and
+the targets are every interaction with them, ranked against every item the user has not
+interacted with; run a content-only model beside ours (`--models content:CATALOG`).
 
 Writes `--out` (JSON, DESIGN §6 shape plus extra fields) and the same table as Markdown beside it.
 
@@ -58,7 +61,7 @@ __all__ = [
     "register_score_model",
 ]
 
-PROTOCOLS = ("loo", "random", "temporal")
+PROTOCOLS = ("loo", "random", "temporal", "cold")
 METRIC_ORDER = (
     "HR@10",
     "Recall@10",
@@ -415,6 +418,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if len(validation.users) == 0:
             validation = None
             notes.append("the split has no validation entries: default hyper-parameters, untuned")
+    if args.protocol == "cold":
+        notes.append(cold_note(dataset, labels))
     has_scores = bool(np.asarray(dataset.scores).any())
     settings = Settings(
         ks=ks,
@@ -445,6 +450,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "notes": notes,
     }
+
+
+def cold_note(dataset: Dataset, labels: np.ndarray) -> str:
+    """What the cold split hid; refuses a split whose hidden titles leak into training."""
+    items = np.asarray(dataset.items)
+    labels = np.asarray(labels)
+    hidden = np.unique(items[labels == TEST])
+    leaked = np.intersect1d(hidden, items[labels != TEST])
+    if len(leaked):
+        raise EvaluationError(
+            f"not a cold split: {len(leaked)} held-out titles also have training interactions"
+        )
+    return (
+        f"cold: {len(hidden)} of {dataset.n_items} titles ({len(hidden) / dataset.n_items:.1%}, "
+        "drawn per popularity decile) never in training; targets = every interaction with them, "
+        "ranked against every item the user has not interacted with"
+    )
 
 
 def write_results(results: dict[str, Any], out: Path, append: bool) -> dict[str, Any]:

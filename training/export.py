@@ -95,7 +95,7 @@ class EncoderGraph(nn.Module):
         assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
         d = model.cfg.d_model
         with torch.no_grad():
-            items = model.item_emb.weight[ITEM_OFFSET:]
+            items = model.item_vectors()
             # Constant per item: the item half of the entry head's first layer, bias included.
             self.item_part: torch.Tensor
             self.register_buffer("item_part", items @ first.weight[:, d:].t() + first.bias)
@@ -430,7 +430,8 @@ def serving_facts(ranker_payload: dict[str, Any], dataset: Path, *, has_times: b
 
 
 def write_item_facts(path: Path, model: ListTransformer, facts: ItemFacts) -> None:
-    embeddings = model.item_emb.weight[ITEM_OFFSET:].detach().float().numpy()
+    with torch.no_grad():
+        embeddings = model.item_vectors().detach().float().numpy()
     arrays = {**facts.as_arrays(), "item_embeddings": embeddings.astype(np.float32)}
     np.savez(path, allow_pickle=False, **arrays)
 

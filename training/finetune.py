@@ -24,7 +24,7 @@ from torch import nn
 
 from training.batches import UserParts, finetune_batch, next_entries_batch
 from training.model import ListTransformer, ModelConfig
-from training.pretrain import ListJob, entry_losses, prepare, run_command
+from training.pretrain import ListJob, attach_content, entry_losses, prepare, run_command
 from training.train import (
     FIELDS_IN,
     Batch,
@@ -164,6 +164,12 @@ def build_model(cfg: FinetuneConfig) -> ListTransformer:
             f"{cfg.finetune.init_from} has {model_cfg.n_items} items, the dataset {cfg.model.n_items}"
         )
     model_cfg.dropout = cfg.model.dropout
+    model_cfg.id_dropout = cfg.model.id_dropout
+    if model_cfg.content_dim != cfg.model.content_dim:
+        raise ConfigError(
+            f"{cfg.finetune.init_from} reads {model_cfg.content_dim} content columns, "
+            f"data.content_catalog gives {cfg.model.content_dim}"
+        )
     # The next-entries objective needs causal entry tokens and no entry times (see batches);
     # the weights carry over, attention just stops looking ahead.
     model_cfg.causal = cfg.finetune.next_entries or model_cfg.causal
@@ -183,6 +189,8 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     parts, episodes = prepare(cfg)
     model = build_model(cfg)
+    # Also over a pretrained model's own vectors: which items have an ID part follows this split.
+    attach_content(model, cfg, parts)
     fit(cfg, model, FinetuneJob(cfg, parts, episodes), dist, resume=args.resume)
 
 

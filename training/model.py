@@ -10,6 +10,13 @@ hotspot):
 - `entry_outputs(h, items)`: for a given item, its predicted score (regression, 1–10 scale) and
   status logits (dropped is one of them) — conditioned on the item so that one user state answers
   "how would you rate X?" for any candidate X.
+
+Content (`content_dim` > 0): an item's vector is its learned ID embedding plus a learned projection
+of its content vector (`inference.content`), and its output bias likewise. Items without training
+interactions (`has_id` false) have only the content part, in the inputs and in the tied output, so
+a title the model never saw is read and ranked by what the catalogue says about it. Training drops
+each item's ID part (embedding and bias) with probability `id_dropout` per step, the same items for
+the whole step, so the content part learns to stand alone. `content_dim` = 0 is the plain model.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class ModelConfig:
     # A query's state adds the state of the newest entry it sees: the direct "last item" path
     # SASRec reads from, next to what the query gathers by attention.
     read_last_entry: bool = False
+    content_dim: int = 0  # columns of the content vectors (0: ID embeddings only)
+    id_dropout: float = 0.0  # training: chance an item's ID part is dropped for a step
 
 
 class Block(nn.Module):
@@ -81,6 +90,12 @@ class Block(nn.Module):
 
 
 class ListTransformer(nn.Module):
+    # Buffers of a content model (content_dim > 0); see set_content.
+    content: torch.Tensor
+    has_id: torch.Tensor
+    content_shift: torch.Tensor
+    content_scale: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.n_items <= 0:
@@ -100,12 +115,33 @@ class ListTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
         self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        if cfg.content_dim > 0:
+            self.register_buffer("content", torch.zeros(cfg.n_items, cfg.content_dim))
+            self.register_buffer("has_id", torch.ones(cfg.n_items, dtype=torch.bool))
+            # Column standardization (set with the vectors): what every title shares (a column
+            # constant over the catalogue) would otherwise dominate each token and wash out the
+            # differences between titles that the model has to read.
+            self.register_buffer("content_shift", torch.zeros(cfg.content_dim))
+            self.register_buffer("content_scale", torch.ones(cfg.content_dim))
+            self.content_proj = nn.Sequential(
+                nn.Linear(cfg.content_dim, d), nn.GELU(), nn.Linear(d, d)
+            )
+            self.content_bias = nn.Linear(cfg.content_dim, 1)
+        # The step's item table while training (one ID-dropout draw shared by inputs and outputs).
+        self._step_table: tuple[torch.Tensor, torch.Tensor] | None = None
         if cfg.entry_head:
             # Score and status of a given item: MLP over [user state, item embedding].
             self.entry_head = nn.Sequential(
                 nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1 + N_STATUS_CODES)
             )
         self.apply(self._init_weights)
+        if cfg.content_dim > 0:
+            # PyTorch's fan-in init, not the 0.02 of the embeddings: content vectors start at the
+            # scale of a layer's input, so titles of like genres start near each other rather than
+            # waiting out the plateau small random vectors sit on before they separate.
+            for module in (*self.content_proj, self.content_bias):
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
         for name, param in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 # GPT-2's scaled init of residual projections keeps the stream's variance flat.
@@ -120,10 +156,55 @@ class ListTransformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
+    def set_content(self, vectors: torch.Tensor, has_id: torch.Tensor) -> None:
+        """Content vectors [n_items, content_dim] and which items keep an ID embedding."""
+        if self.cfg.content_dim <= 0:
+            raise ValueError("this model has no content part (content_dim = 0)")
+        if tuple(vectors.shape) != (self.cfg.n_items, self.cfg.content_dim):
+            raise ValueError(
+                f"content vectors {tuple(vectors.shape)}, expected "
+                f"{(self.cfg.n_items, self.cfg.content_dim)}"
+            )
+        vectors = vectors.to(self.content)
+        std = vectors.std(dim=0, unbiased=False)
+        self.content.copy_(vectors)
+        self.content_shift.copy_(vectors.mean(dim=0))
+        self.content_scale.copy_(torch.where(std > 1e-6, 1.0 / std.clamp(min=1e-6), 0.0))
+        self.has_id.copy_(has_id.to(self.has_id))
+
+    def _content_inputs(self) -> torch.Tensor:
+        return (self.content - self.content_shift) * self.content_scale
+
+    def _item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item vectors [n_items + ITEM_OFFSET, d] (padding and MASK rows first) and biases."""
+        if self.cfg.content_dim <= 0:
+            return self.item_emb.weight, self.item_bias
+        if self.training and self._step_table is not None:
+            return self._step_table
+        keep = self.has_id
+        if self.training and self.cfg.id_dropout > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.cfg.id_dropout)
+        keep_f = keep.to(self.item_emb.weight.dtype)
+        vectors = self.item_emb.weight[ITEM_OFFSET:] * keep_f[:, None]
+        content = self._content_inputs()
+        vectors = vectors + self.content_proj(content)
+        bias = self.item_bias * keep_f + self.content_bias(content).squeeze(-1)
+        table = torch.cat([self.item_emb.weight[:ITEM_OFFSET], vectors])
+        if self.training:
+            self._step_table = (table, bias)
+        return table, bias
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states [B, L, d] of a batch of `inference.encoding` fields."""
         items = batch["items"]
-        x = self.item_emb(items) + self.pos_emb(batch["positions"].clamp(max=self.cfg.max_len - 1))
+        if self.cfg.content_dim > 0:
+            # A new step (or an evaluation): draw the item table afresh.
+            self._step_table = None
+            table, _ = self._item_table()
+            item_x = F.embedding(items, table, padding_idx=PAD_ITEM)
+        else:
+            item_x = self.item_emb(items)
+        x = item_x + self.pos_emb(batch["positions"].clamp(max=self.cfg.max_len - 1))
         if self.cfg.side_inputs:
             x = (
                 x
@@ -181,16 +262,25 @@ class ListTransformer(nn.Module):
         has_entry = (entry_cols >= 0).unsqueeze(-1).to(states.dtype)
         return states + has_entry * hidden[rows, entry_cols.clamp(min=0)]
 
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items, d]: each item's vector as the tied output reads it (ID part, content part, or
+        both; no ID dropout outside training)."""
+        return self._item_table()[0][ITEM_OFFSET:]
+
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d] -> [..., n_items] over the whole vocabulary (tied to the item embeddings)."""
-        weights = self.item_emb.weight[ITEM_OFFSET:]
-        return hidden @ weights.t().to(hidden.dtype) + self.item_bias.to(hidden.dtype)
+        table, bias = self._item_table()
+        weights = table[ITEM_OFFSET:]
+        return hidden @ weights.t().to(hidden.dtype) + bias.to(hidden.dtype)
 
     def entry_outputs(
         self, hidden: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted score (0–10 scale) and status logits of vocabulary `items` given states [N, d]."""
-        item_vectors = self.item_emb(items + ITEM_OFFSET).to(hidden.dtype)
+        if self.cfg.content_dim > 0:
+            item_vectors = self._item_table()[0][items + ITEM_OFFSET].to(hidden.dtype)
+        else:
+            item_vectors = self.item_emb(items + ITEM_OFFSET).to(hidden.dtype)
         out = self.entry_head(torch.cat([hidden, item_vectors], dim=-1))
         return SCORE_CENTER + out[..., 0], out[..., 1:]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.catalog import load_catalog
+from inference.content import ContentLayout, content_vectors, genre_vocabulary
 from training.batches import (
     UserParts,
     global_batches,
@@ -112,12 +115,16 @@ class ListJob:
         )
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {
+        extra = {
             "has_times": self.parts.has_times,
             "n_items": self.parts.n_items,
             "dataset": str(self.parts.dataset.path),
             "catalog": self.cfg.data.catalog,
         }
+        if self.cfg.data.content_catalog:
+            extra["content_catalog"] = self.cfg.data.content_catalog
+            extra["content_layout"] = content_layout(self.cfg.data.content_catalog).to_json()
+        return extra
 
 
 class PretrainJob(ListJob):
@@ -190,7 +197,32 @@ def prepare(cfg: RunConfig) -> tuple[UserParts, np.ndarray | None]:
     parts = UserParts(dataset, cfg.data.split)
     episodes = load_episodes(cfg.data.catalog, dataset.n_items)
     cfg.model.n_items = dataset.n_items
+    cfg.model.content_dim = (
+        content_layout(cfg.data.content_catalog).dim if cfg.data.content_catalog else 0
+    )
     return parts, episodes
+
+
+def content_layout(catalog_path: str) -> ContentLayout:
+    """The content layout a catalogue gives (its genre list)."""
+    return ContentLayout(genre_vocabulary(load_catalog(Path(catalog_path)).items))
+
+
+def attach_content(model: ListTransformer, cfg: RunConfig, parts: UserParts) -> None:
+    """Give a content model its item content vectors, and an ID embedding only to the items the
+    training part has interactions with (a held-out title must be read from its content alone)."""
+    if not cfg.data.content_catalog:
+        return
+    catalog = load_catalog(Path(cfg.data.content_catalog))
+    if len(catalog) != parts.n_items:
+        raise ConfigError(
+            f"content catalogue {cfg.data.content_catalog} has {len(catalog)} items, the dataset "
+            f"{parts.n_items}: build it with `python -m training vocab-catalog`"
+        )
+    vectors = content_vectors(catalog.items, ContentLayout(genre_vocabulary(catalog.items)))
+    items = np.asarray(parts.dataset.items)
+    trained = np.bincount(items[np.asarray(parts.labels) == TRAIN], minlength=parts.n_items) > 0
+    model.set_content(torch.from_numpy(vectors), torch.from_numpy(trained))
 
 
 def run_command(main: Callable[[argparse.Namespace, Dist], None], args: argparse.Namespace) -> int:
@@ -213,6 +245,7 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     parts, episodes = prepare(cfg)
     torch.manual_seed(cfg.train.seed)
     model = ListTransformer(cfg.model)
+    attach_content(model, cfg, parts)
     fit(cfg, model, PretrainJob(cfg, parts, episodes), dist, resume=args.resume)
 
 

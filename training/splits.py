@@ -9,6 +9,10 @@
   boundaries, so the same dataset and seed always give the same labels.
 - `temporal` (data with times): entries in the last N days before the latest known time are test,
   the N days before that validation; entries with unknown time stay in train.
+- `cold` (titles never seen in training): a seeded 10% of the items, drawn stratum by stratum over
+  popularity (items sorted by interaction count, cut into `COLD_STRATA` equal strata, 10% of each
+  rounded half up), are hidden: every interaction with them is test, everything else train. No
+  validation part (the protocol is for models that must read a title they were never trained on).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ RANDOM_SHARE = 0.1
 LOO_MIN_ENTRIES = 3
 # Rows per random-draw chunk; part of the definition of the `random` split (changing it changes labels).
 CHUNK_ROWS = 1 << 22
+COLD_SHARE = 0.1
+COLD_STRATA = 10
 
 
 def loo_split(offsets: np.ndarray) -> np.ndarray:
@@ -94,4 +100,40 @@ def temporal_split(times: np.ndarray, days: float, chunk_rows: int = CHUNK_ROWS)
         known = chunk != NO_TIME
         labels[lo : lo + len(chunk)][known & (chunk > validation_after)] = VALIDATION
         labels[lo : lo + len(chunk)][known & (chunk > test_after)] = TEST
+    return labels
+
+
+def cold_items(counts: np.ndarray, seed: int, share: float = COLD_SHARE) -> np.ndarray:
+    """Sorted indices of the hidden items: `share` of each popularity stratum (see the module doc).
+
+    `counts[i]` is item i's interaction count; items with none are never drawn (they have nothing
+    to hold out). Ties in count are ordered by item index, so the strata are a function of the data.
+    """
+    counts = np.asarray(counts)
+    present = np.flatnonzero(counts > 0)
+    order = present[np.argsort(counts[present], kind="stable")]
+    rng = np.random.default_rng([seed, 1])
+    hidden = []
+    for stratum in np.array_split(order, COLD_STRATA):
+        take = int(np.floor(len(stratum) * share + 0.5))
+        if take:
+            hidden.append(rng.choice(stratum, size=take, replace=False))
+    if not hidden:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(hidden)).astype(np.int64)
+
+
+def cold_split(
+    items: np.ndarray, n_items: int, seed: int, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
+    """Labels of the `cold` split: TEST for every interaction with a hidden item, else TRAIN."""
+    counts = np.zeros(n_items, dtype=np.int64)
+    for lo in range(0, len(items), chunk_rows):
+        counts += np.bincount(np.asarray(items[lo : lo + chunk_rows]), minlength=n_items)
+    hidden = np.zeros(n_items, dtype=bool)
+    hidden[cold_items(counts, seed)] = True
+    labels = np.zeros(len(items), dtype=np.int8)
+    for lo in range(0, len(items), chunk_rows):
+        chunk = np.asarray(items[lo : lo + chunk_rows])
+        labels[lo : lo + len(chunk)] = np.where(hidden[chunk], TEST, TRAIN)
     return labels

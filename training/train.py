@@ -49,6 +49,9 @@ class DataConfig:
     path: str = ""
     split: str = "loo"
     catalog: str = ""  # optional catalogue (episodes for progress; ranker features)
+    # Vocabulary-order catalogue whose content vectors (`inference.content`) the model reads;
+    # empty: ID embeddings only.
+    content_catalog: str = ""
 
 
 @dataclass

@@ -180,6 +180,7 @@ def test_build_is_deterministic_and_batching_does_not_matter(tmp_path: Path) -> 
         "splits/loo.npy",
         "splits/random.npy",
         "splits/temporal.npy",
+        "splits/cold.npy",
     }
     assert first == second
     build(path, tmp_path / "three", BuildOptions(seed=4, min_user_count=2, **QUIET))
