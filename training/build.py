@@ -12,6 +12,8 @@ Rules, in order:
 2. Order within a user: time ascending with unknown times first, ties by the original `row`.
 3. Duplicate (user, item) rows: the last one in that order is kept (counted in stats.json).
 4. Items are indexed 0.. in ascending item id; users in ascending user key (DuckDB's byte order).
+   `--vocabulary-catalog` adds every title of a catalogue to the items, interactions or not, so
+   a model with content vectors can read and rank titles nobody in the data has listed.
 The same input, options and seed give byte-identical arrays.
 """
 
@@ -61,6 +63,8 @@ class BuildOptions:
     batch_rows: int = BATCH_ROWS
     name: str | None = None
     progress: bool = True
+    # Item ids in the vocabulary even without interactions (a catalogue's MAL ids).
+    extra_items: tuple[int, ...] = ()
 
 
 def scores_to_int8(scores: np.ndarray) -> np.ndarray:
@@ -356,6 +360,9 @@ def build(
         item_ids = np.asarray(item_ids, dtype=np.int64)
         if not len(item_ids):
             raise BuildError("no interactions left after the k-core filter; lower --min-count")
+        with_interactions = len(item_ids)
+        if options.extra_items:
+            item_ids = np.union1d(item_ids, np.asarray(options.extra_items, dtype=np.int64))
         total = (
             summary.rows
             if source == "src"
@@ -391,6 +398,7 @@ def build(
     stats = {
         "users": writer.users,
         "items": len(item_ids),
+        "items_without_interactions": len(item_ids) - with_interactions,
         "interactions": writer.rows,
         "length_percentiles": _percentiles(lengths),
         "has_times": has_times,
@@ -434,6 +442,15 @@ def build(
     return stats
 
 
+def catalogue_ids(path: Path | None) -> tuple[int, ...]:
+    """The MAL ids of a catalogue file (none without one)."""
+    if path is None:
+        return ()
+    from inference.catalog import load_catalog
+
+    return tuple(item.mal_id for item in load_catalog(path))
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input", type=Path, help="interaction Parquet file (python -m training import/synthesize)"
@@ -471,6 +488,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", default=None, help="dataset name in meta.json (default: folder name)"
     )
+    parser.add_argument(
+        "--vocabulary-catalog",
+        type=Path,
+        default=None,
+        help="also give every title of this catalogue an item index (for content models)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -482,6 +505,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         name=args.name,
+        extra_items=catalogue_ids(args.vocabulary_catalog),
     )
     stats = build(args.input, args.out, options)
     print(json.dumps(stats, indent=2))

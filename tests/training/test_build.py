@@ -277,3 +277,22 @@ def test_ml1m_kcore_counts(tmp_path: Path) -> None:
     )
     assert (stats["users"], stats["items"], stats["interactions"]) == (6_040, 3_416, 999_611)
     assert stats["users_last_two_same_time"] == 2_544
+
+
+def test_vocabulary_catalogue_titles_get_an_index_without_interactions(tmp_path: Path) -> None:
+    rows = random_rows(30, 8, seed=5)
+    path = write_rows(tmp_path / "in.parquet", rows)
+    build(path, tmp_path / "plain", BuildOptions(**QUIET))
+    stats = build(path, tmp_path / "wide", BuildOptions(extra_items=(5, 20, 95, 1000), **QUIET))
+    plain, wide = Dataset(tmp_path / "plain"), Dataset(tmp_path / "wide")
+    keys = wide.item_keys()
+    assert keys == sorted(set(plain.item_keys()) | {5, 20, 95, 1000})  # 20 is also listed
+    assert stats["items_without_interactions"] == 3
+    # The same interactions, under the wider vocabulary's indices.
+    plain_keys = plain.item_keys()
+    assert [keys[i] for i in np.asarray(wide.items)] == [
+        plain_keys[i] for i in np.asarray(plain.items)
+    ]
+    assert np.array_equal(np.asarray(wide.split("random")), np.asarray(plain.split("random")))
+    never = [keys.index(k) for k in (5, 95, 1000)]
+    assert not np.isin(np.asarray(wide.items), never).any()
