@@ -268,7 +268,6 @@ class BundleModel:
         probes: Sequence[np.ndarray],
         now: int | None = None,
         *,
-        encoder: bool = True,
         whole: WholeList | None = None,
     ) -> list[np.ndarray]:
         """Utilities of the items `probes[r]` for the list `entries` without item `removed[r]`
@@ -277,10 +276,9 @@ class BundleModel:
         below every candidate) gets −inf. `full` is `run`'s answer for the whole list, `now` the
         "now" it was given. One encoder run and one ranker run for all removals.
 
-        `encoder=False` keeps the encoder's answers for the whole list in every variant: the
-        removal as the ranker alone sees it, with no encoder run. That is exact for the entries
-        outside the encoder's window (`in_window`), an estimate for the others. `whole` is
-        `WholeList(self, entries, full)`, for callers that ask several times about one list.
+        Entries older than the encoder's window (`in_window`) change nothing the encoder sees:
+        their variants reuse `full`'s encoder answers. `whole` is `WholeList(self, entries,
+        full)`, for callers that ask several times about one list.
 
         Every variant is the whole list less one item, so the ranker's features are the whole
         list's, corrected for what that item contributed (`_variant_features`); tests hold them to
@@ -294,7 +292,7 @@ class BundleModel:
         probes = [np.asarray(p, dtype=np.int64) for p in probes]
         # Entries older than the encoder's window do not reach it: without one of them the
         # encoder sees the same tokens, and only the item-item features change.
-        inside = np.flatnonzero(self.in_window(entries, gone_items)).tolist() if encoder else []
+        inside = np.flatnonzero(self.in_window(entries, gone_items)).tolist()
         own_logits: dict[int, np.ndarray] = {}
         scores = [full.encoder_scores[p].astype(np.float64) for p in probes]
         drops = [full.drop_probs[p].astype(np.float64) for p in probes]

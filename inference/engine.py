@@ -6,15 +6,15 @@ re-rank (`inference.rerank.select`: at most one title per franchise, diversity, 
 knob, the plan-to-watch cap) -> annotations (`inference.explain`: predicted score from the score
 head, "because you liked" from leave-one-out through both models: the liked entries whose removal
 lowers the pick's utility most, at most `MAX_REMOVALS` variants of the list per reply, all in one
-encoder run and one ranker run). A list with no title the model knows gets the cold-start path,
-popular-and-recent picks, with a note saying so; so does every list when no bundle is loaded
-(`Engine.without_model`).
+encoder run of at most `MAX_ENCODER_TOKENS` tokens and one ranker run). A list with no title the
+model knows gets the cold-start path, popular-and-recent picks, with a note saying so; so does
+every list when no bundle is loaded (`Engine.without_model`).
 
 In the familiar mode (adventurous 0) two kinds of pick are demoted before re-ranking, below every
-other candidate but never removed: titles whose predicted score is more than
-`BELOW_MEAN_DEMOTION` under the user's own mean score (for users with at least
-`MIN_SCORES_FOR_DEMOTION` scores), and extras (specials, music videos,
-promotional videos, recaps) unless the user completed and liked an entry of the same franchise.
+other candidate but never removed: titles whose predicted score is more than `BELOW_MEAN_DEMOTION`
+under the user's own mean score (for users with at least `MIN_SCORES_FOR_DEMOTION` scores), and
+extras (specials, music videos, promotional videos, recaps) unless the user completed and liked an
+entry of the same franchise.
 
 Serving: one onnxruntime session per model, shared by all requests; the work runs on a small
 thread pool, never on the event loop; concurrent `recommend` calls are micro-batched into one
@@ -48,13 +48,7 @@ from inference.catalog import Catalog
 from inference.config import EngineSettings
 from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
-from inference.explain import (
-    MIN_CAUSE_DROP,
-    Explainer,
-    Recommendation,
-    UserContext,
-    choose_causes,
-)
+from inference.explain import Explainer, Recommendation, UserContext, choose_causes
 from inference.filters import Eligibility, exclusion_notes, redirect_utilities
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.options import RecommendOptions
@@ -77,10 +71,12 @@ DEMOTION_GAP = 0.5  # the best demoted title sits this far under the worst other
 # Lists without one entry that one reply runs through the models to find its causes (each costs
 # a little of an encoder run): every pick's most similar liked entry first, then the second...
 MAX_REMOVALS = 24
-# Of those, the ones the encoder sees are confirmed through both models: each pick's best few by
-# the ranker's view, at most MAX_ENCODER_REMOVALS lists in one encoder run.
-CONFIRMED_PER_PICK = 2
-MAX_ENCODER_REMOVALS = 8
+# Of those, the ones without an entry the encoder sees need an encoder row each (the others reuse
+# the whole list's encoder run): at most this many per pick, and rows of at most this many tokens
+# in all per reply (a row is as long as the list, up to the model's window: 5 rows of 128 tokens,
+# or 12 of a 50-entry list).
+ENCODER_CAUSES_PER_PICK = 3
+MAX_ENCODER_TOKENS = 640
 EXTRA_KINDS = {"special": "A special", "tv_special": "A TV special", "music": "A music video"}
 PROMO_TITLE = re.compile(r"\b(?:PVs?|CMs?|promotion(?:al)? videos?|trailers?|teasers?)\b", re.I)
 
@@ -416,50 +412,38 @@ class Engine:
     ) -> dict[int, list[int]]:
         """pick -> the entries to name as "because you liked" (see the module doc).
 
-        Two passes keep it cheap. Each pick's most similar liked entries are first taken off the
-        list as the ranker alone sees it (the encoder's answers for the whole list kept): exact
-        for entries older than the encoder's window, no encoder run. The entries the encoder
-        does see, among each pick's best `CONFIRMED_PER_PICK` of that pass, are then taken off
-        through both models (one batched encoder run); only those answers count for them.
+        Each pick's most similar liked entries are taken off the list one at a time and the list
+        run through both models again, all variants in one batch. A variant without an entry
+        older than the encoder's window costs no encoder work (the encoder sees the same list);
+        one without an entry the encoder sees costs a row of an encoder run, so each pick tries
+        at most `ENCODER_CAUSES_PER_PICK` of those, and a reply `MAX_ENCODER_TOKENS` tokens
+        worth of rows.
         """
         model = self.model
         assert model is not None
         tried = within_budget(
             {pick: self.explainer.candidate_causes(pick, user) for pick in picks}, MAX_REMOVALS
         )
+        every = np.array(sorted({c for causes in tried.values() for c in causes}), dtype=np.int64)
+        seen = set(every[model.in_window(entries, every)].tolist())
+        encoded = within_budget(
+            {
+                pick: [c for c in causes if c in seen][:ENCODER_CAUSES_PER_PICK]
+                for pick, causes in tried.items()
+            },
+            max(1, MAX_ENCODER_TOKENS // (min(len(entries), model.max_len - 1) + 1)),
+        )
+        tried = {
+            pick: [c for c in causes if c not in seen or c in encoded[pick]]
+            for pick, causes in tried.items()
+        }
         # A pick's utility is its own, or the later entry's that its franchise start carries.
         carriers = {pick: [pick] + ([carried[pick]] if pick in carried else []) for pick in picks}
         try:
-            whole = WholeList(model, entries, scored)
-            screened = self._drops(whole, now, tried, carriers, encoder=False)
-            every = np.array(
-                sorted({c for causes in tried.values() for c in causes}), dtype=np.int64
-            )
-            seen = set(every[model.in_window(entries, every)].tolist())
-            best = {
-                pick: [
-                    c
-                    for c in sorted(screened[pick], key=lambda c: -screened[pick][c])[
-                        :CONFIRMED_PER_PICK
-                    ]
-                    if c in seen and screened[pick][c] >= MIN_CAUSE_DROP
-                ]
-                for pick in picks
-            }
-            confirmed = self._drops(
-                whole, now, within_budget(best, MAX_ENCODER_REMOVALS), carriers, encoder=True
-            )
+            drops = self._drops(WholeList(model, entries, scored), now, tried, carriers)
         except Exception:  # the picks stand without their "because" lines
             log.exception("leave-one-out attribution failed; the reply names no causes")
             return {}
-        drops = {
-            pick: {
-                c: (confirmed[pick][c] if c in seen else screened[pick][c])
-                for c in tried[pick]
-                if c not in seen or c in confirmed[pick]
-            }
-            for pick in picks
-        }
         return choose_causes(picks, drops, self.catalog)
 
     def _drops(
@@ -468,8 +452,6 @@ class Engine:
         now: int | None,
         tried: dict[int, list[int]],
         carriers: dict[int, list[int]],
-        *,
-        encoder: bool,
     ) -> dict[int, dict[int, float]]:
         """pick -> {entry: how much the pick's utility falls without it} for the `tried` pairs."""
         assert self.model is not None
@@ -482,7 +464,7 @@ class Engine:
         ]
         scored = whole.full
         without = self.model.leave_one_out(
-            whole.entries, scored, removals, probes, now, encoder=encoder, whole=whole
+            whole.entries, scored, removals, probes, now, whole=whole
         )
         utility_without = {
             (cause, int(item)): float(u)
