@@ -14,7 +14,8 @@ hotspot):
 Content (`content_dim` > 0): an item's vector is its learned ID embedding plus a learned projection
 of its content vector (`inference.content`), and its output bias likewise. Items without training
 interactions (`has_id` false) have only the content part, in the inputs and in the tied output, so
-a title the model never saw is read and ranked by what the catalogue says about it. Training drops
+a title the model never saw is read and ranked by what the catalogue says about it; in training
+they are left out of the softmax (never a target, they would only ever be pushed down). Training drops
 each item's ID part (embedding and bias) with probability `id_dropout` per step, the same items for
 the whole step, so the content part learns to stand alone. `content_dim` = 0 is the plain model.
 """
@@ -271,7 +272,13 @@ class ListTransformer(nn.Module):
         """[..., d] -> [..., n_items] over the whole vocabulary (tied to the item embeddings)."""
         table, bias = self._item_table()
         weights = table[ITEM_OFFSET:]
-        return hidden @ weights.t().to(hidden.dtype) + bias.to(hidden.dtype)
+        logits = hidden @ weights.t().to(hidden.dtype) + bias.to(hidden.dtype)
+        if self.cfg.content_dim > 0 and self.training:
+            # A title without training interactions is never a target, and being left out of
+            # everyone's list says nothing against it (it is new, or held out): out of the
+            # softmax, or training would teach the content part that such titles go unwatched.
+            logits = logits.masked_fill(~self.has_id, float("-inf"))
+        return logits
 
     def entry_outputs(
         self, hidden: torch.Tensor, items: torch.Tensor
