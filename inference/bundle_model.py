@@ -615,18 +615,18 @@ def _direct_ranks(
 
 
 class _ChangedRanks:
-    """`_direct_ranks` among vectors that differ from `values` in a few places, from one sort.
+    """`_direct_ranks` among vectors that differ from `values` in a few places.
 
     `values` holds −inf for items that are not ranked (those on the list). Pair j's vector is
     `values` with the items `changed[j]` (−1: padding) set to `new[j]`; a changed item that is
     −inf in `values` (on the list) is ranked, with its new value, where `joins[j]` says so (the
-    removed entry, which leaves the list).
+    removed entry, which leaves the list). Pairs share few distinct (value, item) questions, so
+    each distinct one is compared with `values` once, and the changed items are corrected for.
     """
 
     def __init__(self, values: np.ndarray) -> None:
         self.values = values
-        self.order = np.argsort(values, kind="stable")  # ascending; equal values by index
-        self.sorted = values[self.order]
+        self.index = np.arange(len(values))
 
     def ranks(
         self,
@@ -637,11 +637,21 @@ class _ChangedRanks:
         new: np.ndarray,
         joins: np.ndarray,
     ) -> np.ndarray:
-        right = np.searchsorted(self.sorted, at, side="right")
-        left = np.searchsorted(self.sorted, at, side="left")
-        ranks = (len(self.sorted) - right).astype(np.int64)
-        for j in np.flatnonzero(stable & (right > left)).tolist():
-            ranks[j] += int(np.searchsorted(self.order[left[j] : right[j]], items[j]))
+        questions: dict[tuple[float, int, bool], int] = {}
+        which = np.array(
+            [
+                questions.setdefault(key, len(questions))
+                for key in zip(at.tolist(), items.tolist(), stable.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+        asked = np.array(list(questions), dtype=np.float64).reshape(-1, 3)
+        base = _direct_ranks(
+            np.broadcast_to(self.values, (len(asked), len(self.values))),
+            asked[:, 1].astype(np.int64),
+            asked[:, 0],
+            asked[:, 2].astype(bool),
+        )[which]
         real = changed >= 0
         was_ranked = real & np.isfinite(self.values[np.maximum(changed, 0)])
         now_ranked = was_ranked | (real & joins)
@@ -653,4 +663,4 @@ class _ChangedRanks:
             return (ranked & before).sum(axis=1)
 
         old = np.where(was_ranked, self.values[np.maximum(changed, 0)], -np.inf)
-        return ranks - ahead(old, was_ranked) + ahead(new, now_ranked)
+        return base - ahead(old, was_ranked) + ahead(new, now_ranked)
