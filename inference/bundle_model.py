@@ -302,8 +302,17 @@ class BundleModel:
             head = self._checked_head(full, np.unique(np.concatenate(probes)))
             if head is not None:
                 rows, users = self.trunk.run(list(TRUNK_OUTPUTS), encoded.as_dict())
-                for row, r in enumerate(inside):
-                    scores[r], drops[r] = head(users[row], probes[r])
+                sizes = [len(probes[r]) for r in inside]
+                head_scores, head_drops = head.pairs(
+                    users,
+                    np.repeat(np.arange(len(inside)), sizes),
+                    np.concatenate([probes[r] for r in inside]),
+                )
+                cuts = np.cumsum(sizes)[:-1]
+                for r, s_r, d_r in zip(
+                    inside, np.split(head_scores, cuts), np.split(head_drops, cuts), strict=True
+                ):
+                    scores[r], drops[r] = s_r, d_r
             else:
                 rows, all_scores, all_drops, _ = self.encoder.run(
                     list(ENCODER_OUTPUTS), encoded.as_dict()

@@ -306,10 +306,15 @@ class EntryHead:
 
     def __call__(self, state: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(predicted scores, drop probabilities) of `items` for one user vector `state`."""
-        x = (
-            self.item_part[np.asarray(items, dtype=np.int64)]
-            + np.asarray(state, dtype=np.float64) @ self.user_weight
-        )
+        items = np.asarray(items, dtype=np.int64)
+        return self.pairs(np.asarray(state)[None, :], np.zeros(len(items), np.int64), items)
+
+    def pairs(
+        self, states: np.ndarray, rows: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The same for item `items[j]` and user vector `states[rows[j]]`, for every j."""
+        users = np.asarray(states, dtype=np.float64) @ self.user_weight
+        x = self.item_part[np.asarray(items, dtype=np.int64)] + users[np.asarray(rows)]
         hidden = 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
         out = hidden @ self.out_weight + self.out_bias
         scores = np.clip(out[:, 0] + SCORE_CENTER, *SCORE_RANGE)
