@@ -68,8 +68,9 @@ RERANK_POOL = DEFAULT_SETTINGS.rerank_pool
 BELOW_MEAN_DEMOTION = 1.5
 MIN_SCORES_FOR_DEMOTION = 5  # the mean of fewer scores says too little about the user
 DEMOTION_GAP = 0.5  # the best demoted title sits this far under the worst other candidate
-# Lists without one entry that one reply runs through the models to find its causes (each costs
-# a little of an encoder run): every pick's most similar liked entry first, then the second...
+# Lists without one entry that one reply runs through the models to find its causes (each is a
+# row of ranker features, and an encoder row if the encoder sees that entry): every pick's most
+# similar liked entry first, then the second...
 MAX_REMOVALS = 24
 # Of those, the ones without an entry the encoder sees need an encoder row each (the others reuse
 # the whole list's encoder run): at most this many per pick, and rows of at most this many tokens

@@ -657,6 +657,19 @@ def test_extras_are_demoted_unless_the_user_finished_and_liked_the_series(engine
             assert top in ids(bold)
         finally:
             special.close()
+    # An extra the user put on their own plan-to-watch list is theirs to want: not demoted.
+    catalog = _renamed(engine, media_type={top: "special"})
+    special = Engine(catalog, engine.info, engine.model, engine.settings)
+    planned = AnimeList("mal", "u", [*anime_list.entries, ListEntry(top, Status.PLAN_TO_WATCH)])
+    try:
+        picked = special.recommend_sync(planned, RecommendOptions(count=10))
+        assert top in ids(picked)
+        rec = next(r for r in picked.recommendations if r.mal_id == top)
+        assert not any("an extra" in w for w in rec.why)
+        unplanned = special.recommend_sync(anime_list, RecommendOptions(count=10))
+        assert top not in ids(unplanned)
+    finally:
+        special.close()
 
 
 # ----- cold start ---------------------------------------------------------------------------------
