@@ -382,8 +382,13 @@ class CommandService:
     async def _feedback(self, user: UserRef, command: FeedbackCommand) -> Reply:
         if command.mal_id is not None:
             mal_id = command.mal_id
-            item = self.engine.catalog.by_mal_id(mal_id)
-            title = item.title if item is not None else f"title {mal_id}"
+            index = self.engine.catalog.index_of(mal_id)
+            # The same naming as the picks ([engine] title_language).
+            title = (
+                self.engine.explainer.titles.name(index)
+                if index is not None
+                else (f"title {mal_id}")
+            )
         else:
             session = self._sessions.get(user.key)
             cards = session.last_cards if session else []

@@ -115,7 +115,8 @@ def reply_specs(reply: Reply) -> list[EmbedSpec]:
             )
         )
     for position, rec in enumerate(reply.cards, start=1):
-        details = [rec.facts_line()]
+        details = [f"({rec.title_other})"] if rec.title_other else []
+        details.append(rec.facts_line())
         if rec.genres:
             details.append(", ".join(rec.genres))
         score = score_text(rec)

@@ -83,8 +83,9 @@ def score_text(rec: Recommendation) -> str | None:
 
 
 def detail_lines(rec: Recommendation) -> list[str]:
-    """The lines under a pick's title: facts, genres, predicted score, link (no "why")."""
-    lines = []
+    """The lines under a pick's title: its name in the other language (when it helps), facts,
+    genres, predicted score, link (no "why")."""
+    lines = [f"({rec.title_other})"] if rec.title_other else []
     facts = rec.facts_line()
     if facts:
         lines.append(facts)

@@ -147,6 +147,8 @@ def run_recommend(args: argparse.Namespace, out: TextIO) -> int:
 
 def pick_lines(position: int, rec: Recommendation) -> list[str]:
     lines = [f"{position}. {rec.title}"]
+    if rec.title_other:
+        lines.append(f"   ({rec.title_other})")
     facts = rec.facts_line()
     if facts:
         lines.append(f"   {facts}")

@@ -34,7 +34,7 @@ import numpy as np
 
 from inference.animelist import AnimeList, ListEntry, Status
 from inference.catalog import Catalog, CatalogItem
-from inference.franchise import FranchiseIndex
+from inference.franchise import FranchiseIndex, older_version_line
 
 TitleLanguage = Literal["romaji", "english"]
 UNSCORED_COMPLETED_WEIGHT = 0.7  # how much an unscored completed entry counts, against score / 10
@@ -405,6 +405,9 @@ class Explainer:
         line = self.franchise_line(index, user)
         if line:
             why.append(line)
+        older = older_version_line(self.catalog, self.franchises, index, self.titles.name)
+        if older:
+            why.append(older)
         if user.status(index) == Status.PLAN_TO_WATCH:
             why.append("On your plan-to-watch list")
         why.extend(extra_why)

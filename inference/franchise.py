@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,13 +222,19 @@ class FranchiseIndex:
         return older[0] if older else None
 
 
-def older_version_line(catalog: Catalog, franchises: FranchiseIndex, index: int) -> str | None:
-    """ "An older version exists (TITLE, YEAR)" for a remake offered as its franchise's start."""
+def older_version_line(
+    catalog: Catalog,
+    franchises: FranchiseIndex,
+    index: int,
+    name: Callable[[int], str] | None = None,
+) -> str | None:
+    """ "An older version exists (TITLE, YEAR)" for a remake offered as its franchise's start;
+    `name` names a catalogue index (the explainer's one naming), else the catalogue's title."""
     older = franchises.older_version(index)
     if older is None:
         return None
     item = catalog[older]
-    title = item.title_english or item.title
+    title = name(older) if name is not None else (item.title_english or item.title)
     year = item.start_date.year if item.start_date else item.season_year
     return (
         f"An older version exists ({title}, {year})"

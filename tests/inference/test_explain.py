@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -374,3 +375,41 @@ def test_what_it_is_and_where_to_open_it() -> None:
     )
     assert movie.picture_url == "https://img/1.jpg" and movie.url.startswith("https://anilist.co")
     assert movie.facts_line() == "TV"
+
+
+def test_a_remake_pick_says_an_older_version_exists_in_the_chosen_naming() -> None:
+    def remake_catalog() -> Catalog:
+        from inference.catalog import franchise_ids
+        from tests.inference.small_catalogs import date
+
+        items = [
+            item(
+                136,
+                "Hunter x Hunter",
+                title_english="Hunter x Hunter (1999 series)",
+                episodes=62,
+                start_date=date("1999-10-16"),
+                popularity=400,
+                relations=(("alternative_version", 11061),),
+            ),
+            item(11061, "Hunter x Hunter (2011)", episodes=148, start_date=date("2011-10-02")),
+        ]
+        groups = franchise_ids({it.mal_id: it.relations for it in items})
+        return Catalog(
+            [dataclasses.replace(it, franchise_id=groups[it.mal_id]) for it in items],
+            info={"franchise_method": "relations"},
+        )
+
+    catalog = remake_catalog()
+    user = UserContext(animelist(), catalog)
+    remake = catalog.index_of(11061)
+    for language, shown_title in (
+        ("romaji", "Hunter x Hunter"),
+        ("english", "Hunter x Hunter (1999 series)"),
+    ):
+        why = Explainer(catalog, title_language=language).explain(remake, user).why  # type: ignore[arg-type]
+        assert f"An older version exists ({shown_title}, 1999)" in why
+    assert not any(
+        "older version" in line
+        for line in Explainer(catalog).explain(catalog.index_of(136), user).why
+    )
