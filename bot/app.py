@@ -26,7 +26,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.commands import CommandService
 from bot.console import ConsoleSender, run_console
 from bot.limits import Limits
-from bot.logs import install_exception_hooks, install_redaction, redact
 from bot.scheduler import ListCachePurge, Sender, WeeklyDeliveries, start_scheduler
 from bot.settings import BotSettings, EngineSection, bot_settings
 from bot.storage import Storage
@@ -45,6 +44,7 @@ from inference.config import (
 from inference.engine import Engine
 from inference.errors import AnimerecError, ConfigError
 from inference.http import make_http_client
+from inference.redaction import install_exception_hooks, install_redaction, redact
 from inference.sources.fetch import ListSources
 
 log = logging.getLogger("bot")

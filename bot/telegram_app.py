@@ -204,7 +204,7 @@ class TelegramFrontEnd:
             file = await document.get_file()
             data = bytes(await file.download_as_bytearray())
         except TelegramError as exc:
-            # File URLs carry the token; the record factory of bot.logs masks it.
+            # File URLs carry the token; the record factory of inference.redaction masks it.
             log.warning("telegram: could not download a document", exc_info=exc)
             await self._answer(
                 message.chat_id,

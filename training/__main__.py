@@ -17,7 +17,8 @@ import logging
 import sys
 
 from inference.errors import AnimerecError
-from training.errors import excepthook, install_redaction, redact
+from inference.redaction import install_exception_hooks, redact
+from training.errors import install_redaction
 
 log = logging.getLogger("training")
 
@@ -112,5 +113,5 @@ def one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.excepthook = excepthook  # --debug: the raw traceback, the MAL client id masked
+    install_exception_hooks()  # --debug: the raw traceback, the MAL client id masked
     sys.exit(main())

@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from telegram import Update
 
-from bot import logs
 from bot.app import Runtime
-from bot.logs import REDACTED, install_exception_hooks, install_redaction
 from bot.scheduler import WeeklyDeliveries
 from bot.telegram_app import TelegramFrontEnd
+from inference import redaction as logs
+from inference.redaction import REDACTED, install_exception_hooks, install_redaction
 from tests.bot.conftest import MAL_CLIENT_ID
 from tests.bot.test_console_app import ROOT, SECRET_VARS, write_config
 from tests.bot.test_telegram import TOKEN, FakeBotApi, message_update

@@ -17,7 +17,6 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.app import Runtime
 from bot.commands import Attachment
-from bot.logs import REDACTED, install_redaction
 from bot.parsing import RecommendCommand
 from bot.replies import Reply
 from bot.scheduler import DeliveryForbidden
@@ -31,6 +30,7 @@ from bot.telegram_app import (
 )
 from inference.catalog import Catalog
 from inference.engine import Engine
+from inference.redaction import REDACTED, install_redaction
 from tests.bot.conftest import CONSOLE_USER
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import training.errors
 import training.synthesize
+from inference import redaction
 from inference.config import MAL_CLIENT_ID_ENV
 from training.__main__ import main as cli
 from training.__main__ import one_line
@@ -29,8 +30,8 @@ SECRET = "0123456789abcdef0123456789abcdef"  # the shape of a MAL client id
 @pytest.fixture(autouse=True)
 def fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test installs the record factory anew and leaves the process's logging as it was."""
-    monkeypatch.setattr(training.errors, "_secrets", [])
-    monkeypatch.setattr(training.errors, "_factory_installed", False)
+    monkeypatch.setattr(redaction, "_installed", [])
+    monkeypatch.setattr(redaction, "_factory_installed", False)
     previous = logging.getLogRecordFactory()
     yield
     logging.setLogRecordFactory(previous)

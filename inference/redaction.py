@@ -1,4 +1,5 @@
-"""Secrets never reach a log or stderr (DESIGN §7).
+"""Secrets never reach a log or stderr (DESIGN §7). Shared by the bot (its tokens and the MAL
+client id) and the training CLI (the MAL client id of the crawl).
 
 Libraries log what they like (request URLs carry Telegram's token, python-telegram-bot puts the
 token in the text of InvalidToken), so every record is checked at creation: a secret value in its
@@ -127,7 +128,8 @@ def _unraisablehook(unraisable: Any) -> None:
 
 def install_exception_hooks() -> None:
     """Print uncaught exceptions (main thread, other threads, "Exception ignored in" reports) with
-    the secrets of `install_redaction` masked. Process-wide, so only `bot.app.main` calls it."""
+    the secrets of `install_redaction` masked. Process-wide, so only a program's `main` calls it
+    (`bot.app.main`; `python -m training --debug`)."""
     sys.excepthook = _excepthook
     threading.excepthook = _threading_excepthook
     sys.unraisablehook = _unraisablehook
