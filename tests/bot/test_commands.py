@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import os
@@ -28,6 +29,21 @@ from tests.bot.conftest import (
 from tests.inference.fakes import html_response
 
 EXAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "examples" / "example-export.xml"
+
+
+def runtime_with(
+    tmp_path: Path, engine: Engine, services: Services, cooldown_s: float = 0.0, **bot: int
+) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    """A runtime over the fake services with the given cooldown and [bot] settings."""
+    settings = make_settings(tmp_path, cooldown_s=cooldown_s)
+    settings = dataclasses.replace(settings, bot=dataclasses.replace(settings.bot, **bot))
+    return open_runtime(
+        settings,
+        engine,
+        sources_settings=fast_sources(),
+        mal_client_id=MAL_CLIENT_ID,
+        transport=services.transport,
+    )
 
 
 def listed_ids(services: Services, name: str) -> set[int]:
@@ -189,14 +205,7 @@ async def test_local_files_only_on_the_console(runtime: Runtime) -> None:
 
 
 async def test_cooldown_per_user(tmp_path: Path, engine: Engine, services: Services) -> None:
-    settings = make_settings(tmp_path, cooldown_s=60.0)
-    async with open_runtime(
-        settings,
-        engine,
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with runtime_with(tmp_path, engine, services, cooldown_s=60.0) as rt:
         assert not (await rt.service.handle_line(chat_user(1), "/recommend malfan")).error
         again = await rt.service.handle_line(chat_user(1), "/recommend malfan")
         assert again.error and again.lines[0].startswith("Please wait")
@@ -249,13 +258,7 @@ async def test_more_running_out_blames_filters_only_when_set(
     tmp_path: Path, catalog: Catalog, services: Services
 ) -> None:
     # The 60-title catalogue without a model runs out after a few /more.
-    async with open_runtime(
-        make_settings(tmp_path),
-        Engine.without_model(catalog),
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with runtime_with(tmp_path, Engine.without_model(catalog), services) as rt:
         ends: dict[str, str] = {}
         for n, line in enumerate(
             ["/recommend malfan --count 25 --genre Horror", "/recommend malfan --count 25"]
@@ -275,14 +278,7 @@ async def test_more_running_out_blames_filters_only_when_set(
 async def test_a_refused_command_costs_no_cooldown(
     tmp_path: Path, engine: Engine, services: Services
 ) -> None:
-    settings = make_settings(tmp_path, cooldown_s=60.0)
-    async with open_runtime(
-        settings,
-        engine,
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with runtime_with(tmp_path, engine, services, cooldown_s=60.0) as rt:
         user = chat_user(1)
         bad_file = await rt.service.execute(user, RecommendCommand(), Attachment("x.xml", b"<x"))
         bad_name = await rt.service.handle_line(user, "/recommend bad/name")
@@ -302,17 +298,7 @@ async def test_a_refused_command_costs_no_cooldown(
 async def test_sessions_are_bounded_by_the_entries_they_keep(
     tmp_path: Path, engine: Engine, services: Services
 ) -> None:
-    settings = make_settings(tmp_path)
-    settings = dataclasses.replace(
-        settings, bot=dataclasses.replace(settings.bot, sessions_max_entries=20)
-    )
-    async with open_runtime(
-        settings,
-        engine,
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with runtime_with(tmp_path, engine, services, sessions_max_entries=20) as rt:
         for n in range(1, 6):  # malfan's list has 8 entries: 2 sessions fit in 20
             assert (await rt.service.handle_line(chat_user(n), "/recommend malfan")).cards
             assert rt.service.kept_session_entries <= 20
@@ -368,11 +354,7 @@ async def test_console_files_must_be_regular_files_within_the_limit(
 async def test_an_oversized_export_says_so_plainly(
     tmp_path: Path, engine: Engine, services: Services
 ) -> None:
-    settings = make_settings(tmp_path)
-    settings = dataclasses.replace(
-        settings, bot=dataclasses.replace(settings.bot, max_list_entries=5)
-    )
-    async with open_runtime(settings, engine, sources_settings=fast_sources()) as rt:
+    async with runtime_with(tmp_path, engine, services, max_list_entries=5) as rt:
         reply = await rt.service.execute(
             chat_user(), RecommendCommand(), Attachment("a.xml", EXAMPLE_EXPORT.read_bytes())
         )
@@ -383,16 +365,6 @@ async def test_an_oversized_export_says_so_plainly(
 async def test_a_fetched_list_over_the_entry_cap_is_refused(
     tmp_path: Path, engine: Engine, services: Services
 ) -> None:
-    settings = make_settings(tmp_path)
-    settings = dataclasses.replace(
-        settings, bot=dataclasses.replace(settings.bot, max_list_entries=5)
-    )
-    async with open_runtime(
-        settings,
-        engine,
-        sources_settings=fast_sources(),
-        mal_client_id=MAL_CLIENT_ID,
-        transport=services.transport,
-    ) as rt:
+    async with runtime_with(tmp_path, engine, services, max_list_entries=5) as rt:
         reply = await rt.service.handle_line(chat_user(), "/recommend malfan --source mal")
     assert reply.error and "5" in reply.lines[0]  # malfan has 8 entries
