@@ -430,9 +430,13 @@ def serving_facts(ranker_payload: dict[str, Any], dataset: Path, *, has_times: b
 
 
 def write_item_facts(path: Path, model: ListTransformer, facts: ItemFacts) -> None:
+    """Item facts, the item vectors, and for a content model `item_trained` (whether each title
+    had training interactions: false = new to the model, ranked from its content alone)."""
     with torch.no_grad():
         embeddings = model.item_vectors().detach().float().numpy()
     arrays = {**facts.as_arrays(), "item_embeddings": embeddings.astype(np.float32)}
+    if model.cfg.content_dim > 0:
+        arrays["item_trained"] = model.has_id.detach().cpu().numpy().astype(bool)
     np.savez(path, allow_pickle=False, **arrays)
 
 

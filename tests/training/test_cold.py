@@ -316,3 +316,30 @@ def test_a_column_every_title_shares_moves_nothing():
         before.t() - model.item_logits(torch.zeros(1, 16)).t(),
         atol=1e-5,
     )
+
+
+def test_a_content_model_exports_to_onnx_with_parity_and_says_which_titles_are_new(tmp_path):
+    from inference.encoding import ItemFacts
+    from training import export
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_items=40, max_len=12, d_model=16, n_heads=2, content_dim=5)
+    model = ListTransformer(cfg)
+    trained = torch.arange(40) % 4 != 0  # every fourth title is new to the model
+    model.set_content(torch.randn(40, 5), trained)
+    model.eval()
+    graph = export.EncoderGraph(model).eval()
+    path = tmp_path / "encoder.onnx"
+    export.export_encoder(graph, path, model.cfg.n_items, model.cfg.max_len)
+    parity = export.encoder_parity(graph, path, model.cfg.n_items, model.cfg.max_len)
+    assert parity["passed"], parity
+    facts = ItemFacts(
+        log_popularity=np.zeros(40, dtype=np.float32),
+        franchise=np.full(40, -1),
+        genres=np.zeros((40, 0), dtype=np.float32),
+    )
+    export.write_item_facts(tmp_path / "facts.npz", model, facts)
+    saved = np.load(tmp_path / "facts.npz")
+    assert saved["item_trained"].tolist() == trained.tolist()
+    with torch.no_grad():
+        assert np.allclose(saved["item_embeddings"], model.item_vectors().numpy())
