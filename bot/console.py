@@ -7,6 +7,8 @@ input. Input is read as bytes and decoded line by line, whatever the locale's en
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import sys
 from dataclasses import dataclass
 from typing import IO, TextIO
@@ -48,13 +50,27 @@ async def run_console(
         if line is None:
             return
         if isinstance(line, LineTooLong):
-            write_reply(Reply.failure(line.message(limit)), out)
-            continue
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        reply = await service.handle_line(user, text)
-        write_reply(reply, out)
+            reply = Reply.failure(line.message(limit))
+        else:
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            reply = await service.handle_line(user, text)
+        try:
+            write_reply(reply, out)
+        except BrokenPipeError:
+            # The reader went away (`| head`): nobody is left to answer, which is the end of the
+            # session, not an error. Later writes (the interpreter's flush at exit) go nowhere.
+            _silence(out)
+            return
+
+
+def _silence(out: TextIO) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file (a test's StringIO): nothing will flush to a closed pipe
 
 
 @dataclass(frozen=True, slots=True)

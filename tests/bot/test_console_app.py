@@ -133,3 +133,25 @@ def test_read_line_decodes_with_replacement_and_skips_an_overlong_line() -> None
     assert read_line(source, 100) is None
     # Text streams (tests, embedding) are read as they are.
     assert read_line(io.StringIO("/help\n"), 100) == "/help\n"
+
+
+def test_a_reader_that_goes_away_ends_the_session_quietly(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**clean, "ANIMEREC_CONFIG": str(write_config(tmp_path))},
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"/help\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline()  # the first reply began
+    proc.stdout.close()  # as `| head -1` does
+    proc.stdin.write(b"/help\n" * 200)
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "unexpected error" not in err
