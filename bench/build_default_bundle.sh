@@ -19,7 +19,10 @@ $PY -m training catalog --offline "$SHARED/catalog" --out data/catalog.json.gz
 #    a seeded random 10% hold-out per user (the data has no times).
 $PY -m training import cooperunion "$SHARED/anime/cooperunion-5k-users.zip" \
     --out data/anime-cu.parquet --catalog "$SHARED/catalog/mal-anime-17k.csv"
-$PY -m training build data/anime-cu.parquet --out data/anime-cu --min-user-count 5 --seed 0
+#    Every catalogue title joins the vocabulary, so the bundle can read and recommend titles the
+#    sample has no interactions for (through their content vectors).
+$PY -m training build data/anime-cu.parquet --out data/anime-cu --min-user-count 5 --seed 0 \
+    --vocabulary-catalog data/catalog.json.gz
 # 3. The catalogue in the dataset's vocabulary order (episode counts for the progress input,
 #    franchise and genre features for the ranker, and the bundle's own catalogue).
 $PY -m training vocab-catalog --data data/anime-cu --catalog data/catalog.json.gz \

@@ -44,3 +44,21 @@ def test_transitions_count_consecutive_pairs_within_each_user_only():
     assert (top_items[2, 0], counts[2, 0]) == (1, 1.0) and counts[2, 1] == 0.0
     assert (top_items[3, 0], counts[3, 0]) == (1, 1.0)
     assert counts[0].sum() == 0 and counts[:, :].sum() == 4.0  # the cross-user 1→3, 2→2 are not
+
+
+def test_items_nobody_has_get_zero_weights_and_leave_the_others_as_a_full_solve():
+    """Catalogue titles without interactions are solved out of EASE; the weights among the
+    titles that occur must equal the textbook inverse over those titles alone."""
+    import scipy.linalg
+
+    matrix = random_matrix(seed=2).toarray()
+    padded = np.zeros((matrix.shape[0], matrix.shape[1] + 3), dtype=np.float64)
+    used = np.array([0, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 14])
+    padded[:, used] = matrix
+    weights = ease_weights(padded.T @ padded, 5.0)
+    unused = np.setdiff1d(np.arange(padded.shape[1]), used)
+    assert not weights[unused].any() and not weights[:, unused].any()
+    precision = scipy.linalg.inv(matrix.T @ matrix + 5.0 * np.eye(matrix.shape[1]))
+    expected = -precision / np.diag(precision)[np.newaxis, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(weights[np.ix_(used, used)], expected, atol=1e-9)

@@ -25,13 +25,21 @@ LAMBDA_GRID = ("20", "50", "100", "200", "300", "500", "1000")
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
     """B from the Gram matrix XᵀX (float64 [n, n])."""
-    regularized = gram + lam * np.eye(gram.shape[0])
+    # An item nobody has (a catalogue title without interactions) has a zero row and column in
+    # XᵀX, so its block of XᵀX + λI is λ alone and its weights are exactly zero: solving on the
+    # items that occur gives the same B at the cost of those items only (6.9k of a 17.5k catalogue).
+    active = np.flatnonzero(np.diag(gram) > 0)
+    weights = np.zeros_like(gram)
+    if active.size == 0:
+        return weights
+    regularized = gram[np.ix_(active, active)] + lam * np.eye(active.size)
     # XᵀX + λI is symmetric positive definite: a Cholesky inverse is faster and stabler than inv().
     precision = scipy.linalg.cho_solve(
-        scipy.linalg.cho_factor(regularized, overwrite_a=True), np.eye(gram.shape[0])
+        scipy.linalg.cho_factor(regularized, overwrite_a=True), np.eye(active.size)
     )
-    weights = -precision / np.diag(precision)[np.newaxis, :]
-    np.fill_diagonal(weights, 0.0)
+    block = -precision / np.diag(precision)[np.newaxis, :]
+    np.fill_diagonal(block, 0.0)
+    weights[np.ix_(active, active)] = block
     return weights
 
 
