@@ -74,6 +74,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX subscriptions_active ON subscriptions (active)",
     ),
+    (
+        # Small facts the bot keeps about itself (e.g. the hash of the last synced command set).
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -367,3 +375,17 @@ class Storage:
         ) as cur:
             rows = await cur.fetchall()
         return {int(r[0]): str(r[1]) for r in rows}
+
+    # ----- meta -----------------------------------------------------------------------------
+
+    async def meta(self, key: str) -> str | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._db.execute(
+            "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, value, time.time()),
+        )

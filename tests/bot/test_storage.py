@@ -103,3 +103,18 @@ async def test_the_database_is_readable_by_its_owner_only(tmp_path: Path) -> Non
     async with await Storage.open(old):
         pass
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+async def test_meta_values_are_replaced_and_a_version_1_file_gains_the_table(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    with sqlite3.connect(path) as raw:  # a file as the first schema left it
+        raw.execute("CREATE TABLE accounts (platform TEXT, user_id TEXT)")
+        raw.execute("PRAGMA user_version = 1")
+    async with await Storage.open(path) as storage:
+        assert await storage.schema_version() == SCHEMA_VERSION
+        assert await storage.meta("commands_hash") is None
+        await storage.set_meta("commands_hash", "a")
+        await storage.set_meta("commands_hash", "b")
+        assert await storage.meta("commands_hash") == "b"
