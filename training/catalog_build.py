@@ -1,4 +1,4 @@
-"""`python -m training catalog`: build the anime catalogue (DESIGN §3).
+"""`python -m training catalog`: build the anime catalogue (docs/data-formats.md#catalogue).
 
 Offline (the default) it joins three package-sourced files from the `catalog/` folder of the shared
 data folder (`ANIMEREC_SHARED_DATA`, default `../shared/data` beside the repository root):
