@@ -1,4 +1,4 @@
-"""The recommendation engine: an AnimeList and options in, annotated picks out (DESIGN §4-§5).
+"""The recommendation engine: an AnimeList and options in, annotated picks out (docs/architecture.md#request-path).
 
 `Engine.recommend` is what every front end calls. With a model bundle (`Engine.from_bundle`) a list
 goes encoder -> candidates -> ranker (`inference.bundle_model`) -> filters (`inference.filters`) ->
@@ -293,7 +293,7 @@ class Engine:
         return results
 
     def _now(self, request: _Request) -> int | None:
-        # Serving's "now" is the wall clock (DESIGN §4), never an entry's own time.
+        # Serving's "now" is the wall clock (docs/model.md#encoding), never an entry's own time.
         return int(time.time()) if request.now is None else request.now
 
     def _ranked(

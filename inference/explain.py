@@ -1,4 +1,4 @@
-"""Annotated recommendations (DESIGN §5): what a pick is, where to open it, and why it was picked.
+"""Annotated recommendations (docs/architecture.md#annotations): what a pick is, where to open it, and why it was picked.
 
 "Because you liked X and Y" names the entries of the user's list whose removal lowers the pick's
 utility most: the model's own answer to "what made it pick this?". The engine asks it by leave-one-
