@@ -69,17 +69,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # What /more and "/seen N" need, kept here so any process can answer a follow-up to a
-        # reply another process made. `entries` is the list's length, for the size bound.
+        # reply another process made. `entries` is the list's length, for the size bound. The
+        # small columns come first and the index covers what the bound reads, so enforcing it
+        # never reads the (possibly megabyte) lists.
         """CREATE TABLE sessions (
             platform TEXT NOT NULL,
             user_id TEXT NOT NULL,
-            state TEXT NOT NULL,
-            list_body TEXT NOT NULL,
             entries INTEGER NOT NULL,
             updated_at {real} NOT NULL,
+            state TEXT NOT NULL,
+            list_body TEXT NOT NULL,
             PRIMARY KEY (platform, user_id)
         )""",
-        "CREATE INDEX sessions_updated ON sessions (updated_at)",
+        "CREATE INDEX sessions_bound ON sessions (updated_at, platform, user_id, entries)",
         # One row per outside service: the unix time of its next free request slot, shared by
         # every process so that together they keep to the service's budget.
         """CREATE TABLE rate_slots (
