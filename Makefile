@@ -12,20 +12,23 @@ TORCH  ?= torch==2.13.0
 $(VENV)/.serve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu]'
+	$(PY) -m pip install -q -e '.[cpu,postgres]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH)'
-	$(PY) -m pip install -q -e '.[cpu,train,dev]'
+	$(PY) -m pip install -q -e '.[cpu,train,dev,postgres]'
 	touch $(VENV)/.serve $@
 
 run: $(VENV)/.serve
 	$(PY) -m bot
 
 test: $(VENV)/.dev
+	@# The store's tests start a throwaway PostgreSQL cluster (tests/postgres.py).
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy

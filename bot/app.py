@@ -26,10 +26,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.commands import CommandService
 from bot.console import ConsoleSender, run_console
-from bot.limits import Limits
+from bot.limits import Limits, SharedBudget
 from bot.scheduler import ListCachePurge, Sender, WeeklyDeliveries, start_scheduler
-from bot.settings import BotSettings, EngineSection, bot_settings
-from bot.storage import Storage
+from bot.settings import DATABASE_URL_ENV, BotSettings, EngineSection, bot_settings
+from bot.storage import Storage, open_storage, secret_parts
 from bot.supervisor import Backoff, Platform, supervise_all
 from inference.bundle import CATALOG as BUNDLE_CATALOG
 from inference.catalog import load_catalog
@@ -129,9 +129,12 @@ def read_webhook_secret() -> str:
 
 
 def environment_secrets() -> list[str]:
-    """Every secret value the environment holds, whether or not the config uses it."""
+    """Every secret value the environment holds, whether or not the config uses it (the
+    database URL both whole and its password alone)."""
     names = (DISCORD_TOKEN_ENV, TELEGRAM_TOKEN_ENV, MAL_CLIENT_ID_ENV, TELEGRAM_WEBHOOK_SECRET_ENV)
-    return [value for value in (os.environ.get(n, "").strip() for n in names) if value]
+    values = [value for value in (os.environ.get(n, "").strip() for n in names) if value]
+    database = os.environ.get(DATABASE_URL_ENV, "").strip()
+    return values + (secret_parts(database) if database else [])
 
 
 def load_engine(settings: EngineSection) -> Engine:
@@ -181,10 +184,16 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Storage, the shared HTTP client, list sources, limits and the command layer.
 
-    `transport` replaces the network (tests pass an httpx.MockTransport over fake services).
+    The outside services' request budgets live in the store, so every process on one store
+    together keeps to them. `transport` replaces the network (tests pass an httpx.MockTransport
+    over fake services).
     """
     src = sources_settings or SourceSettings()
-    storage = await Storage.open(settings.storage.resolved_path())
+    storage = await open_storage(settings.storage)
+    budgets = {
+        "mal": SharedBudget(storage, "mal", src.mal.requests_per_minute),
+        "anilist": SharedBudget(storage, "anilist", src.anilist.requests_per_minute),
+    }
     try:
         async with make_http_client(src, transport=transport) as http:
             sources = ListSources(
@@ -193,6 +202,7 @@ async def open_runtime(
                 mal_client_id=mal_client_id,
                 anilist_to_mal=engine.catalog.anilist_to_mal,
                 max_entries=settings.bot.max_list_entries,
+                budgets=budgets,
             )
             limits = Limits(settings.limits)
             service = CommandService(
@@ -205,6 +215,8 @@ async def open_runtime(
             )
             yield Runtime(settings, storage, http, limits, service)
     finally:
+        for budget in budgets.values():
+            await budget.settled()
         await storage.close()
 
 

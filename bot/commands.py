@@ -2,19 +2,21 @@
 
 Every front end calls `CommandService.handle_line` (typed text) or `execute` (an already parsed
 command, e.g. from a button). Behind it: the list sources (bounded concurrency, SQLite list cache),
-the engine (bounded concurrency), the per-user cooldown, and storage for accounts, subscriptions and
-feedback. Feedback is honoured in every later recommendation: seen and not-interested titles are
-excluded from the user's picks.
+the engine (bounded concurrency), the per-user cooldown, and storage for accounts, subscriptions,
+feedback and each user's last results (/more, /seen N), so that any process over a shared store can
+answer a follow-up to a reply another one made. Feedback is honoured in every later recommendation:
+seen and not-interested titles are excluded from the user's picks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bot.limits import Limits, wait_message
 from bot.parsing import (
@@ -33,7 +35,7 @@ from bot.parsing import (
 )
 from bot.replies import Button, Reply
 from bot.settings import BotSettings
-from bot.storage import Storage, Subscription
+from bot.storage import Storage, StoredSession, Subscription
 from inference.animelist import AnimeList
 from inference.config import MAL_CLIENT_ID_ENV
 from inference.engine import Engine
@@ -90,6 +92,68 @@ class Session:
     service: str | None = None
     username: str | None = None
 
+    def state_json(self) -> str:
+        """Everything but the list, as the store keeps it."""
+        o = self.options
+        return json.dumps(
+            {
+                "options": {
+                    "count": o.count,
+                    "media_types": None if o.media_types is None else sorted(o.media_types),
+                    "include_genres": list(o.include_genres),
+                    "exclude_genres": list(o.exclude_genres),
+                    "plan_to_watch": o.plan_to_watch,
+                    "unaired": o.unaired,
+                    "adult": o.adult,
+                    "adventurous": o.adventurous,
+                    "exclude_mal_ids": sorted(o.exclude_mal_ids),
+                    "plan_to_watch_max": o.plan_to_watch_max,
+                },
+                "shown_ids": sorted(self.shown_ids),
+                "last_cards": [[mal_id, title] for mal_id, title in self.last_cards],
+                "service": self.service,
+                "username": self.username,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_stored(cls, stored: StoredSession) -> Session:
+        """The inverse of `state_json` and the list's `to_json`; ValueError (or KeyError,
+        TypeError) when the stored form is not one this version wrote."""
+        state = json.loads(stored.state)
+        o = state["options"]
+        options = RecommendOptions(
+            count=int(o["count"]),
+            media_types=None if o["media_types"] is None else frozenset(o["media_types"]),
+            include_genres=tuple(o["include_genres"]),
+            exclude_genres=tuple(o["exclude_genres"]),
+            plan_to_watch=bool(o["plan_to_watch"]),
+            unaired=bool(o["unaired"]),
+            adult=bool(o["adult"]),
+            adventurous=float(o["adventurous"]),
+            exclude_mal_ids=frozenset(int(i) for i in o["exclude_mal_ids"]),
+            plan_to_watch_max=int(o["plan_to_watch_max"]),
+        )
+        return cls(
+            AnimeList.from_json(stored.list_body),
+            options,
+            shown_ids={int(i) for i in state["shown_ids"]},
+            last_cards=_cards(state),
+            service=state["service"],
+            username=state["username"],
+        )
+
+
+def _cards(state: dict[str, Any] | None) -> list[tuple[int, str]]:
+    """The (mal_id, title) of the last reply's picks, from a stored session state."""
+    if state is None:
+        return []
+    try:
+        return [(int(mal_id), str(title)) for mal_id, title in state["last_cards"]]
+    except (KeyError, TypeError, ValueError):
+        return []
+
 
 class CommandService:
     def __init__(
@@ -108,8 +172,6 @@ class CommandService:
         self.settings = settings
         self.limits = limits
         self.mal_available = mal_available
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._session_entries = 0
         self._fetching: dict[tuple[str, str], asyncio.Future[AnimeList]] = {}
 
     # ----- entry points ---------------------------------------------------------------------
@@ -219,7 +281,7 @@ class CommandService:
         return await self._run(user, session, heading=_heading(anime_list))
 
     async def _more(self, user: UserRef) -> Reply:
-        session = self._sessions.get(user.key)
+        session = await self._session(user)
         if session is None:
             return Reply.failure("Ask for recommendations first: /recommend NAME")
         wait = self._cooldown(user)
@@ -241,7 +303,7 @@ class CommandService:
         cards = result.recommendations
         session.shown_ids.update(r.mal_id for r in cards)
         session.last_cards = [(r.mal_id, r.title) for r in cards]
-        self._remember(user, session)
+        await self._remember(user, session, new_list=not more)
         if not cards:
             return Reply(
                 lines=[_nothing_left(session.options, more=more)], notes=list(result.notes)
@@ -257,28 +319,48 @@ class CommandService:
         # The console's one local user is the operator: there is nobody for them to starve.
         return 0.0 if user.platform == CONSOLE else self.limits.cooldown.try_acquire(user.key)
 
-    def _remember(self, user: UserRef, session: Session) -> None:
-        """Keep the user's session for /more and /seen N; memory is bounded by the number of
-        sessions and by the list entries they hold together (one 30k-entry list weighs as much as
-        a few hundred ordinary ones)."""
-        previous = self._sessions.pop(user.key, None)
-        if previous is not None:
-            self._session_entries -= len(previous.anime_list)
-        self._sessions[user.key] = session
-        self._session_entries += len(session.anime_list)
+    async def _remember(self, user: UserRef, session: Session, *, new_list: bool) -> None:
+        """Keep the user's session in the store for /more and /seen N (from any process). The
+        store bounds them by count and by the list entries they hold together (one 30k-entry list
+        weighs as much as a few hundred ordinary ones); a /more rewrites the state, not the list."""
+        list_body = await asyncio.to_thread(session.anime_list.to_json) if new_list else None
         bot = self.settings.bot
-        # The newest session stays even when it alone is over the bound: /more must work.
-        while len(self._sessions) > 1 and (
-            len(self._sessions) > bot.sessions_max
-            or self._session_entries > bot.sessions_max_entries
-        ):
-            _, evicted = self._sessions.popitem(last=False)
-            self._session_entries -= len(evicted.anime_list)
+        await self.storage.save_session(
+            user.platform,
+            user.user_id,
+            session.state_json(),
+            list_body,
+            len(session.anime_list),
+            max_sessions=bot.sessions_max,
+            max_entries=bot.sessions_max_entries,
+        )
 
-    @property
-    def kept_session_entries(self) -> int:
+    async def _session(self, user: UserRef) -> Session | None:
+        stored = await self.storage.session(user.platform, user.user_id)
+        if stored is None:
+            return None
+        try:
+            # Decoding a long list takes milliseconds: off the loop, like the list cache.
+            return await asyncio.to_thread(Session.from_stored, stored)
+        except (ValueError, KeyError, TypeError):
+            log.warning("a stored session could not be read; it is ignored", exc_info=True)
+            return None
+
+    async def _session_state(self, user: UserRef) -> dict[str, Any] | None:
+        """The stored session's state without its list (for /seen N and the Weekly button)."""
+        state = await self.storage.session_state(user.platform, user.user_id)
+        if state is None:
+            return None
+        try:
+            data = json.loads(state)
+        except ValueError:
+            log.warning("a stored session could not be read; it is ignored", exc_info=True)
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def kept_session_entries(self) -> int:
         """List entries held by the /more sessions of every user together."""
-        return self._session_entries
+        return await self.storage.session_entries()
 
     async def _target(self, user: UserRef, command: RecommendCommand) -> tuple[str, str, bool]:
         """(service, username, whether the user chose the service) for a by-name request."""
@@ -390,8 +472,7 @@ class CommandService:
                 else (f"title {mal_id}")
             )
         else:
-            session = self._sessions.get(user.key)
-            cards = session.last_cards if session else []
+            cards = _cards(await self._session_state(user))
             if not cards:
                 return Reply.failure("There are no recommendations to refer to; /recommend first.")
             position = command.position or 0
@@ -419,14 +500,15 @@ class CommandService:
         lines: list[str] = []
         account = await self.storage.account(user.platform, user.user_id)
         if account is None:
-            session = self._sessions.get(user.key)
-            if session is None or session.service is None or session.username is None:
+            state = await self._session_state(user) or {}
+            service, username = state.get("service"), state.get("username")
+            if not isinstance(service, str) or not isinstance(username, str):
                 return Reply.failure(
                     "Weekly recommendations need your list: link it first with /link NAME."
                 )
-            await self.storage.link(user.platform, user.user_id, session.service, session.username)
+            await self.storage.link(user.platform, user.user_id, service, username)
             lines.append(
-                f"Linked {session.username} on {service_display_name(session.service)} "
+                f"Linked {username} on {service_display_name(service)} "
                 "for your weekly recommendations."
             )
         # Only what the user typed changes: a bare /subscribe (or the Weekly button) keeps the

@@ -22,6 +22,8 @@ from inference.config import (
 from inference.errors import ConfigError
 from inference.options import MAX_COUNT
 
+# The PostgreSQL store's URL, credentials included: from the environment only.
+DATABASE_URL_ENV = "ANIMEREC_DATABASE_URL"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 SOURCES = ("mal", "anilist")
 
@@ -133,15 +135,29 @@ class TelegramSection(PlatformSection):
 
 @dataclass(frozen=True)
 class StorageSection:
+    # "" (SQLite at `path`) or "env" (PostgreSQL at the URL in ANIMEREC_DATABASE_URL).
+    url: str = ""
     path: str = "data/animerec.sqlite3"
+    # PostgreSQL connections each process keeps open at most.
+    pool_size: int = 10
     list_cache_ttl_s: float = 6 * 3600.0
     # How often cached lists older than list_cache_ttl_s are deleted.
     list_cache_purge_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
+        if self.url not in ("", "env"):
+            # Never echo the value: it may be a URL with a password in it.
+            raise ConfigError(
+                '[storage] url must be "" (SQLite at [storage] path) or "env" (PostgreSQL at the '
+                f"URL in {DATABASE_URL_ENV}); a database URL never goes in the config file"
+            )
         if self.list_cache_ttl_s < 0:
             raise ConfigError("[storage] list_cache_ttl_s cannot be negative")
-        _require_positive("storage", list_cache_purge_interval_s=self.list_cache_purge_interval_s)
+        _require_positive(
+            "storage",
+            list_cache_purge_interval_s=self.list_cache_purge_interval_s,
+            pool_size=self.pool_size,
+        )
 
     def resolved_path(self) -> Path:
         return project_path(self.path)

@@ -1,7 +1,8 @@
 """Calling outside services politely and surviving their bad days (docs/architecture.md#rate-limits-and-retries).
 
 One `httpx.AsyncClient` is shared by the whole process; each outside service gets a `ServiceClient`
-over it with its own pace (`RateLimiter`), timeout and retry policy. Failures that outlast the retries
+over it with its own pace (a `RequestBudget`: `RateLimiter` in-process, or one a caller shares
+between processes), timeout and retry policy. Failures that outlast the retries
 become typed errors whose messages a chat bot can show the user as they are.
 """
 
@@ -15,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -33,6 +34,17 @@ RATE_WINDOW_S = 60.0
 
 def service_display_name(service: str) -> str:
     return SERVICE_NAMES.get(service, service)
+
+
+class RequestBudget(Protocol):
+    """What paces one service's requests: `RateLimiter` within a process; the bot passes one
+    kept in its store when several processes share a service's budget."""
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+
+    def defer(self, seconds: float) -> None:
+        """Let no request through for `seconds` from now (the service said it is saturated)."""
 
 
 class RateLimiter:
@@ -97,7 +109,7 @@ class ServiceClient:
         http: httpx.AsyncClient,
         limits: ServiceLimits,
         *,
-        limiter: RateLimiter | None = None,
+        limiter: RequestBudget | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -105,7 +117,9 @@ class ServiceClient:
         self.display_name = service_display_name(service)
         self.http = http
         self.limits = limits
-        self.limiter = limiter or RateLimiter(limits.requests_per_minute, sleep=sleep)
+        self.limiter: RequestBudget = limiter or RateLimiter(
+            limits.requests_per_minute, sleep=sleep
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
 

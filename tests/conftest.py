@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresCluster, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real data beside the project (never inside it); tests that need it skip when it is absent.
@@ -34,3 +37,22 @@ def default_bundle() -> Path:
     if not (DEFAULT_BUNDLE / "manifest.json").is_file():
         pytest.skip(f"the default bundle is not built ({DEFAULT_BUNDLE})")
     return DEFAULT_BUNDLE
+
+
+# One throwaway PostgreSQL cluster for the whole run (tests/postgres.py), started on first use;
+# tests that need it are skipped, with the reason, only where it cannot run.
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = start_cluster()
+    if isinstance(cluster, str):
+        pytest.skip(f"PostgreSQL tests skipped: {cluster}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """The URL of a fresh, empty database on the test cluster."""
+    return postgres_cluster.new_database()

@@ -16,7 +16,7 @@ import httpx
 from inference.animelist import MAX_LIST_ENTRIES, AnimeList
 from inference.config import MAL_CLIENT_ID_ENV, SourceSettings
 from inference.errors import ConfigError
-from inference.http import RateLimiter, ServiceClient
+from inference.http import RateLimiter, RequestBudget, ServiceClient
 from inference.sources.anilist import fetch_anilist_list
 from inference.sources.mal import ForbiddenTracker, fetch_mal_list
 from inference.sources.usernames import validate_anilist_username, validate_mal_username
@@ -28,6 +28,8 @@ class ListSources:
     Failures are typed (`inference.errors`) with messages fit for a chat reply; a missing or
     rejected MyAnimeList client id is a ConfigError, since only the operator can fix it. A list of
     more than `max_entries` is ListTooLarge, found while paging: no more pages are fetched.
+    `budgets` ("mal", "anilist") replace the in-process rate limiters, e.g. with ones that
+    several processes share.
     """
 
     def __init__(
@@ -40,20 +42,24 @@ class ListSources:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = MAX_LIST_ENTRIES,
+        budgets: Mapping[str, RequestBudget] | None = None,
     ) -> None:
         self.max_entries = max_entries
+        budgets = budgets or {}
         self.mal = ServiceClient(
             "mal",
             http,
             settings.mal,
-            limiter=RateLimiter(settings.mal.requests_per_minute, clock=clock, sleep=sleep),
+            limiter=budgets.get("mal")
+            or RateLimiter(settings.mal.requests_per_minute, clock=clock, sleep=sleep),
             sleep=sleep,
         )
         self.anilist = ServiceClient(
             "anilist",
             http,
             settings.anilist,
-            limiter=RateLimiter(settings.anilist.requests_per_minute, clock=clock, sleep=sleep),
+            limiter=budgets.get("anilist")
+            or RateLimiter(settings.anilist.requests_per_minute, clock=clock, sleep=sleep),
             sleep=sleep,
         )
         self._mal_client_id = mal_client_id.strip() if mal_client_id else None

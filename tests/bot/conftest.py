@@ -1,4 +1,5 @@
-"""Bot test fixtures: a real engine, real SQLite, real list sources over the fake services.
+"""Bot test fixtures: a real engine, real SQLite (and PostgreSQL for the store's own tests),
+real list sources over the fake services.
 
 The engine is behind one fixture (`engine`): switching every bot test to the default model bundle
 is the one line marked below.
@@ -15,7 +16,8 @@ import pytest
 
 from bot.app import Runtime, open_runtime
 from bot.commands import CONSOLE, UserRef
-from bot.settings import BotSettings, LimitsSection, StorageSection
+from bot.settings import DATABASE_URL_ENV, BotSettings, LimitsSection, StorageSection
+from bot.storage import Storage, open_storage
 from inference.catalog import Catalog
 from inference.config import ServiceLimits, SourceSettings
 from inference.engine import Engine
@@ -80,6 +82,24 @@ def make_settings(tmp_path: Path, **limits: float) -> BotSettings:
 @pytest.fixture
 def settings(tmp_path: Path) -> BotSettings:
     return make_settings(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_section(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> StorageSection:
+    """[storage] for each backend: a new SQLite file, or a fresh database on the test cluster
+    (its URL in the environment, as in production)."""
+    if request.param == "sqlite":
+        return StorageSection(path=str(tmp_path / "bot.sqlite3"))
+    monkeypatch.setenv(DATABASE_URL_ENV, request.getfixturevalue("postgres_url"))
+    return StorageSection(url="env")
+
+
+@pytest.fixture
+async def storage(storage_section: StorageSection) -> AsyncIterator[Storage]:
+    async with await open_storage(storage_section) as store:
+        yield store
 
 
 def user_rows(start: int = 0) -> list[dict[str, object]]:

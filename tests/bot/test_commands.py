@@ -301,14 +301,14 @@ async def test_sessions_are_bounded_by_the_entries_they_keep(
     async with runtime_with(tmp_path, engine, services, sessions_max_entries=20) as rt:
         for n in range(1, 6):  # malfan's list has 8 entries: 2 sessions fit in 20
             assert (await rt.service.handle_line(chat_user(n), "/recommend malfan")).cards
-            assert rt.service.kept_session_entries <= 20
-        assert rt.service.kept_session_entries == 16
+            assert await rt.service.kept_session_entries() <= 20
+        assert await rt.service.kept_session_entries() == 16
         # The oldest users' sessions went; the newest ones answer /more.
         assert (await rt.service.handle_line(chat_user(1), "/more")).error
         assert (await rt.service.handle_line(chat_user(5), "/more")).cards
         # Replacing a user's session does not count it twice.
         await rt.service.handle_line(chat_user(5), "/recommend malfan")
-        assert rt.service.kept_session_entries == 16
+        assert await rt.service.kept_session_entries() == 16
 
 
 async def test_attachments_are_parsed_inside_the_inference_admission(
