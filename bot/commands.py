@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bot import metrics
 from bot.limits import Limits, wait_message
 from bot.parsing import (
     Command,
@@ -123,6 +124,7 @@ class CommandService:
             return Reply.failure(str(exc))
         return await self.execute(user, command, attachment)
 
+    @metrics.counts_replies
     async def execute(
         self, user: UserRef, command: Command, attachment: Attachment | None = None
     ) -> Reply:
@@ -329,6 +331,7 @@ class CommandService:
                 f"{exc}. Use --source anilist, or ask the bot's operator to set {MAL_CLIENT_ID_ENV}."
             ) from None
 
+    @metrics.counts_fetch_failures
     async def _fetch_and_cache(self, service: str, name: str) -> AnimeList:
         async with self.limits.fetches:
             if service == "mal":
