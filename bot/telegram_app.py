@@ -264,7 +264,7 @@ class TelegramFrontEnd:
         except RetryAfter as exc:
             # A DM of several messages may have delivered its first ones: not resent.
             if len(split_messages(reply_blocks(reply))) == 1:
-                raise SendRateLimited(exc.retry_after) from None
+                raise SendRateLimited(exc.retry_after) from None  # int or (PTB 23) timedelta
             raise
 
 
