@@ -405,3 +405,41 @@ async def test_discord_rate_limits_become_send_rate_limited(runtime: Any) -> Non
     with pytest.raises(discord.HTTPException):
         await front.send("7", Reply.text("hi"))
     assert sent == []
+
+
+# ----- settings ------------------------------------------------------------------------------
+
+
+async def test_the_bot_paces_with_its_limits_settings(tmp_path: Path, engine: Any) -> None:
+    from bot.app import open_runtime, start_background_jobs
+    from bot.scheduler import JOB_ID
+    from tests.bot.conftest import fast_sources, make_settings
+
+    settings = make_settings(tmp_path, weekly_spread_s=1800.0, send_rate_limit_retries=2)
+    async with open_runtime(settings, engine, sources_settings=fast_sources()) as runtime:
+        scheduler = start_background_jobs(runtime)
+        assert scheduler is not None
+        try:
+            job = scheduler.get_job(JOB_ID)
+            assert job is not None
+            deliveries = job.func.__self__
+            assert (deliveries.spread_s, deliveries.max_rate_limit_retries) == (1800.0, 2)
+        finally:
+            scheduler.shutdown(wait=False)
+
+
+def test_the_new_limits_are_checked() -> None:
+    from bot.settings import bot_settings
+    from inference.errors import ConfigError
+
+    for bad in ({"weekly_spread_s": -1.0}, {"send_rate_limit_retries": -1}):
+        with pytest.raises(ConfigError, match=r"\[limits\]"):
+            bot_settings({"limits": bad})
+    with pytest.raises(ConfigError, match=r"\[metrics\] port"):
+        bot_settings({"metrics": {"port": 70000}})
+    with pytest.raises(ConfigError, match="send_rate_limit_retries"):
+        bot_settings({"limits": {"send_rate_limit_retries": "5"}})
+    settings = bot_settings({})
+    assert settings.limits.weekly_spread_s == 3600.0
+    assert settings.limits.telegram_sends_per_s == 25.0
+    assert settings.metrics.host == "127.0.0.1" and not settings.metrics.enabled
