@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.commands import CommandService
 from bot.console import ConsoleSender, run_console
 from bot.limits import Limits, SharedBudget
+from bot.metrics import start_metrics_server
 from bot.scheduler import ListCachePurge, Sender, WeeklyDeliveries, start_scheduler
 from bot.settings import DATABASE_URL_ENV, BotSettings, EngineSection, bot_settings
 from bot.storage import Storage, open_storage, secret_parts
@@ -300,6 +301,11 @@ async def serve(
         platforms = chat_platforms(runtime, secrets)
         if not platforms:
             runtime.senders["console"] = ConsoleSender(stdout)
+        metrics_server = (
+            await start_metrics_server(runtime, settings.metrics.host, settings.metrics.port)
+            if settings.metrics.enabled
+            else None
+        )
         scheduler = start_background_jobs(runtime)
         try:
             if platforms:
@@ -311,6 +317,8 @@ async def serve(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            if metrics_server is not None:
+                await metrics_server.close()
 
 
 def start_background_jobs(runtime: Runtime) -> AsyncIOScheduler | None:
@@ -318,7 +326,14 @@ def start_background_jobs(runtime: Runtime) -> AsyncIOScheduler | None:
     settings = runtime.settings
     if not settings.scheduler.enabled:
         return None
-    deliveries = WeeklyDeliveries(runtime.storage, runtime.service, runtime.senders, runtime.limits)
+    deliveries = WeeklyDeliveries(
+        runtime.storage,
+        runtime.service,
+        runtime.senders,
+        runtime.limits,
+        spread_s=settings.limits.weekly_spread_s,
+        max_rate_limit_retries=settings.limits.send_rate_limit_retries,
+    )
     return start_scheduler(
         deliveries,
         settings.scheduler,

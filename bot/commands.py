@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bot import metrics
 from bot.limits import Limits, wait_message
 from bot.parsing import (
     Command,
@@ -185,6 +186,7 @@ class CommandService:
             return Reply.failure(str(exc))
         return await self.execute(user, command, attachment)
 
+    @metrics.counts_replies
     async def execute(
         self, user: UserRef, command: Command, attachment: Attachment | None = None
     ) -> Reply:
@@ -411,6 +413,7 @@ class CommandService:
                 f"{exc}. Use --source anilist, or ask the bot's operator to set {MAL_CLIENT_ID_ENV}."
             ) from None
 
+    @metrics.counts_fetch_failures
     async def _fetch_and_cache(self, service: str, name: str) -> AnimeList:
         async with self.limits.fetches:
             if service == "mal":

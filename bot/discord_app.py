@@ -46,7 +46,7 @@ from bot.parsing import (
     tokenize,
 )
 from bot.replies import Button, Reply, score_text
-from bot.scheduler import DeliveryForbidden
+from bot.scheduler import DeliveryForbidden, SendRateLimited
 from bot.settings import WEEKDAYS, BotSettings
 from bot.storage import Storage
 from inference.config import DISCORD_TOKEN_ENV
@@ -481,7 +481,9 @@ class DiscordFrontEnd:
         return self.client.is_ready() and not self.client.is_closed()
 
     async def send(self, chat_id: str, reply: Reply) -> None:
-        """A weekly DM; closed DMs raise DeliveryForbidden."""
+        """A weekly DM; closed DMs raise DeliveryForbidden, a rate limit before anything was
+        delivered SendRateLimited."""
+        delivered = 0
         try:
             user = await self.client.fetch_user(int(chat_id))
             messages = pack_messages(reply)
@@ -491,8 +493,25 @@ class DiscordFrontEnd:
                 if view is not None:
                     kwargs["view"] = view
                 await user.send(**kwargs)
+                delivered += 1
         except discord.Forbidden as exc:
             raise DeliveryForbidden(exc.text or "Forbidden") from None
+        except (discord.RateLimited, discord.HTTPException) as exc:
+            # discord.py waits out 429s itself; what reaches here is a wait beyond its bound
+            # (RateLimited) or a 429 after its own retries. Resent only if nothing went out.
+            if delivered or not (isinstance(exc, discord.RateLimited) or exc.status == 429):
+                raise
+            raise SendRateLimited(_retry_after(exc)) from None
+
+
+def _retry_after(exc: discord.RateLimited | discord.HTTPException) -> float:
+    """The wait Discord asked for: RateLimited carries it, a 429 in its Retry-After header."""
+    if isinstance(exc, discord.RateLimited):
+        return exc.retry_after
+    try:
+        return float(exc.response.headers.get("Retry-After", 1.0))
+    except (AttributeError, TypeError, ValueError):
+        return 1.0
 
 
 def permanent_failure(exc: BaseException) -> str | None:

@@ -67,7 +67,16 @@ def wait_message(seconds_left: float) -> str:
 class Limits:
     """The process-wide bounds, shared by every front end."""
 
-    def __init__(self, settings: LimitsSection, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: LimitsSection,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`clock` and `sleep` drive the cooldown and the send pacing (a test's fake clock)."""
+        self._clock = clock
+        self._sleep = sleep
         self.cooldown = Cooldown(settings.cooldown_s, clock=clock)
         self.fetches = asyncio.Semaphore(settings.max_concurrent_fetches)
         self.inference = asyncio.Semaphore(settings.max_concurrent_inference)
@@ -76,16 +85,19 @@ class Limits:
         self.commands = asyncio.Semaphore(settings.max_concurrent_commands)
         # RateLimiter spaces calls evenly; it counts per minute.
         self.sends = {
-            "telegram": RateLimiter(settings.telegram_sends_per_s * 60.0),
-            "discord": RateLimiter(settings.discord_sends_per_s * 60.0),
+            "telegram": self._limiter(settings.telegram_sends_per_s),
+            "discord": self._limiter(settings.discord_sends_per_s),
         }
+
+    def _limiter(self, per_s: float) -> RateLimiter:
+        return RateLimiter(per_s * 60.0, clock=self._clock, sleep=self._sleep)
 
     def send_limiter(self, platform: str) -> RateLimiter:
         limiter = self.sends.get(platform)
         if limiter is None:
             # A platform without its own pace (the console, a test sender) gets the slower one.
             slowest_interval = max(r.interval_s for r in self.sends.values())
-            limiter = self.sends[platform] = RateLimiter(60.0 / slowest_interval)
+            limiter = self.sends[platform] = self._limiter(1.0 / slowest_interval)
         return limiter
 
 

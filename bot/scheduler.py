@@ -6,6 +6,15 @@ claim: it is written "sending" before the message goes out and "sent" or "failed
 "sending" by a crash is never retried (a chat message cannot be sent idempotently), so nobody gets
 two DMs in a week; a run missed while the bot was down is caught up by the next run of that week.
 
+Pacing: each subscriber's DM is due at a fixed moment within `[limits] weekly_spread_s` after their
+hour (a hash of subscription and week, so every run and every process agrees), so a cohort of
+thousands is spread over the hour instead of leaving at :00; within a run, each platform's sends
+go through its rate limiter. A platform's rate-limit answer (`SendRateLimited`, which the adapters
+raise for Telegram's RetryAfter and Discord's 429) means nothing was delivered: the platform's
+sends wait the time it asked for and the DM is sent again, a bounded number of times; then the
+week is "failed" with the reason. The claim stays in place while it waits, so at most one DM a
+week still holds.
+
 APScheduler 3.x runs the job: one interval job with `misfire_grace_time` in hours (its 1 s default
 would silently drop a run missed across a restart), `coalesce` and `max_instances=1`. A second
 job deletes expired entries of the list cache.
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -23,10 +33,12 @@ from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import metrics
 from bot.limits import Limits
 from bot.replies import Reply
 from bot.settings import WEEKDAYS, SchedulerSection
 from bot.storage import Storage, Subscription
+from inference.http import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,20 @@ JOB_ID = "weekly-deliveries"
 
 class DeliveryForbidden(Exception):
     """The platform refused the DM for good (closed DMs, bot blocked): pause the subscription."""
+
+
+class SendRateLimited(Exception):
+    """The platform refused the DM for now (Telegram RetryAfter, Discord 429) and none of it was
+    delivered, so sending it again after `retry_after` seconds cannot duplicate it."""
+
+    def __init__(self, retry_after: float | dt.timedelta) -> None:
+        seconds = (
+            retry_after.total_seconds()
+            if isinstance(retry_after, dt.timedelta)
+            else float(retry_after)
+        )
+        self.retry_after = max(0.0, seconds)
+        super().__init__(f"rate limited; retry after {self.retry_after:g} s")
 
 
 class Sender(Protocol):
@@ -61,10 +87,33 @@ def week_slot(subscription: Subscription, now: dt.datetime) -> tuple[str, dt.dat
     return f"{year}-W{week:02d}", scheduled
 
 
-def due_week(subscription: Subscription, now: dt.datetime) -> str | None:
-    """The ISO week whose DM is due now, or None (not yet this week, or subscribed after it)."""
+def spread_offset(
+    subscription: Subscription, week: str, scheduled: dt.datetime, spread_s: float
+) -> float:
+    """Seconds after the scheduled moment that this week's DM is due: fixed for a subscription and
+    week, evenly spread over [0, spread_s), and within the first half of what is left of the week,
+    so the runs after it still find it before its week ends."""
+    if spread_s <= 0:
+        return 0.0
+    tz = scheduled.tzinfo
+    week_end = dt.datetime.combine(
+        scheduled.date() + dt.timedelta(days=7 - scheduled.weekday()), dt.time(0), tzinfo=tz
+    )
+    window = min(spread_s, (week_end.timestamp() - scheduled.timestamp()) / 2)
+    digest = hashlib.blake2b(f"{subscription.id}:{week}".encode(), digest_size=8).digest()
+    return window * int.from_bytes(digest, "big") / 2**64
+
+
+def due_week(subscription: Subscription, now: dt.datetime, *, spread_s: float = 0.0) -> str | None:
+    """The ISO week whose DM is due now, or None (not yet this week, or subscribed after it).
+
+    With `spread_s`, the DM comes due at its `spread_offset` after the subscriber's hour.
+    """
     week, scheduled = week_slot(subscription, now)
-    if scheduled <= now and scheduled.timestamp() >= subscription.created_at:
+    if scheduled.timestamp() < subscription.created_at:
+        return None
+    offset = spread_offset(subscription, week, scheduled, spread_s)
+    if scheduled.timestamp() + offset <= now.timestamp():
         return week
     return None
 
@@ -76,6 +125,7 @@ class RunStats:
     failed: int = 0
     paused: int = 0
     skipped: int = 0  # already claimed, or no sender for the platform in this process
+    rate_limited: int = 0  # rate-limit answers waited out (a DM can have several)
 
 
 class WeeklyDeliveries:
@@ -87,12 +137,18 @@ class WeeklyDeliveries:
         limits: Limits,
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        spread_s: float = 0.0,
+        max_rate_limit_retries: int = 5,
     ) -> None:
+        """`spread_s` and `max_rate_limit_retries` come from `[limits]` in the bot (`bot.app`);
+        the send pace and its clock are the limiters' in `limits`."""
         self.storage = storage
         self.replies = replies
         self.senders = senders
         self.limits = limits
         self._clock = clock
+        self.spread_s = spread_s
+        self.max_rate_limit_retries = max_rate_limit_retries
 
     async def run_once(self) -> RunStats:
         """Send every DM that is due now. Platforms proceed side by side, each at its own pace."""
@@ -101,7 +157,7 @@ class WeeklyDeliveries:
         due: dict[str, list[tuple[Subscription, str]]] = {}
         for sub in await self.storage.active_subscriptions():
             try:
-                week = due_week(sub, now)
+                week = due_week(sub, now, spread_s=self.spread_s)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 log.error("subscription %d has an unusable time zone; skipped", sub.id)
                 continue
@@ -123,11 +179,12 @@ class WeeklyDeliveries:
         await asyncio.gather(*(self._send_all(p, items, stats) for p, items in due.items()))
         if stats.due:
             log.info(
-                "weekly run: %d due, %d sent, %d failed, %d paused",
+                "weekly run: %d due, %d sent, %d failed, %d paused, %d rate-limit waits",
                 stats.due,
                 stats.sent,
                 stats.failed,
                 stats.paused,
+                stats.rate_limited,
             )
         return stats
 
@@ -144,22 +201,59 @@ class WeeklyDeliveries:
                 continue
             try:
                 reply = await self.replies.weekly_reply(sub)
-                await limiter.acquire()
-                await sender.send(sub.chat_id, reply)
+                await self._send_paced(platform, sender, limiter, sub.chat_id, reply, stats)
             except DeliveryForbidden as exc:
                 reason = f"direct messages refused: {exc}"[:300]
                 await self.storage.finish_delivery(sub.id, week, ok=False, error=reason)
                 await self.storage.pause_subscription(sub.id, reason)
                 log.info("subscription %d paused: the platform refused the DM", sub.id)
+                metrics.DMS_FAILED.inc(platform, "forbidden")
                 stats.failed += 1
                 stats.paused += 1
+            except SendRateLimited as exc:
+                reason = (
+                    f"rate limited {self.max_rate_limit_retries + 1} times "
+                    f"(last asked to wait {exc.retry_after:g} s)"
+                )
+                await self.storage.finish_delivery(sub.id, week, ok=False, error=reason)
+                log.warning("weekly DM for subscription %d failed: %s", sub.id, reason)
+                metrics.DMS_FAILED.inc(platform, "rate_limited")
+                stats.failed += 1
             except Exception as exc:
                 await self.storage.finish_delivery(sub.id, week, ok=False, error=type(exc).__name__)
                 log.warning("weekly DM for subscription %d failed", sub.id, exc_info=exc)
+                metrics.DMS_FAILED.inc(platform, "error")
                 stats.failed += 1
             else:
                 await self.storage.finish_delivery(sub.id, week, ok=True)
+                metrics.DMS_SENT.inc(platform)
                 stats.sent += 1
+
+    async def _send_paced(
+        self,
+        platform: str,
+        sender: Sender,
+        limiter: RateLimiter,
+        chat_id: str,
+        reply: Reply,
+        stats: RunStats,
+    ) -> None:
+        """Send at the platform's pace; a rate-limit answer holds back every later send of the
+        platform for the time asked (they would get the same answer) and retries this one."""
+        attempt = 0
+        while True:
+            await limiter.acquire()
+            try:
+                await sender.send(chat_id, reply)
+                return
+            except SendRateLimited as exc:
+                metrics.DMS_RATE_LIMITED.inc(platform)
+                stats.rate_limited += 1
+                if attempt >= self.max_rate_limit_retries:
+                    raise
+                attempt += 1
+                limiter.defer(exc.retry_after)
+                log.info("%s asked to wait %g s before the next DM", platform, exc.retry_after)
 
     async def run_logged(self) -> None:
         """The job itself: a failed run is logged and the next one tries again."""

@@ -196,10 +196,20 @@ class LimitsSection:
     max_concurrent_commands: int = 32
     telegram_sends_per_s: float = 25.0
     discord_sends_per_s: float = 5.0
+    # Each subscriber's weekly DM goes out at a fixed point (a hash of subscriber and week) within
+    # this many seconds after their hour, so a large cohort does not all leave at :00.
+    weekly_spread_s: float = 3600.0
+    # A DM the platform refused with a rate-limit answer (never delivered) is retried after the
+    # wait it asked for, at most this many times; then the week is marked failed.
+    send_rate_limit_retries: int = 5
 
     def __post_init__(self) -> None:
         if self.cooldown_s < 0:
             raise ConfigError("[limits] cooldown_s cannot be negative")
+        if self.weekly_spread_s < 0 or self.send_rate_limit_retries < 0:
+            raise ConfigError(
+                "[limits] weekly_spread_s and send_rate_limit_retries cannot be negative"
+            )
         if (
             min(
                 self.max_concurrent_fetches,
@@ -211,6 +221,18 @@ class LimitsSection:
             raise ConfigError("[limits] concurrency bounds must be at least 1")
         if self.telegram_sends_per_s <= 0 or self.discord_sends_per_s <= 0:
             raise ConfigError("[limits] send rates must be positive")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    # An HTTP server in the bot process: /healthz and /metrics (Prometheus text format).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("[metrics] port must be between 0 and 65535")
 
 
 # [engine] is read by `python -m inference recommend` too, so `inference` defines it: bundle,
@@ -232,6 +254,7 @@ class BotSettings:
     storage: StorageSection = field(default_factory=StorageSection)
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     engine: EngineSection = field(default_factory=EngineSection)
 
     def enabled_platforms(self) -> list[str]:
@@ -258,5 +281,6 @@ def bot_settings(data: dict[str, Any]) -> BotSettings:
         storage=section(data, StorageSection, "storage"),
         scheduler=section(data, SchedulerSection, "scheduler"),
         limits=section(data, LimitsSection, "limits"),
+        metrics=section(data, MetricsSection, "metrics"),
         engine=section(data, EngineSection, "engine"),
     )

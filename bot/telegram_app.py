@@ -47,7 +47,7 @@ from bot.parsing import (
     parse_command,
 )
 from bot.replies import Reply, detail_lines
-from bot.scheduler import DeliveryForbidden
+from bot.scheduler import DeliveryForbidden, SendRateLimited
 from bot.settings import BotSettings
 from bot.storage import Storage
 from inference.config import TELEGRAM_TOKEN_ENV
@@ -345,11 +345,17 @@ class TelegramFrontEnd:
         return self.app.running and (updater is None or updater.running)
 
     async def send(self, chat_id: str, reply: Reply) -> None:
-        """A weekly DM; a blocked bot or a never-started chat raises DeliveryForbidden."""
+        """A weekly DM; a blocked bot or a never-started chat raises DeliveryForbidden, flood
+        control on a one-message DM SendRateLimited (nothing went out, so it may be resent)."""
         try:
             await self._answer(int(chat_id), reply)
         except Forbidden as exc:
             raise DeliveryForbidden(exc.message) from None
+        except RetryAfter as exc:
+            # A DM of several messages may have delivered its first ones: not resent.
+            if len(split_messages(reply_blocks(reply))) == 1:
+                raise SendRateLimited(exc.retry_after) from None  # int or (PTB 23) timedelta
+            raise
 
 
 def permanent_failure(exc: BaseException) -> str | None:
