@@ -167,9 +167,7 @@ def main() -> int:
         methods[label] = similarities[b].scores
     validation = make_queries(parts, VALIDATION, args.queries, franchise, seed=1)
     test = make_queries(parts, TEST, args.queries, franchise, seed=2)
-    print(
-        f"{len(validation)} validation and {len(test)} test queries", file=sys.stderr, flush=True
-    )
+    print(f"{len(validation)} validation and {len(test)} test queries", file=sys.stderr, flush=True)
     on_validation = evaluate(validation, methods, franchise)
     on_test = evaluate(test, methods, franchise)
     blends = {"EASE only": 0.0, **{f"blend {b:g}": b for b in BLENDS[1:-1]}}
