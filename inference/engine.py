@@ -371,7 +371,11 @@ class Engine:
             exclude_mal_ids=options.exclude_mal_ids,
         )
         allowed = self.filters.eligible(anime_list, recommend_options, today=today)
-        mask = allowed.mask & ~self._extras
+        # Later entries (sequels, side stories, spin-offs) never, whatever the list holds: their
+        # franchise's start stands in for them through the redirects.
+        later = np.zeros(len(self.catalog), dtype=bool)
+        later[list(self.franchises.requires)] = True
+        mask = allowed.mask & ~self._extras & ~later
         own = self._franchise_ids[query]
         same = (self._franchise_ids == own) if own >= 0 else np.zeros(len(mask), dtype=bool)
         if options.franchise and own >= 0:
@@ -397,12 +401,12 @@ class Engine:
         mask[query] = False
         utilities = redirect_utilities(scores, allowed)
         carried: dict[int, int] = {}
-        for later, entry in allowed.redirects.items():
+        for held, entry in allowed.redirects.items():
             if self._franchise_ids[entry] == own and own >= 0:
                 continue
             best = carried.get(entry, entry)
-            if scores[later] > scores[best]:
-                carried[entry] = later
+            if scores[held] > scores[best]:
+                carried[entry] = held
         ranking = np.where(mask, utilities, -np.inf)
         order = np.argsort(-ranking, kind="stable")[: int(mask.sum())]
         free = int(own) if options.franchise and own >= 0 else None

@@ -103,21 +103,33 @@ def choose(
     return picks
 
 
-def round_robin(utilities: np.ndarray, pool: np.ndarray, count: int) -> list[int]:
-    """The baseline: each member's own best pool titles, taken in turn, without repeats."""
+def round_robin(
+    utilities: np.ndarray, pool: np.ndarray, count: int, franchise: np.ndarray | None = None
+) -> list[int]:
+    """The baseline: each member's own best pool titles, taken in turn, without repeats (and at
+    most one per franchise when `franchise` is given)."""
     utilities = np.atleast_2d(np.asarray(utilities, dtype=np.float64))
     items = np.flatnonzero(np.asarray(pool, dtype=bool))
-    orders = [items[np.argsort(-u[items], kind="stable")] for u in utilities]
+    orders = [items[np.argsort(-u[items], kind="stable")].tolist() for u in utilities]
     out: list[int] = []
     seen: set[int] = set()
+    taken: set[int] = set()
     position = [0] * len(orders)
-    while len(out) < min(count, len(items)):
+
+    def free(index: int) -> bool:
+        if index in seen:
+            return False
+        return franchise is None or int(franchise[index]) < 0 or int(franchise[index]) not in taken
+
+    while len(out) < count and any(p < len(o) for p, o in zip(position, orders, strict=True)):
         for m, order in enumerate(orders):
-            while position[m] < len(order) and int(order[position[m]]) in seen:
+            while position[m] < len(order) and not free(order[position[m]]):
                 position[m] += 1
             if position[m] < len(order) and len(out) < count:
-                index = int(order[position[m]])
+                index = order[position[m]]
                 seen.add(index)
+                if franchise is not None and int(franchise[index]) >= 0:
+                    taken.add(int(franchise[index]))
                 out.append(index)
     return out
 
