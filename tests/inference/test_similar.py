@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from tests.tiny_bundle import (
     RECAP_ID,
     SEQUEL_ID,
     UNAIRED_ID,
+    export_xml,
     tiny_catalog,
 )
 
@@ -156,3 +159,51 @@ def test_a_member_the_model_cannot_read_is_named_and_the_rest_go_on(engine: Engi
     assert any("zed" in note for note in result.notes)
     with pytest.raises(GroupTooSmall):
         engine.recommend_group_sync([("alice", alice), ("zed", stranger)], RecommendOptions())
+
+
+# ----- python -m inference similar -------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    from inference.cli import main
+
+    out = io.StringIO()
+    code = main(list(argv), out)
+    return code, out.getvalue()
+
+
+def test_cli_prints_the_match_then_numbered_picks(tiny_bundle: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export.xml"
+    export.write_text(export_xml([(1002, "Completed", 9, 12), (1004, "Dropped", 3, 2)]))
+    code, text = run_cli(
+        "similar", "show", "3", "-n", "25", "--export", str(export), "--bundle", str(tiny_bundle)
+    )
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0] == "More like Show 3"
+    assert lines[1].startswith("1. ")
+    assert any(line.startswith("   why: ") for line in lines)
+    titles = {line.split(". ", 1)[1] for line in lines if line[:1].isdigit()}
+    assert len(titles) > 3
+    assert not titles & {"Show 2", "Show 4", "Show 3"}  # the list's titles, and the query
+
+
+def test_cli_json_has_the_recommend_shape_and_the_query(tiny_bundle: Path) -> None:
+    code, text = run_cli(
+        "similar", "Show 3", "--count", "3", "--json", "--bundle", str(tiny_bundle)
+    )
+    assert code == 0
+    document = json.loads(text)
+    assert document["query"] == {"mal_id": 1003, "title": "Show 3"}
+    assert len(document["recommendations"]) == 3
+    assert {"mal_id", "title", "predicted_score", "why"} <= set(document["recommendations"][0])
+    assert isinstance(document["notes"], list)
+
+
+def test_cli_unknown_title_exits_2_naming_the_closest(
+    tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = run_cli("similar", "qqqq", "zzzz", "--bundle", str(tiny_bundle))
+    assert code == 2 and text == ""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: I know no title") and err.count("Show") == 3
