@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_rerank_quality import as_list  # noqa: E402
 from inference.engine import Engine  # noqa: E402
-from inference.group import choose, round_robin  # noqa: E402
+from inference.group import choose, choose_set, round_robin  # noqa: E402
 from inference.options import RecommendOptions  # noqa: E402
 from training.batches import UserParts  # noqa: E402
 from training.dataset import TEST, TRAIN, VALIDATION, Dataset  # noqa: E402
@@ -56,6 +56,12 @@ def main() -> int:
     parser.add_argument("--split", default="random")
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--neighbours-cache",
+        type=Path,
+        default=None,
+        help="an .npz to keep the training-part EASE fit in (written when absent)",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -68,8 +74,14 @@ def main() -> int:
         print(f"error: {args.bundle}'s vocabulary is not {args.data}'s", file=sys.stderr)
         return 2
     parts = UserParts(dataset, args.split)
-    print("fitting EASE on the training part...", file=sys.stderr, flush=True)
-    near, weights = fit_neighbours(interaction_matrix(parts), 100.0, 64)
+    if args.neighbours_cache is not None and args.neighbours_cache.exists():
+        cached = np.load(args.neighbours_cache)
+        near, weights = cached["near"], cached["w"]
+    else:
+        print("fitting EASE on the training part...", file=sys.stderr, flush=True)
+        near, weights = fit_neighbours(interaction_matrix(parts), 100.0, 64)
+        if args.neighbours_cache is not None:
+            np.savez(args.neighbours_cache, near=near, w=weights)
     model.facts = dataclasses.replace(model.facts, neighbour_items=near, neighbour_weights=weights)
 
     rng = np.random.default_rng(0)
@@ -84,7 +96,13 @@ def main() -> int:
     options = RecommendOptions(count=K)
     totals = {
         name: {"any_member_share": 0.0, "mean_member_hits": 0.0, "min_member_hits": 0.0}
-        for name in ("max-min", "round-robin")
+        for name in (
+            "max-min per title",
+            "max-min over the list, dcg gain",
+            "max-min over the list, top-20 gain",
+            "max-min over the list, reciprocal gain",
+            "round-robin",
+        )
     }
     groups = 0
     for row in draws:
@@ -99,7 +117,16 @@ def main() -> int:
         pool = np.logical_and.reduce([s.eligible for s in scored if s is not None]) & ~extras
         utilities = np.stack([s.utilities for s in scored if s is not None])
         picks = {
-            "max-min": [p.index for p in choose(utilities, pool, K, franchise)],
+            "max-min per title": [p.index for p in choose(utilities, pool, K, franchise)],
+            "max-min over the list, dcg gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="dcg")
+            ],
+            "max-min over the list, top-20 gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="top")
+            ],
+            "max-min over the list, reciprocal gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="reciprocal")
+            ],
             "round-robin": round_robin(utilities, pool, K, franchise),
         }
         for name, chosen in picks.items():

@@ -57,7 +57,7 @@ from inference.filters import (
     redirect_utilities,
 )
 from inference.franchise import FranchiseIndex, franchise_array
-from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, choose, suits_line
+from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, choose_set, suits_line
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE, popular_recent
 from inference.rerank import Method, select
@@ -461,10 +461,10 @@ class Engine:
         today: dt.date | None = None,
         now: int | None = None,
     ) -> RecommendationResult:
-        """Picks for a group (`inference.group`): none any member has on their list (their own
-        plan-to-watch aside), the least served member's percentile maximised. Members whose list
-        has no title the model knows are left out with a note; `GroupTooSmall` when fewer than
-        two are left."""
+        """Picks for a group (`inference.group.choose_set`): none any member has on their list
+        (their own plan-to-watch aside), the least served member's total gain maximised. Members
+        whose list has no title the model knows are left out with a note; `GroupTooSmall` when
+        fewer than two are left."""
         scored = self.score_members([lst for _, lst in members], options, today=today, now=now)
         notes: list[str] = []
         kept = [m for m, s in enumerate(scored) if s is not None]
@@ -483,7 +483,7 @@ class Engine:
         names = [members[m][0] for m in kept]
         pool = np.logical_and.reduce([s.eligible for s in member_scores]) & ~self._extras
         utilities = np.stack([s.utilities for s in member_scores])
-        picks = choose(utilities, pool, options.count, self._franchise_ids)
+        picks = choose_set(utilities, pool, options.count, self._franchise_ids)
         pool_size = int(pool.sum())
         user = UserContext(
             AnimeList(source=members[kept[0]][1].source, username=None), self.catalog

@@ -1,11 +1,18 @@
-"""Recommendations for a group: picks none of the members has seen, good for the least served one.
+"""Recommendations for a group: picks none of the members has seen, fair to the least served one.
 
-Each member's utilities (one engine run of their list) are put on one scale by rank percentile over
-the pool of titles every member may be offered (`rank_percentiles`: 1.0 is that member's best title
-in the pool, 0.0 their worst), so a member whose ranker is confident does not outvote the others.
-`choose` then takes the titles with the largest *minimum* percentile over the members (max-min
-fairness), the mean percentile breaking ties, at most one title per franchise. A title two members
-love and the third dislikes loses to one all three like.
+Each member's utilities (one engine run of their list) are put on one scale by rank over the pool
+of titles every member may be offered (`rank_percentiles`: rank 0 and percentile 1.0 are that
+member's best title in the pool), so a member whose ranker is confident does not outvote the
+others. What is served is `choose_set`: max-min fairness over the list. A member's gain from a
+title is `rank_gains` of its rank (1 / (rank + 1): 1.0 for their best); each step takes the title
+that leaves the smallest member total largest, the mean total breaking ties, at most one title
+per franchise. The first pick is the best consensus title (a title two members love and the third
+dislikes loses to one all three like); later picks turn to whoever the list serves least so far.
+
+`choose` is max-min per title (the largest minimum percentile, mean as tiebreak) and
+`round_robin` each member's own best titles in turn; `bench/bench_group.py` compares them on the
+anime hold-out (BENCHMARKS.md): the reciprocal gain over the list found the most held-out titles of
+the max-min variants, and round-robin, which never looks for common ground, found more still.
 """
 
 from __future__ import annotations
@@ -100,6 +107,71 @@ def choose(
         )
         if len(picks) == count:
             break
+    return picks
+
+
+GAINS = ("top", "reciprocal", "dcg")
+TOP_GAIN_RANKS = 20
+
+
+def rank_gains(ranks: np.ndarray, gain: str = "reciprocal") -> np.ndarray:
+    """A member's gain from a title at `ranks` (0 = their best in the pool), 1.0 for their best:
+    "reciprocal" 1 / (rank + 1) (0.5 for the second, 0.1 for the tenth); "dcg" 1 / log2(rank + 2),
+    DCG's gentler discount (0.63 for the second, 0.29 for the tenth). Outside the pool: 0."""
+    r = np.maximum(ranks, 0).astype(np.float64)
+    if gain == "top":
+        # 1 for a title in the member's own top `TOP_GAIN_RANKS`, and a small reciprocal term
+        # so that, among those, the better ranked still count for more.
+        values = (r < TOP_GAIN_RANKS) + 0.01 / (r + 1.0)
+    elif gain == "reciprocal":
+        values = 1.0 / (r + 1.0)
+    else:
+        values = 1.0 / np.log2(r + 2.0)
+    return np.where(ranks >= 0, values, 0.0)
+
+
+def choose_set(
+    utilities: np.ndarray,
+    pool: np.ndarray,
+    count: int,
+    franchise: np.ndarray | None = None,
+    gain: str = "reciprocal",
+) -> list[GroupPick]:
+    """The group's picks, greedily maximising the least served member's total gain.
+
+    Each member's gain from a title is `rank_gains` of its rank in the pool (their utilities
+    normalised by rank). Each step takes the title that leaves the smallest member total largest
+    (the mean total breaking ties): the first pick is the best consensus title, and later picks
+    turn to whoever the list serves least so far.
+    """
+    utilities = np.atleast_2d(np.asarray(utilities, dtype=np.float64))
+    pool = np.asarray(pool, dtype=bool)
+    ranked = [rank_percentiles(u, pool) for u in utilities]
+    percentiles = np.stack([p for p, _ in ranked])
+    ranks = np.stack([r for _, r in ranked])
+    items = np.flatnonzero(pool)
+    gains = rank_gains(ranks[:, items], gain)  # [members, pool items]
+    open_ = np.ones(len(items), dtype=bool)
+    totals = np.zeros(len(utilities))
+    picks: list[GroupPick] = []
+    while len(picks) < count and open_.any():
+        after = totals[:, None] + gains
+        low = np.where(open_, after.min(axis=0), -np.inf)
+        mean = after.mean(axis=0)
+        best = np.flatnonzero(low == low.max())
+        column = int(best[np.argmax(mean[best])])
+        index = int(items[column])
+        totals += gains[:, column]
+        open_[column] = False
+        if franchise is not None and int(franchise[index]) >= 0:
+            open_ &= franchise[items] != franchise[index]
+        picks.append(
+            GroupPick(
+                index,
+                tuple(float(x) for x in percentiles[:, index]),
+                tuple(int(x) for x in ranks[:, index]),
+            )
+        )
     return picks
 
 
