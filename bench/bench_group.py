@@ -49,6 +49,14 @@ K = 10
 MEMBERS = 3
 
 
+def _relative(path: Path) -> str:
+    """A path as the command line would give it from the project root."""
+    try:
+        return str(path.absolute().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "default")
@@ -139,8 +147,8 @@ def main() -> int:
     result = {
         "command": "python bench/bench_group.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "bundle": str(args.bundle),
-        "data": str(args.data),
+        "bundle": _relative(args.bundle),
+        "data": _relative(args.data),
         "split": args.split,
         "members_per_group": MEMBERS,
         "picks": K,

@@ -111,6 +111,14 @@ def evaluate(
     return {name: total / max(len(queries), 1) for name, total in totals.items()}
 
 
+def _relative(path: Path) -> str:
+    """A path as the command line would give it from the project root."""
+    try:
+        return str(path.absolute().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "default")
@@ -176,9 +184,9 @@ def main() -> int:
     result = {
         "command": "python bench/bench_similar.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "bundle": str(args.bundle),
+        "bundle": _relative(args.bundle),
         "item_vectors_from": trained_on.get("finetuned_checkpoint"),
-        "data": str(args.data),
+        "data": _relative(args.data),
         "split": args.split,
         "k": K,
         "ease": {"lambda": EASE_LAMBDA, "k": EASE_K, "fitted_on": "training part"},
