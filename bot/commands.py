@@ -49,7 +49,7 @@ from inference.errors import (
     ListSourceError,
     UserNotFound,
 )
-from inference.group import MIN_MEMBERS
+from inference.group import MIN_MEMBERS, GroupTooSmall
 from inference.http import service_display_name
 from inference.options import RecommendOptions
 from inference.similar import SimilarOptions, UnknownTitle
@@ -481,6 +481,8 @@ class CommandService:
                 result = await self.engine.recommend_group(members, options)
             except ValueError as exc:  # an unknown genre, found against the catalogue
                 return Reply.failure(f"{exc}.")
+            except GroupTooSmall as exc:  # lists the model cannot read: the user's to fix
+                return Reply(lines=[*lines, *_cold_members(exc), str(exc)], error=True)
         names = [label for label, _ in members]
         heading = "Recommendations for " + (
             f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
@@ -632,6 +634,13 @@ def _with_excluded(
 ) -> RecommendOptions:
     excluded = set(options.exclude_mal_ids) | set(feedback) | (shown_ids or set())
     return replace(options, exclude_mal_ids=frozenset(excluded))
+
+
+def _cold_members(exc: GroupTooSmall) -> list[str]:
+    return [
+        f"Left out {name}: no title on their list is in the model's catalogue."
+        for name in exc.left_out
+    ]
 
 
 def _schedule(sub: Subscription) -> str:

@@ -477,7 +477,8 @@ class Engine:
         if len(kept) < MIN_MEMBERS:
             raise GroupTooSmall(
                 f"A group needs at least {MIN_MEMBERS} lists the model can read; "
-                f"only {len(kept)} {'is' if len(kept) == 1 else 'are'} left."
+                f"only {len(kept)} {'is' if len(kept) == 1 else 'are'} left.",
+                left_out,
             )
         member_scores = [s for s in scored if s is not None]
         names = [members[m][0] for m in kept]

@@ -222,7 +222,12 @@ def suits_line(pick: GroupPick, names: Sequence[str], pool_size: int) -> str:
 
 
 class GroupTooSmall(AnimerecError):
-    """Fewer than `MIN_MEMBERS` members are left to recommend for."""
+    """Fewer than `MIN_MEMBERS` members are left to recommend for; `left_out` names the members
+    whose lists the model could not read."""
+
+    def __init__(self, message: str, left_out: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.left_out = tuple(left_out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,3 +210,21 @@ async def test_a_mentioned_member_uses_their_linked_list(tiny_runtime: Runtime) 
     assert not reply.error, reply.lines
     assert reply.heading == "Recommendations for malfan and otherfan"
     assert reply.lines == ["Left out <@8>: they have not linked a list (/link NAME)"]
+
+
+async def test_a_member_the_model_cannot_read_leaves_too_small_a_group(
+    tiny_runtime: Runtime, services: Services
+) -> None:
+    from tests.inference.fakes import mal_row
+
+    services.mal.add_user(
+        "stranger", [mal_row(990_000 + i, "completed", score=8) for i in range(3)]
+    )
+    reply = await tiny_runtime.service.handle_line(
+        chat_user(), "/recommend malfan stranger --source mal"
+    )
+    assert reply.error
+    assert (
+        reply.lines[0] == "Left out stranger: no title on their list is in the model's catalogue."
+    )
+    assert reply.lines[-1].startswith("A group needs at least 2 lists the model can read")
