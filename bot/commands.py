@@ -415,8 +415,10 @@ class CommandService:
                 anime_list = await self._fetch(
                     service, command.username, explicit_source=command.source is not None
                 )
-            except (AnimerecError, CommandError):
-                self.limits.cooldown.release(user.key)
+            except (AnimerecError, CommandError) as exc:
+                # As for /recommend: a fetch that reached the service keeps its cooldown.
+                if isinstance(exc, CommandError | InvalidUsername | ConfigError):
+                    self.limits.cooldown.release(user.key)
                 raise
         else:
             account = await self.storage.account(user.platform, user.user_id)
