@@ -6,12 +6,15 @@
 Groups of 3 test users drawn at random (seeded). Each member's list is their training and
 validation entries; their test entries are what they went on to watch. Every member's list goes
 through the engine once (`Engine.score_members`: encoder, ranker, franchise redirects, filters),
-and both methods pick 10 titles from the same pool (titles every member may be offered, extras
-left out) with the same per-member utilities:
+and every method picks 10 titles from the same pool (titles every member may be offered, extras
+left out, one title per franchise) with the same per-member utilities:
 
-- max-min (`inference.group.choose`, what `/recommend A B C` serves): the largest minimum of the
-  members' rank percentiles, mean as tiebreak, one title per franchise;
-- round-robin: each member's own best titles taken in turn (one per franchise too).
+- max-min per title (`inference.group.choose`): the largest minimum of the members' rank
+  percentiles, mean as tiebreak;
+- max-min over the list (`inference.group.choose_set`) with each gain of `rank_gains`: greedily,
+  the title that leaves the least served member's total gain largest; the reciprocal gain is what
+  `/recommend A B C` serves;
+- round-robin: each member's own best titles taken in turn.
 
 Reported per method, averaged over groups: the share of the 10 picks in at least one member's
 test entries; each member's hits, averaged over the members; and the hits of the member with the
@@ -19,7 +22,7 @@ fewest.
 
 The default bundle's EASE neighbours are refitted on every interaction, test entries included, so
 the run replaces them with neighbours fitted on the training part (λ = 100, 64 per row, as the
-ranker's). Its other item facts (popularity, item mean scores) still count every interaction; both
+ranker's). Its other item facts (popularity, item mean scores) still count every interaction; all
 methods read the same utilities, so the comparison stands, but the absolute figures lean high.
 """
 
