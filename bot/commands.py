@@ -24,10 +24,13 @@ from bot.parsing import (
     Command,
     CommandError,
     FeedbackCommand,
+    GroupCommand,
+    GroupMember,
     HelpCommand,
     LinkCommand,
     MoreCommand,
     RecommendCommand,
+    SimilarCommand,
     SubscribeCommand,
     UnlinkCommand,
     UnsubscribeCommand,
@@ -49,8 +52,10 @@ from inference.errors import (
     ListSourceError,
     UserNotFound,
 )
+from inference.group import MIN_MEMBERS, GroupTooSmall
 from inference.http import service_display_name
 from inference.options import RecommendOptions
+from inference.similar import SimilarOptions, UnknownTitle
 from inference.sources.fetch import ListSources
 from inference.sources.mal_xml import parse_mal_export, read_export_file
 from inference.sources.usernames import validate_anilist_username, validate_mal_username
@@ -230,6 +235,10 @@ class CommandService:
             )
         if isinstance(command, HelpCommand):
             return self.help()
+        if isinstance(command, SimilarCommand):
+            return await self._similar(user, command)
+        if isinstance(command, GroupCommand):
+            return await self._group(user, command)
         raise CommandError("Unknown command. Send /help to see the commands.")
 
     # ----- /help ----------------------------------------------------------------------------
@@ -243,6 +252,10 @@ class CommandService:
                 "[--exclude-genre G]... [--type tv|movie|ova|ona|special|music|tv_special]... "
                 "[--adventurous 0..1] [--adult] [--unaired] [--no-plan-to-watch]",
                 "   (or attach a MyAnimeList XML export; on the console: /recommend --file PATH)",
+                "/recommend NAME NAME... (2-8 names, name@mal or name@anilist per member): "
+                "picks for a group",
+                "/similar TITLE [--count N] [--franchise] [--user NAME] [--source mal|anilist]: "
+                "more like one title",
                 "/link NAME [--source mal|anilist] · /unlink: remember your list",
                 "/subscribe [WEEKDAY] [HOUR] [TIME ZONE] · /unsubscribe: weekly recommendations",
                 "/more · /seen N · /notinterested N: follow-ups to the last recommendations",
@@ -462,6 +475,127 @@ class CommandService:
             raise CommandError(message[:1].upper() + message[1:] + ".") from None
         return await self._parse_export(data)
 
+    # ----- /similar and group requests ------------------------------------------------------
+
+    async def _similar(self, user: UserRef, command: SimilarCommand) -> Reply:
+        feedback = await self.storage.feedback(user.platform, user.user_id)
+        try:
+            options = SimilarOptions(
+                count=self.settings.bot.default_count if command.count is None else command.count,
+                franchise=command.franchise,
+                adult=command.adult,
+                unaired=command.unaired,
+                exclude_mal_ids=frozenset(feedback),
+            )
+        except ValueError as exc:
+            raise CommandError(f"{str(exc)[:300]}.") from None
+        wait = self._cooldown(user)
+        if wait > 0:
+            return Reply.failure(wait_message(wait))
+        notes: list[str] = []
+        anime_list: AnimeList | None = None
+        if command.username is not None:
+            service = command.source or self._default_source()
+            try:
+                anime_list = await self._fetch(
+                    service, command.username, explicit_source=command.source is not None
+                )
+            except (AnimerecError, CommandError) as exc:
+                # As for /recommend: a fetch that reached the service keeps its cooldown.
+                if isinstance(exc, CommandError | InvalidUsername | ConfigError):
+                    self.limits.cooldown.release(user.key)
+                raise
+        else:
+            account = await self.storage.account(user.platform, user.user_id)
+            if account is not None:
+                # A linked list that cannot be read now costs the answer nothing but a note.
+                try:
+                    anime_list = await self._fetch(
+                        account.service, account.username, explicit_source=True
+                    )
+                except AnimerecError as exc:
+                    notes.append(
+                        f"Your linked list could not be read ({exc}); titles on it may appear."
+                    )
+        async with self.limits.inference:
+            try:
+                result = await self.engine.similar(command.title, options, anime_list)
+            except UnknownTitle as exc:
+                self.limits.cooldown.release(user.key)
+                return Reply.failure(str(exc))
+        if not result.recommendations:
+            return Reply(
+                lines=[f"I found nothing like {result.query_title} to recommend."],
+                notes=notes + list(result.notes),
+            )
+        return Reply(
+            heading=result.heading, cards=result.recommendations, notes=notes + list(result.notes)
+        )
+
+    async def _group(self, user: UserRef, command: GroupCommand) -> Reply:
+        options = build_options(command.request, self.settings.bot.default_count)
+        wait = self._cooldown(user)
+        if wait > 0:
+            return Reply.failure(wait_message(wait))
+        default_source = command.request.source
+        fetched = await asyncio.gather(
+            *(self._member_list(user, m, default_source) for m in command.members),
+            return_exceptions=True,
+        )
+        members: list[tuple[str, AnimeList]] = []
+        lines: list[str] = []
+        for member, outcome in zip(command.members, fetched, strict=True):
+            if isinstance(outcome, AnimerecError | CommandError):
+                lines.append(f"Left out {member.label}: {outcome}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                label, anime_list = outcome
+                members.append((label, anime_list))
+        if len(members) < MIN_MEMBERS:
+            return Reply(
+                lines=[
+                    *lines,
+                    f"A group needs at least {MIN_MEMBERS} readable lists; "
+                    f"I could read {len(members)}.",
+                ],
+                error=True,
+            )
+        feedback = await self.storage.feedback(user.platform, user.user_id)
+        options = _with_excluded(options, feedback)
+        async with self.limits.inference:
+            try:
+                result = await self.engine.recommend_group(members, options)
+            except ValueError as exc:  # an unknown genre, found against the catalogue
+                return Reply.failure(f"{exc}.")
+            except GroupTooSmall as exc:  # lists the model cannot read: the user's to fix
+                return Reply(lines=[*lines, *_cold_members(exc), str(exc)], error=True)
+        names = [label for label, _ in members]
+        heading = "Recommendations for " + (
+            f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+        )
+        if not result.recommendations:
+            return Reply(lines=[*lines, _nothing_left(options, more=False)], notes=result.notes)
+        return Reply(
+            heading=heading, lines=lines, cards=result.recommendations, notes=list(result.notes)
+        )
+
+    async def _member_list(
+        self, user: UserRef, member: GroupMember, default_source: str | None
+    ) -> tuple[str, AnimeList]:
+        """(how the reply names the member, their list) for one member of a group request."""
+        if member.mention is not None:
+            account = await self.storage.account(user.platform, member.mention)
+            if account is None:
+                raise CommandError("they have not linked a list (/link NAME)")
+            anime_list = await self._fetch(account.service, account.username, explicit_source=True)
+            return account.username, anime_list
+        source = member.source or default_source
+        anime_list = await self._fetch(
+            source or self._default_source(), member.name, explicit_source=source is not None
+        )
+        return member.name, anime_list
+
     # ----- feedback -------------------------------------------------------------------------
 
     async def _feedback(self, user: UserRef, command: FeedbackCommand) -> Reply:
@@ -587,6 +721,13 @@ def _with_excluded(
 ) -> RecommendOptions:
     excluded = set(options.exclude_mal_ids) | set(feedback) | (shown_ids or set())
     return replace(options, exclude_mal_ids=frozenset(excluded))
+
+
+def _cold_members(exc: GroupTooSmall) -> list[str]:
+    return [
+        f"Left out {name}: no title on their list is in the model's catalogue."
+        for name in exc.left_out
+    ]
 
 
 def _schedule(sub: Subscription) -> str:

@@ -214,7 +214,8 @@ def recommend_tokens(
 ) -> list[str]:
     tokens: list[str] = []
     if username:
-        tokens.append(username)
+        # Several names (a group request) arrive in the one text option.
+        tokens += username.split()
     if source:
         tokens += ["--source", source]
     if count is not None:
@@ -342,7 +343,7 @@ class DiscordFrontEnd:
 
         @self.tree.command(name="recommend", description="Anime recommendations from a list")
         @app_commands.describe(
-            username="MyAnimeList or AniList username (optional once linked)",
+            username="MyAnimeList or AniList username (optional once linked); several for a group",
             source="which site the username is on",
             count="how many picks (1-25)",
             filters='more options, e.g. "--genre Comedy --type movie --adventurous 0.5"',
@@ -393,6 +394,17 @@ class DiscordFrontEnd:
         @self.tree.command(name="unsubscribe", description="Stop the weekly recommendations")
         async def unsubscribe(interaction: discord.Interaction) -> None:
             await front._respond(interaction, front._run_tokens(interaction, "unsubscribe", []))
+
+        @self.tree.command(name="similar", description="Anime like one title")
+        @app_commands.describe(
+            title="a title, in romaji or English",
+            options='more options, e.g. "--count 5 --franchise"',
+        )
+        async def similar(
+            interaction: discord.Interaction, title: str, options: str | None = None
+        ) -> None:
+            tokens = [title] + (tokenize(options) if options else [])
+            await front._respond(interaction, front._run_tokens(interaction, "similar", tokens))
 
         @self.tree.command(name="help", description="Commands, and which model answers")
         async def help_(interaction: discord.Interaction) -> None:

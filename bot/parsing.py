@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.replies import parse_payload
@@ -21,6 +21,8 @@ from inference.catalog import MEDIA_TYPES
 _ECHO_LIMIT = 64
 # A genre or type name is a word or two; a longer value is a paste, refused before any lookup.
 _VALUE_LIMIT = 64
+# The longest catalogue titles are about 150 characters; anything longer is a paste.
+_TITLE_LIMIT = 200
 # What a command line may hold when no setting says otherwise ([bot] max_line_chars).
 DEFAULT_MAX_LINE_CHARS = 4000
 # Phones turn "--" into a dash; these are read as "--" at the start of a token.
@@ -49,6 +51,41 @@ class RecommendCommand:
     unaired: bool = False
     plan_to_watch: bool = True
     file: str | None = None  # a path; only the console may read local files
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One member of a group request: a username (with its site when written `name@mal`), or a
+    chat mention (`<@123>` on Discord) of someone who linked their list."""
+
+    name: str
+    source: str | None = None
+    mention: str | None = None  # the platform user id of a mentioned user
+
+    @property
+    def label(self) -> str:
+        return self.name if self.mention is None else f"<@{self.mention}>"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommand:
+    """`/recommend alice bob carol`: picks for everyone; the options are the usual ones."""
+
+    members: tuple[GroupMember, ...]
+    request: RecommendCommand
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarCommand:
+    """`/similar TITLE`: titles like one title, minus the asking user's list when known."""
+
+    title: str
+    username: str | None = None
+    source: str | None = None
+    count: int | None = None
+    franchise: bool = False
+    adult: bool = False
+    unaired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +139,8 @@ Command = (
     | HelpCommand
     | MoreCommand
     | FeedbackCommand
+    | GroupCommand
+    | SimilarCommand
 )
 
 COMMAND_NAMES = (
@@ -114,6 +153,7 @@ COMMAND_NAMES = (
     "more",
     "seen",
     "notinterested",
+    "similar",
 )
 HELP_POINTER = "I did not understand that. Commands start with a slash; send /help to see them."
 STALE_BUTTON = "That button is not one I can answer any more; send /recommend for fresh picks."
@@ -154,6 +194,22 @@ def _short(raw: str) -> str:
 
 
 _LINK_OPTIONS: dict[str, _Option] = {"--source": _Option("source", choices=SOURCES)}
+
+_SIMILAR_OPTIONS: dict[str, _Option] = {
+    "--user": _Option("username"),
+    "--source": _Option("source", choices=SOURCES),
+    "--count": _RECOMMEND_OPTIONS["--count"],
+    "--franchise": _Option("franchise", kind="flag"),
+    "--adult": _Option("adult", kind="flag"),
+    "--unaired": _Option("unaired", kind="flag"),
+}
+SIMILAR_USAGE = (
+    "Usage: /similar TITLE [--count N] [--franchise] [--user NAME] [--source mal|anilist]"
+)
+# Group requests (DESIGN §5): at most this many names, each optionally `name@mal`/`name@anilist`.
+MAX_GROUP = 8
+_MENTION = re.compile(r"<@!?([0-9]{1,20})>")
+_MEMBER_SOURCE = re.compile(r"(?i)^(.+)@(mal|anilist)$")
 
 
 def _unreadable(what: str) -> CommandError:
@@ -289,6 +345,8 @@ def parse_tokens(
         return FeedbackCommand(kind=kind, position=int(tokens[0]))
     if name == "subscribe":
         return _subscribe(tokens)
+    if name == "similar":
+        return _similar(tokens)
     simple: dict[str, Command] = {
         "unlink": UnlinkCommand(),
         "unsubscribe": UnsubscribeCommand(),
@@ -303,13 +361,14 @@ def parse_tokens(
     raise CommandError(f"Unknown command /{shown(name)}. Send /help to see the commands.")
 
 
-def _recommend(tokens: list[str]) -> RecommendCommand:
+def _recommend(tokens: list[str]) -> RecommendCommand | GroupCommand:
     words, values = _read_options("recommend", tokens, _RECOMMEND_OPTIONS)
-    if len(words) > 1:
-        raise _unreadable(
-            f"one name at a time, but I read {len(words)} ({shown(' '.join(words))!r})"
+    if len(words) > MAX_GROUP:
+        raise CommandError(
+            f"A group is at most {MAX_GROUP} names, but I read {len(words)}. "
+            "Send /help for the options."
         )
-    username = words[0] if words else None
+    username = words[0] if len(words) == 1 else None
     types = tuple(t.strip().lower() for t in values.get("types", ()))
     unknown = [t for t in types if t not in MEDIA_TYPES]
     if unknown:
@@ -322,9 +381,9 @@ def _recommend(tokens: list[str]) -> RecommendCommand:
         if len(genre) > _VALUE_LIMIT:
             raise CommandError(f"Unknown genre {shown(genre)!r}: genre names are short words.")
     file = values.get("file")
-    if file is not None and username is not None:
+    if file is not None and words:
         raise CommandError("Give either a username or --file, not both.")
-    return RecommendCommand(
+    request = RecommendCommand(
         username=username,
         source=values.get("source"),
         count=values.get("count"),
@@ -336,6 +395,49 @@ def _recommend(tokens: list[str]) -> RecommendCommand:
         unaired=values.get("unaired", False),
         plan_to_watch=not values.get("no_plan_to_watch", False),
         file=file,
+    )
+    if len(words) <= 1:
+        return request
+    members = _group_members(words)
+    if len(members) == 1:  # the same name twice is one list
+        return replace(request, username=words[0])
+    return GroupCommand(members=members, request=request)
+
+
+def _group_members(words: Sequence[str]) -> tuple[GroupMember, ...]:
+    """Each word as a member; a repeated name (case aside) counts once."""
+    members: list[GroupMember] = []
+    seen: set[tuple[str, str | None]] = set()
+    for word in words:
+        mention = _MENTION.fullmatch(word)
+        if mention is not None:
+            member = GroupMember(name=word, mention=mention.group(1))
+        elif (named := _MEMBER_SOURCE.match(word)) is not None:
+            member = GroupMember(name=named.group(1), source=named.group(2).lower())
+        else:
+            member = GroupMember(name=word)
+        key = (member.mention or member.name.lower(), None if member.mention else member.source)
+        if key not in seen:
+            seen.add(key)
+            members.append(member)
+    return tuple(members)
+
+
+def _similar(tokens: list[str]) -> SimilarCommand:
+    words, values = _read_options("similar", tokens, _SIMILAR_OPTIONS)
+    title = " ".join(words).strip()
+    if not title:
+        raise CommandError(SIMILAR_USAGE)
+    if len(title) > _TITLE_LIMIT:
+        raise CommandError(f"{shown(title)!r} is longer than any title; {SIMILAR_USAGE[7:]}")
+    return SimilarCommand(
+        title=title,
+        username=values.get("username"),
+        source=values.get("source"),
+        count=values.get("count"),
+        franchise=values.get("franchise", False),
+        adult=values.get("adult", False),
+        unaired=values.get("unaired", False),
     )
 
 

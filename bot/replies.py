@@ -109,7 +109,8 @@ def render_text(reply: Reply) -> str:
         out.append(f"   {rec.url}")
         out.extend(f"   why: {why}" for why in rec.why)
     out.extend(f"note: {note}" for note in reply.notes)
-    if reply.cards:
+    # Replies without follow-ups (/similar, groups) have no buttons to show.
+    if reply.cards and reply.buttons:
         out.append(
             "buttons: /more · /seen N · /notinterested N"
             + (" · /subscribe" if any(b.action == "subscribe" for b in reply.buttons) else "")

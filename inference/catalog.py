@@ -77,6 +77,8 @@ class CatalogItem:
     relations: tuple[tuple[str, int], ...] = ()  # (relation type such as "sequel", MAL id)
     franchise_id: int | None = None
     end_date: PartialDate | None = None
+    # Other names users know the title by (AniList's synonyms); title search reads them.
+    synonyms: tuple[str, ...] = ()
 
 
 class Catalog:
@@ -279,6 +281,7 @@ def item_from_json(raw: Any, where: str) -> CatalogItem:
         relations=tuple((kind, target) for kind, target in relations_raw),
         franchise_id=_opt_int(raw.get("franchise_id"), where, "franchise_id"),
         end_date=_opt_date(raw.get("end_date"), where, "end_date"),
+        synonyms=_str_tuple(raw.get("synonyms"), where, "synonyms"),
     )
 
 

@@ -151,6 +151,18 @@ def run_recommend(args: argparse.Namespace, out: TextIO) -> int:
     return run(args, out)
 
 
+def configure_similar(parser: argparse.ArgumentParser) -> None:
+    from inference.cli_similar import configure_similar as configure
+
+    configure(parser)
+
+
+def run_similar(args: argparse.Namespace, out: TextIO) -> int:
+    from inference.cli_similar import run_similar as run
+
+    return run(args, out)
+
+
 COMMANDS: dict[str, tuple[str, Configure, Run]] = {
     "list": ("summarize a user's anime list", configure_list, run_list),
     "recommend": (
@@ -158,6 +170,7 @@ COMMANDS: dict[str, tuple[str, Configure, Run]] = {
         configure_recommend,
         run_recommend,
     ),
+    "similar": ("titles like one title", configure_similar, run_similar),
 }
 
 

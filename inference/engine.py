@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.animelist import AnimeList
+from inference.animelist import AnimeList, Status
 from inference.batching import MicroBatcher
 from inference.bundle import load_bundle
 from inference.bundle_model import BundleModel, Scored, WholeList
@@ -53,11 +53,29 @@ from inference.config import EngineSettings
 from inference.eligibility_index import EligibilityIndex
 from inference.encoding import Entries, entries_from_list
 from inference.explain import Explainer, Recommendation, UserContext, choose_causes
-from inference.filters import Eligibility, exclusion_notes, redirect_utilities
+from inference.filters import (
+    Eligibility,
+    exclusion_notes,
+    is_unaired,
+    list_statuses,
+    redirect_utilities,
+)
 from inference.franchise import FranchiseIndex, franchise_array
+from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, choose_set, suits_line
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE, popular_recent
 from inference.rerank import Method, select
+from inference.similar import (
+    NO_MODEL_SIMILAR_NOTE,
+    ItemSimilarity,
+    SimilarOptions,
+    SimilarResult,
+    UnknownTitle,
+    genre_similarity,
+    one_per_franchise,
+    why_lines,
+)
+from inference.title_search import TitleIndex, TitleMatch, describe
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +276,253 @@ class Engine:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
+
+    # ----- more like this title (`inference.similar`) -----------------------------------------
+
+    def find_title(self, text: str) -> TitleMatch:
+        """The catalogue titles closest to what was typed (`inference.title_search`)."""
+        index = getattr(self, "_title_index", None)
+        if index is None:
+            # Built on first use: a bot that never answers /similar never pays for it.
+            index = self._title_index = TitleIndex(self.catalog)
+        return index.search(text)
+
+    def similar_sync(
+        self,
+        title: str,
+        options: SimilarOptions,
+        anime_list: AnimeList | None = None,
+        *,
+        today: dt.date | None = None,
+    ) -> SimilarResult:
+        """Titles like `title`, for the owner of `anime_list` when given (their list's titles
+        are left out). `UnknownTitle` names the closest titles when none matches."""
+        match = self.find_title(title)
+        best = match.best
+        if best is None:
+            raise UnknownTitle(_unknown_title_message(title, match, self.catalog))
+        query = best.index
+        notes: list[str] = []
+        if match.ambiguous:
+            others = [c.index for c in match.tied() if c.index != query]
+            notes.append(
+                f"Several titles match {title.strip()!r}; I used {describe([query], self.catalog)}"
+                f". Also matching: {describe(others, self.catalog)}."
+            )
+        elif not match.exact:
+            notes.append(f"I read {title.strip()!r} as {describe([query], self.catalog)}.")
+        anime_list = anime_list or AnimeList(source="mal", username=None)
+        picks, scores, cooccurrence, carried = self._similar_picks(
+            query, options, anime_list, today
+        )
+        user = UserContext(anime_list, self.catalog)
+        name = self.explainer.titles.name(query)
+        genres = self.catalog[query].genres
+        recommendations = []
+        for index in picks:
+            source = carried.get(index)
+            fans = float(cooccurrence[index])
+            if source is not None:
+                fans = max(fans, float(cooccurrence[source]))
+            why = why_lines(name, genres, self.catalog[index].genres, fans)
+            if source is not None:
+                why.append(f"Where the franchise of {self.explainer.titles.name(source)} starts")
+            recommendations.append(
+                self.explainer.explain(index, user, utility=float(scores[index]), extra_why=why)
+            )
+        if self.model is None:
+            notes.append(NO_MODEL_SIMILAR_NOTE)
+        if len(recommendations) < options.count:
+            notes.append(f"Only {len(recommendations)} title(s) passed the filters.")
+        return SimilarResult(
+            self.catalog[query].mal_id, name, recommendations, notes, self._model_json()
+        )
+
+    async def similar(
+        self, title: str, options: SimilarOptions, anime_list: AnimeList | None = None
+    ) -> SimilarResult:
+        """`similar_sync` on the engine's thread pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: self.similar_sync(title, options, anime_list)
+        )
+
+    def _similar_picks(
+        self,
+        query: int,
+        options: SimilarOptions,
+        anime_list: AnimeList,
+        today: dt.date | None,
+    ) -> tuple[list[int], np.ndarray, np.ndarray, dict[int, int]]:
+        """(picks, scores, normalised co-occurrence from the query, entry point -> the later
+        entry whose score it carries) under the rules of `inference.similar`'s module doc."""
+        if self.model is not None:
+            facts = self.model.facts
+            similarity = ItemSimilarity(
+                self.model.item_embeddings, facts.neighbour_items, facts.neighbour_weights
+            )
+            scores = similarity.scores(query)
+            cooccurrence = similarity.cooccurrence(query)
+        else:
+            # Genres alone, popularity breaking the (many) ties.
+            genres = [item.genres for item in self.catalog]
+            popularity = np.nan_to_num(self._popularity, nan=0.0)
+            scores = genre_similarity(genres, query) + 1e-9 * popularity
+            cooccurrence = np.zeros(len(self.catalog))
+        recommend_options = RecommendOptions(
+            count=options.count,
+            adult=options.adult,
+            unaired=options.unaired,
+            exclude_mal_ids=options.exclude_mal_ids,
+        )
+        allowed = self.filters.eligible(anime_list, recommend_options, today=today)
+        # Later entries (sequels, side stories, spin-offs) never, whatever the list holds: their
+        # franchise's start stands in for them through the redirects.
+        later = np.zeros(len(self.catalog), dtype=bool)
+        later[list(self.franchises.requires)] = True
+        mask = allowed.mask & ~self._extras & ~later
+        own = self._franchise_ids[query]
+        same = (self._franchise_ids == own) if own >= 0 else np.zeros(len(mask), dtype=bool)
+        if options.franchise and own >= 0:
+            # Asked for: the query's franchise in full (sequels and specials too), but never what
+            # is on the list, recaps, promos or music videos, nor adult titles unless asked.
+            statuses = list_statuses(anime_list, self.catalog)
+            listed = np.zeros(len(mask), dtype=bool)
+            listed[[i for i, s in statuses.items() if s != Status.PLAN_TO_WATCH]] = True
+            day = today or dt.date.today()
+            never = np.array(
+                [
+                    self._extra_kind(i) in ("A recap", "A promotional video", "A music video")
+                    or (self.catalog[i].adult and not options.adult)
+                    or (not options.unaired and is_unaired(self.catalog[i], day))
+                    if same[i]
+                    else True
+                    for i in range(len(mask))
+                ]
+            )
+            mask |= same & ~listed & ~never
+        else:
+            mask &= ~same
+        mask[query] = False
+        utilities = redirect_utilities(scores, allowed)
+        carried: dict[int, int] = {}
+        for held, entry in allowed.redirects.items():
+            if self._franchise_ids[entry] == own and own >= 0:
+                continue
+            best = carried.get(entry, entry)
+            if scores[held] > scores[best]:
+                carried[entry] = held
+        ranking = np.where(mask, utilities, -np.inf)
+        order = np.argsort(-ranking, kind="stable")[: int(mask.sum())]
+        free = int(own) if options.franchise and own >= 0 else None
+        picks = one_per_franchise(order, self._franchise_ids, options.count, free=free)
+        return picks, utilities, cooccurrence, carried
+
+    # ----- groups (`inference.group`) -----------------------------------------------------------
+
+    def score_members(
+        self,
+        lists: Sequence[AnimeList],
+        options: RecommendOptions,
+        *,
+        today: dt.date | None = None,
+        now: int | None = None,
+    ) -> list[MemberScores | None]:
+        """Each list's utilities over the vocabulary (one encoder and one ranker run for all) and
+        what its owner may be offered; None for a list without a title the model knows. Without
+        a model every list gets the popularity order."""
+        options = self.filters.resolve(options)
+        today = today or dt.date.today()
+        prepared = [entries_from_list(lst.entries, self.item_index) for lst in lists]
+        out: list[MemberScores | None] = [None] * len(lists)
+        if self.model is None:
+            popularity = np.log1p(np.nan_to_num(self._popularity, nan=0.0))
+            for i, lst in enumerate(lists):
+                allowed = self.filters.eligible(lst, options, today=today)
+                out[i] = MemberScores(popularity, allowed.mask, None)
+            return out
+        warm = [i for i, (entries, _) in enumerate(prepared) if len(entries)]
+        if not warm:
+            return out
+        moment = int(time.time()) if now is None else now
+        runs = self.model.run(
+            [prepared[i][0] for i in warm],
+            [moment] * len(warm) if self.model.has_times else None,
+        )
+        for i, scored in zip(warm, runs, strict=True):
+            allowed = self.filters.eligible(lists[i], options, today=today)
+            out[i] = MemberScores(
+                redirect_utilities(scored.utilities, allowed),
+                allowed.mask,
+                np.asarray(scored.predicted_scores, dtype=np.float64),
+            )
+        return out
+
+    def recommend_group_sync(
+        self,
+        members: Sequence[tuple[str, AnimeList]],
+        options: RecommendOptions,
+        *,
+        today: dt.date | None = None,
+        now: int | None = None,
+    ) -> RecommendationResult:
+        """Picks for a group (`inference.group.choose_set`): none any member has on their list
+        (their own plan-to-watch aside), the least served member's total gain maximised. Members
+        whose list has no title the model knows are left out with a note; `GroupTooSmall` when
+        fewer than two are left."""
+        scored = self.score_members([lst for _, lst in members], options, today=today, now=now)
+        notes: list[str] = []
+        kept = [m for m, s in enumerate(scored) if s is not None]
+        left_out = [members[m][0] for m, s in enumerate(scored) if s is None]
+        if left_out:
+            notes.append(
+                f"Left out {', '.join(left_out)}: no title on their list is in the model's "
+                "catalogue."
+            )
+        if len(kept) < MIN_MEMBERS:
+            raise GroupTooSmall(
+                f"A group needs at least {MIN_MEMBERS} lists the model can read; "
+                f"only {len(kept)} {'is' if len(kept) == 1 else 'are'} left.",
+                left_out,
+            )
+        member_scores = [s for s in scored if s is not None]
+        names = [members[m][0] for m in kept]
+        pool = np.logical_and.reduce([s.eligible for s in member_scores]) & ~self._extras
+        utilities = np.stack([s.utilities for s in member_scores])
+        picks = choose_set(utilities, pool, options.count, self._franchise_ids)
+        pool_size = int(pool.sum())
+        user = UserContext(
+            AnimeList(source=members[kept[0]][1].source, username=None), self.catalog
+        )
+        recommendations = []
+        for pick in picks:
+            predicted = [s.predicted[pick.index] for s in member_scores if s.predicted is not None]
+            recommendations.append(
+                self.explainer.explain(
+                    pick.index,
+                    user,
+                    predicted_score=float(np.mean(predicted)) if predicted else None,
+                    utility=pick.minimum,
+                    extra_why=[suits_line(pick, names, pool_size)],
+                )
+            )
+        if self.model is None:
+            notes.append(NO_MODEL_NOTE)
+        if len(recommendations) < options.count:
+            notes.append(
+                f"Only {len(recommendations)} title(s) are new to every member and pass the "
+                "filters."
+            )
+        return RecommendationResult(recommendations, notes, self._model_json())
+
+    async def recommend_group(
+        self, members: Sequence[tuple[str, AnimeList]], options: RecommendOptions
+    ) -> RecommendationResult:
+        """`recommend_group_sync` on the engine's thread pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: self.recommend_group_sync(members, options)
+        )
 
     # ----- the pipeline -----------------------------------------------------------------------
 
@@ -582,6 +847,13 @@ def _new_titles_note(n_new: int, n_picks: int) -> str:
         f"list in its training data has {'it' if n_new == 1 else 'them'}): it judges them by genres, type, season and "
         "popularity only."
     )
+
+
+def _unknown_title_message(title: str, match: TitleMatch, catalog: Catalog) -> str:
+    closest = [c.index for c in match.candidates]
+    if not closest:
+        return f"I know no title like {title.strip()[:64]!r}."
+    return f"I know no title {title.strip()[:64]!r}; the closest are {describe(closest, catalog)}."
 
 
 def _unknown_note(n: int) -> str:

@@ -259,7 +259,7 @@ def test_a_line_over_the_limit_names_the_limit_and_repeats_are_all_read() -> Non
         "/recommend --source " + "y" * 3000,
         "/recommend --genre " + "z" * 3000,
         "/recommend --type " + "w" * 3000,
-        "/recommend a " + "b" * 3000,
+        "/similar " + "b" * 3000,
         "/" + "c" * 3000,
     ],
 )

@@ -1,0 +1,174 @@
+"""Group picks on a hold-out: max-min over the members against their own picks taken in turn.
+
+    python bench/bench_group.py --bundle exports/default --data data/anime-cu --split random \
+        --groups 300 --out bench/results/group.json
+
+Groups of 3 test users drawn at random (seeded). Each member's list is their training and
+validation entries; their test entries are what they went on to watch. Every member's list goes
+through the engine once (`Engine.score_members`: encoder, ranker, franchise redirects, filters),
+and every method picks 10 titles from the same pool (titles every member may be offered, extras
+left out, one title per franchise) with the same per-member utilities:
+
+- max-min per title (`inference.group.choose`): the largest minimum of the members' rank
+  percentiles, mean as tiebreak;
+- max-min over the list (`inference.group.choose_set`) with each gain of `rank_gains`: greedily,
+  the title that leaves the least served member's total gain largest; the reciprocal gain is what
+  `/recommend A B C` serves;
+- round-robin: each member's own best titles taken in turn.
+
+Reported per method, averaged over groups: the share of the 10 picks in at least one member's
+test entries; each member's hits, averaged over the members; and the hits of the member with the
+fewest.
+
+The default bundle's EASE neighbours are refitted on every interaction, test entries included, so
+the run replaces them with neighbours fitted on the training part (λ = 100, 64 per row, as the
+ranker's). Its other item facts (popularity, item mean scores) still count every interaction; all
+methods read the same utilities, so the comparison stands, but the absolute figures lean high.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_rerank_quality import as_list  # noqa: E402
+from inference.engine import Engine  # noqa: E402
+from inference.group import choose, choose_set, round_robin  # noqa: E402
+from inference.options import RecommendOptions  # noqa: E402
+from training.batches import UserParts  # noqa: E402
+from training.dataset import TEST, TRAIN, VALIDATION, Dataset  # noqa: E402
+from training.neighbours import fit_neighbours, interaction_matrix  # noqa: E402
+
+K = 10
+MEMBERS = 3
+
+
+def _relative(path: Path) -> str:
+    """A path as the command line would give it from the project root."""
+    try:
+        return str(path.absolute().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "default")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "anime-cu")
+    parser.add_argument("--split", default="random")
+    parser.add_argument("--groups", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--neighbours-cache",
+        type=Path,
+        default=None,
+        help="an .npz to keep the training-part EASE fit in (written when absent)",
+    )
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    engine = Engine.from_bundle(args.bundle, "cpu", micro_batching=False)
+    model = engine.model
+    assert model is not None
+    dataset = Dataset(args.data)
+    keys = [int(k) for k in dataset.item_keys()]
+    if [item.mal_id for item in engine.catalog] != keys:
+        print(f"error: {args.bundle}'s vocabulary is not {args.data}'s", file=sys.stderr)
+        return 2
+    parts = UserParts(dataset, args.split)
+    if args.neighbours_cache is not None and args.neighbours_cache.exists():
+        cached = np.load(args.neighbours_cache)
+        near, weights = cached["near"], cached["w"]
+    else:
+        print("fitting EASE on the training part...", file=sys.stderr, flush=True)
+        near, weights = fit_neighbours(interaction_matrix(parts), 100.0, 64)
+        if args.neighbours_cache is not None:
+            np.savez(args.neighbours_cache, near=near, w=weights)
+    model.facts = dataclasses.replace(model.facts, neighbour_items=near, neighbour_weights=weights)
+
+    rng = np.random.default_rng(0)
+    users = parts.users_with(min_train=1, label=TEST)
+    draws = rng.choice(users, size=(args.groups, MEMBERS), replace=True)
+    franchise = np.array(
+        [-1 if i.franchise_id is None else i.franchise_id for i in engine.catalog], dtype=np.int64
+    )
+    extras = np.array(
+        [engine._extra_kind(i) is not None for i in range(len(engine.catalog))], dtype=bool
+    )
+    options = RecommendOptions(count=K)
+    totals = {
+        name: {"any_member_share": 0.0, "mean_member_hits": 0.0, "min_member_hits": 0.0}
+        for name in (
+            "max-min per title",
+            "max-min over the list, dcg gain",
+            "max-min over the list, top-20 gain",
+            "max-min over the list, reciprocal gain",
+            "round-robin",
+        )
+    }
+    groups = 0
+    for row in draws:
+        members = [int(u) for u in row]
+        if len(set(members)) < MEMBERS:
+            continue
+        lists = [as_list(parts.part(u, (TRAIN, VALIDATION)), keys, f"u{u}") for u in members]
+        targets = [set(parts.part(u, (TEST,)).items.tolist()) for u in members]
+        scored = engine.score_members(lists, options)
+        if any(s is None for s in scored):
+            continue
+        pool = np.logical_and.reduce([s.eligible for s in scored if s is not None]) & ~extras
+        utilities = np.stack([s.utilities for s in scored if s is not None])
+        picks = {
+            "max-min per title": [p.index for p in choose(utilities, pool, K, franchise)],
+            "max-min over the list, dcg gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="dcg")
+            ],
+            "max-min over the list, top-20 gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="top")
+            ],
+            "max-min over the list, reciprocal gain": [
+                p.index for p in choose_set(utilities, pool, K, franchise, gain="reciprocal")
+            ],
+            "round-robin": round_robin(utilities, pool, K, franchise),
+        }
+        for name, chosen in picks.items():
+            hits = [sum(1 for i in chosen if i in t) for t in targets]
+            anyone = sum(1 for i in chosen if any(i in t for t in targets))
+            totals[name]["any_member_share"] += anyone / K
+            totals[name]["mean_member_hits"] += float(np.mean(hits))
+            totals[name]["min_member_hits"] += float(min(hits))
+        groups += 1
+    result = {
+        "command": "python bench/bench_group.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "bundle": _relative(args.bundle),
+        "data": _relative(args.data),
+        "split": args.split,
+        "members_per_group": MEMBERS,
+        "picks": K,
+        "groups": groups,
+        "methods": {
+            name: {metric: value / max(groups, 1) for metric, value in values.items()}
+            for name, values in totals.items()
+        },
+        "neighbours": "EASE refitted on the training part (λ=100, k=64)",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

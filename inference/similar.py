@@ -1,0 +1,193 @@
+"""More like this title: an item-to-item score, the franchise rules, and why-lines (`/similar`).
+
+The score of item j for query q blends two views of the bundle:
+
+    score(q, j) = BLEND * cos(v_q, v_j) + (1 - BLEND) * w(q, j) / max_k |w(q, k)|
+
+- `v` are the model's item vectors (`item_facts.npz` `item_embeddings`, the rows the "because you
+  liked" search and the diversity re-ranker use too);
+- `w(q, ·)` are q's sparse EASE weights (`neighbour_items` / `neighbour_weights`): how much having
+  q on a list raises each item, fitted on who watched what. Only q's strongest neighbours carry a
+  weight; every other item gets 0 from this half, and the cosine orders the long tail.
+
+BLEND = 0.5 was chosen on the anime validation split (`bench/bench_similar.py`, 2026-12-01: for
+each user, a liked training title as the query and their liked validation titles as targets;
+recall@20 over 2,000 queries for the blends 0, 0.25, 0.5, 0.75, 1 was 0.117, 0.121, 0.130, 0.119,
+0.107): each half alone ranks below the mix. Item-kNN (cosine of co-occurrence columns) scores
+higher still on the same queries (0.151); BENCHMARKS.md has the test figures.
+
+What may be offered is the engine's eligibility (`inference.eligibility_index`) for the asking
+user's list (an empty one when nobody is linked): nothing the user has on their list except
+plan-to-watch, no recaps, no adult or unaired titles unless asked, and later entries of a franchise
+stand in for where it starts. On top of that: never the query itself; never music videos, promos,
+recaps or other extras; never a sequel or other later entry of a franchise (where it starts is
+offered instead, carrying its score); no title of the query's own franchise unless asked
+(`--franchise`), and then its sequels and specials are allowed too; at most one title per
+franchise otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inference.errors import AnimerecError
+from inference.explain import Recommendation
+
+BLEND = 0.5  # chosen on held-out data: see the module doc
+# An EASE weight this share of the query's strongest one says "fans of the query like this".
+FANS_SHARE = 0.15
+MAX_SHARED_GENRES = 3
+NO_MODEL_SIMILAR_NOTE = (
+    "No trained model is loaded, so these are titles that share the most genres with it."
+)
+
+
+class UnknownTitle(AnimerecError):
+    """No catalogue title is close to what was typed; the message names the closest ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarOptions:
+    count: int = 10
+    franchise: bool = False  # titles of the query's own franchise may be offered
+    adult: bool = False
+    unaired: bool = False
+    exclude_mal_ids: frozenset[int] = frozenset()  # "seen" / "not interested" feedback
+
+    def __post_init__(self) -> None:
+        from inference.options import MAX_COUNT
+
+        if isinstance(self.count, bool) or not isinstance(self.count, int):
+            raise ValueError(f"count must be a whole number, not {self.count!r}")
+        if not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"count must be between 1 and {MAX_COUNT}, not {self.count}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarResult:
+    query_mal_id: int
+    query_title: str  # in the configured title language
+    recommendations: list[Recommendation]
+    notes: list[str]
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def heading(self) -> str:
+        return f"More like {self.query_title}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape of `recommend --json`, with the matched title beside it."""
+        return {
+            "query": {"mal_id": self.query_mal_id, "title": self.query_title},
+            "recommendations": [r.as_json() for r in self.recommendations],
+            "notes": list(self.notes),
+            "model": dict(self.model),
+        }
+
+
+class ItemSimilarity:
+    """Item-to-item scores of one bundle (see the module doc)."""
+
+    def __init__(
+        self,
+        item_embeddings: np.ndarray,
+        neighbour_items: np.ndarray,
+        neighbour_weights: np.ndarray,
+        blend: float = BLEND,
+    ) -> None:
+        emb = np.asarray(item_embeddings, dtype=np.float64)
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        self.vectors = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        self.neighbour_items = np.asarray(neighbour_items, dtype=np.int64)
+        self.neighbour_weights = np.asarray(neighbour_weights, dtype=np.float64)
+        self.blend = float(blend)
+        self.n_items = len(emb)
+
+    def cosine(self, query: int) -> np.ndarray:
+        return np.asarray(self.vectors @ self.vectors[query], dtype=np.float64)
+
+    def cooccurrence(self, query: int) -> np.ndarray:
+        """float64 [n_items]: the query's EASE weights over its largest, 0 off its neighbours."""
+        out = np.zeros(self.n_items, dtype=np.float64)
+        if self.neighbour_items.shape[1] == 0:
+            return out
+        weights = self.neighbour_weights[query]
+        top = float(np.abs(weights).max())
+        if top > 0:
+            np.add.at(out, self.neighbour_items[query], weights / top)
+        return out
+
+    def scores(self, query: int) -> np.ndarray:
+        if self.neighbour_items.shape[1] == 0:
+            return self.cosine(query)
+        return self.blend * self.cosine(query) + (1.0 - self.blend) * self.cooccurrence(query)
+
+
+def genre_similarity(genres: Sequence[tuple[str, ...]], query: int) -> np.ndarray:
+    """Jaccard similarity of genre sets: the no-model fallback."""
+    mine = set(genres[query])
+    out = np.zeros(len(genres), dtype=np.float64)
+    if not mine:
+        return out
+    for i, theirs in enumerate(genres):
+        if theirs:
+            union = len(mine | set(theirs))
+            out[i] = len(mine & set(theirs)) / union
+    return out
+
+
+def one_per_franchise(
+    order: np.ndarray, franchise: np.ndarray, count: int, *, free: int | None = None
+) -> list[int]:
+    """The first `count` items of `order` with at most one per franchise (-1: a franchise of
+    its own); items of franchise `free` are exempt (the query's own, when asked for)."""
+    picks: list[int] = []
+    taken: set[int] = set()
+    for index in order.tolist():
+        fid = int(franchise[index])
+        if fid >= 0 and fid != free:
+            if fid in taken:
+                continue
+            taken.add(fid)
+        picks.append(index)
+        if len(picks) == count:
+            break
+    return picks
+
+
+def why_lines(
+    query_name: str,
+    query_genres: Sequence[str],
+    pick_genres: Sequence[str],
+    fans_weight: float,
+) -> list[str]:
+    """One line: the genres the pick shares with the query and/or "liked by fans of" it."""
+    shared = [g for g in pick_genres if g in set(query_genres)][:MAX_SHARED_GENRES]
+    fans = fans_weight >= FANS_SHARE
+    if shared and fans:
+        return [f"Liked by fans of {query_name}; shares {_join(shared)}"]
+    if fans:
+        return [f"Liked by fans of {query_name}"]
+    if shared:
+        return [f"Shares {_join(shared)} with {query_name}"]
+    return [f"Watched by the same kind of viewers as {query_name}"]
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+__all__ = [
+    "BLEND",
+    "ItemSimilarity",
+    "SimilarOptions",
+    "SimilarResult",
+    "UnknownTitle",
+    "genre_similarity",
+    "one_per_franchise",
+    "why_lines",
+]
