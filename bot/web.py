@@ -344,6 +344,11 @@ class WebFrontEnd:
             view.reply = Reply.failure(posted.refused)
             return self._redirect()
         form = form_state(posted.fields, self.default_source())
+        known = set(self.genres)
+        if not set(form.genres) <= known or not set(form.exclude_genres) <= known:
+            # The page offers only the catalogue's genres; anything else is not kept.
+            view.reply = Reply.failure(NOT_FROM_THE_PAGE)
+            return self._redirect()
         view.form = form
         try:
             command = recommend_command(

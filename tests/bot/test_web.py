@@ -165,6 +165,15 @@ async def test_a_post_without_the_csrf_token_is_forbidden(
     assert "pick-" not in await page(client)
 
 
+async def test_genres_not_offered_by_the_page_are_refused(client: TestClient) -> None:
+    csrf = await csrf_token(client)
+    response = await client.post(
+        "/recommend", data={"csrf": csrf, "username": "alfan", "genre": "Not A Genre"}
+    )
+    text = await response.text()
+    assert "did not come from this page" in text and "Not A Genre" not in text
+
+
 async def test_a_token_from_another_browser_is_forbidden(client: TestClient, runtime: Runtime):
     other = BrowserSession.new()
     response = await client.post(
@@ -352,37 +361,30 @@ def test_the_web_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert secret in environment_secrets()  # masked in logs from the first line on
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_python_m_bot_with_only_the_web_page_serves_it(
-    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog
+    tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
     settings = dataclasses.replace(
-        make_settings(tmp_path), web=WebSection(enabled=True, host="127.0.0.1", port=port)
+        make_settings(tmp_path), web=WebSection(enabled=True, host="127.0.0.1", port=0)
     )
     caplog.set_level("INFO")
     task = asyncio.ensure_future(
         serve(settings, Secrets(mal_client_id=MAL_CLIENT_ID), engine, fast_sources())
     )
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):  # until the server listens (or serve() failed)
-                if task.done():
-                    break
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/") as response:
-                        text = await response.text()
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-        assert not task.done(), task.exception()
+        url = None
+        for _ in range(6000):  # until the server says where it listens (or serve() failed)
+            found = re.search(r"web page at (http://\S+)", caplog.text)
+            if found or task.done():
+                url = found.group(1) if found else None
+                break
+            await asyncio.sleep(0.01)
+        assert url is not None and not task.done(), caplog.text
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            text = await response.text()
         assert 'action="/recommend"' in text
-        assert "sessions" in caplog.text and WEB_SECRET_ENV in caplog.text
+        assert WEB_SECRET_ENV in caplog.text and "new session" in caplog.text
+        assert not task.done()  # no console: nothing read stdin and ended the process
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
