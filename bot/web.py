@@ -20,6 +20,7 @@ here, bounded like the command layer's sessions.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import html
@@ -210,15 +211,17 @@ def recommend_command(
 ) -> RecommendCommand:
     """The command the form stands for; CommandError with a message for the page otherwise.
 
-    A value that starts with "--" would be read as an option (`--file` names a path on this
-    machine), so none is accepted; and a command with a file path is never returned.
+    An uploaded export wins over a typed name. A value that starts with "-" could be read as an
+    option (`--file` names a path on this machine), so none is accepted; and a command with a file
+    path is never returned.
     """
     if any(v.startswith("-") for v in (form.username, *form.genres, *form.exclude_genres)):
         raise CommandError("Names and genres cannot start with a dash.")
     if form.adventurous not in ADVENTUROUS_VALUES or not set(form.types) <= set(MEDIA_TYPES):
         raise CommandError(NOT_FROM_THE_PAGE)
-    if has_file and form.username:
-        raise CommandError("Give either a username or an export file, not both.")
+    if has_file:
+        # A chosen file is the deliberate act; the name box may still hold an earlier request's.
+        form = dataclasses.replace(form, username="")
     if not has_file and not form.username:
         raise CommandError("Enter a username, or choose your MyAnimeList export file.")
     command = parse_tokens("recommend", recommend_tokens(form), max_chars=max_chars)
@@ -503,7 +506,7 @@ class WebFrontEnd:
 <p><label for="export">Or upload your MyAnimeList export</label>
 <input id="export" name="export" type="file" accept=".xml,.gz,application/xml,text/xml,application/gzip"
  aria-describedby="export-hint">
-<span id="export-hint" class="hint">The .xml or .xml.gz file from MyAnimeList's export page, up to {limit_mb} MB.</span></p>
+<span id="export-hint" class="hint">The .xml or .xml.gz file from MyAnimeList's export page, up to {limit_mb} MB; a chosen file is used instead of the username.</span></p>
 </fieldset>
 <fieldset><legend>Filters</legend>
 <details{" open" if form.genres else ""}><summary>Genres to include</summary><div class="grid">{include}</div></details>

@@ -283,6 +283,11 @@ async def test_a_name_fetched_from_a_list_site_gives_cards(client: TestClient) -
     assert 'value="alfan"' in text  # the form keeps what was typed
 
 
+async def test_an_uploaded_file_wins_over_a_name_left_in_the_box(client: TestClient) -> None:
+    text = await upload(client, username="alfan", source="anilist")
+    assert len(card_ids(text)) == 10 and "Recommendations for example_watcher" in text
+
+
 async def test_filters_map_onto_the_recommend_options(client: TestClient, runtime: Runtime):
     text = await upload(client, type="movie")
     ids = card_ids(text)
