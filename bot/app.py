@@ -100,7 +100,7 @@ def read_secrets(settings: BotSettings) -> Secrets:
         else None
     )
     mal = os.environ.get(MAL_CLIENT_ID_ENV, "").strip() or None
-    web = os.environ.get(WEB_SECRET_ENV, "").strip() or None if settings.web.enabled else None
+    web = (os.environ.get(WEB_SECRET_ENV, "").strip() or None) if settings.web.enabled else None
     if web is not None and len(web) < WEB_SECRET_MIN_CHARS:
         raise ConfigError(
             f"{WEB_SECRET_ENV} must be at least {WEB_SECRET_MIN_CHARS} characters "
