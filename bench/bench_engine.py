@@ -1,4 +1,4 @@
-"""Serving benchmarks of a model bundle (DESIGN §8 goals for issue 5).
+"""Serving benchmarks of a model bundle (docs/evaluation.md#benchmarks).
 
     python bench/bench_engine.py --bundle exports/default --out bench/results/engine.json
 

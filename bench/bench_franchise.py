@@ -12,7 +12,7 @@ entry point, main order and side stories. Scored (see tests/inference/franchise_
   need is completed and not one step earlier; recaps never.
 
 Two catalogues: "relations" (the fixture's AniList relations through the live catalogue builder)
-and "approximation" (the offline catalogue built from ../shared/data: the real CSV and
+and "approximation" (the offline catalogue built from ANIMEREC_SHARED_DATA: the real CSV and
 bangumi-data rows of those MAL ids among the 17k others, no relations; items it lacks are left
 out of the score and counted). `--failures` lists every miss.
 

@@ -1,4 +1,4 @@
-"""What filters and re-ranking cost and buy on a held-out split (DESIGN §4 step 4, §8).
+"""What filters and re-ranking cost and buy on a held-out split (docs/architecture.md#filters-and-re-ranking, docs/evaluation.md#metrics).
 
     python -m training export --finetuned runs/anime-finetune/ckpt.pt \
         --ranker runs/anime-ranker/ckpt.pt --catalog data/anime-cu/catalog.json.gz \

@@ -4,7 +4,7 @@
 
 For each real list (a seeded sample of CooperUnion users, whose anime names are matched to MAL ids
 as `training.importers.cooperunion` does, and the 18 MyAnimeList users of
-`mal-animelists-18-users.csv`, from ../shared/data/anime), the engine on the default bundle picks 10
+`mal-animelists-18-users.csv`, from the `anime/` folder of ANIMEREC_SHARED_DATA), the engine on the default bundle picks 10
 titles and names their causes. A pick's named entries are *faithful* when the list without them
 (all of them together) gives the pick a lower utility: both models are run again on that list,
 and the utility is the one the engine ranks by (a franchise's first entry carrying its later
@@ -44,9 +44,10 @@ from inference.engine import Engine  # noqa: E402
 from inference.explain import mean_score  # noqa: E402
 from inference.filters import redirect_utilities  # noqa: E402
 from inference.options import RecommendOptions  # noqa: E402
+from training.importers import SHARED_DATA  # noqa: E402
 from training.importers.title_match import TitleMatcher, load_candidates  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "anime"
+SHARED = SHARED_DATA / "anime"
 MAL_STATUS = {
     "1": Status.WATCHING,
     "2": Status.COMPLETED,
@@ -253,7 +254,9 @@ def measure(engine: Engine, lists: list[AnimeList], label: str) -> dict[str, Any
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "exports" / "default")
-    parser.add_argument("--data", type=Path, default=SHARED, help="../shared/data/anime")
+    parser.add_argument(
+        "--data", type=Path, default=SHARED, help=f"the real lists (default {SHARED})"
+    )
     parser.add_argument("--users", type=int, default=200, help="CooperUnion users sampled")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)

@@ -3,22 +3,24 @@
 #
 #   bash bench/build_default_bundle.sh
 #
-# Needs ../shared/data (the CooperUnion sample and the offline catalogue files) and about 40 minutes
-# on a 2-core CPU. Nothing from ../shared/data is copied into the repository: data/ is ignored, and
-# the bundle's catalogue is the project's derived table (the model's items, in vocabulary order).
+# Needs the shared data folder ANIMEREC_SHARED_DATA (default ../shared/data beside the repository;
+# a relative value is read from the repository root), which holds the CooperUnion sample and the
+# offline catalogue files, and about 40 minutes on a 2-core CPU. Nothing from that folder is copied
+# into the repository: data/ is ignored, and the bundle's catalogue is the project's derived table
+# (the model's items, in vocabulary order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-SHARED=${SHARED:-../shared/data}
+export ANIMEREC_SHARED_DATA=${ANIMEREC_SHARED_DATA:-../shared/data}
 FT=runs/anime-finetune/ckpt.pt
 RK=runs/anime-ranker/ckpt.pt
 
 # 1. Offline catalogue (MyAnimeList 17k CSV + bangumi-data + the MAL<->AniList id map): ~1 s.
-$PY -m training catalog --offline "$SHARED/catalog" --out data/catalog.json.gz
+$PY -m training catalog --offline "$ANIMEREC_SHARED_DATA/catalog" --out data/catalog.json.gz
 # 2. Interactions: the CooperUnion 5k-user sample, titles matched by MAL id; users with >= 5 entries;
 #    a seeded random 10% hold-out per user (the data has no times).
-$PY -m training import cooperunion "$SHARED/anime/cooperunion-5k-users.zip" \
-    --out data/anime-cu.parquet --catalog "$SHARED/catalog/mal-anime-17k.csv"
+$PY -m training import cooperunion "$ANIMEREC_SHARED_DATA/anime/cooperunion-5k-users.zip" \
+    --out data/anime-cu.parquet --catalog "$ANIMEREC_SHARED_DATA/catalog/mal-anime-17k.csv"
 #    Every catalogue title joins the vocabulary, so the bundle can read and recommend titles the
 #    sample has no interactions for (through their content vectors).
 $PY -m training build data/anime-cu.parquet --out data/anime-cu --min-user-count 5 --seed 0 \

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import string
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -58,6 +59,12 @@ log = logging.getLogger("bot")
 # or a fake one in tests); the token is appended to it. Not a secret, but a deployment detail
 # like the tokens, so it sits beside them in the environment.
 TELEGRAM_API_URL_ENV = "ANIMEREC_TELEGRAM_API_URL"
+# The secret Telegram sends with every webhook update ([telegram] mode = "webhook"); only
+# A-Z, a-z, 0-9, _ and - are allowed, and a short one is refused as guessable.
+TELEGRAM_WEBHOOK_SECRET_ENV = "ANIMEREC_TELEGRAM_WEBHOOK_SECRET"
+WEBHOOK_SECRET_MIN_CHARS = 16
+WEBHOOK_SECRET_ALPHABET = frozenset(string.ascii_letters + string.digits + "_-")
+GENERATE_WEBHOOK_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # Signs the web page's session cookies; without it a random one is made at each start.
 WEB_SECRET_ENV = "ANIMEREC_WEB_SECRET"
 WEB_SECRET_MIN_CHARS = 32
@@ -76,12 +83,19 @@ class Secrets:
     discord_token: str | None = None
     telegram_token: str | None = None
     mal_client_id: str | None = None
+    telegram_webhook_secret: str | None = None
     web_secret: str | None = None
 
     def values(self) -> list[str]:
         return [
             v
-            for v in (self.discord_token, self.telegram_token, self.mal_client_id, self.web_secret)
+            for v in (
+                self.discord_token,
+                self.telegram_token,
+                self.mal_client_id,
+                self.telegram_webhook_secret,
+                self.web_secret,
+            )
             if v
         ]
 
@@ -100,18 +114,45 @@ def read_secrets(settings: BotSettings) -> Secrets:
         else None
     )
     mal = os.environ.get(MAL_CLIENT_ID_ENV, "").strip() or None
+    webhook = (
+        read_webhook_secret()
+        if settings.telegram.enabled and settings.telegram.mode == "webhook"
+        else None
+    )
     web = (os.environ.get(WEB_SECRET_ENV, "").strip() or None) if settings.web.enabled else None
     if web is not None and len(web) < WEB_SECRET_MIN_CHARS:
         raise ConfigError(
             f"{WEB_SECRET_ENV} must be at least {WEB_SECRET_MIN_CHARS} characters "
             "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
-    return Secrets(discord, telegram, mal, web)
+    return Secrets(discord, telegram, mal, webhook, web)
+
+
+def read_webhook_secret() -> str:
+    """The webhook secret token from the environment; a missing, short or malformed one is a
+    ConfigError saying how to make one (never showing the value)."""
+    feature = 'Telegram webhook mode ([telegram] mode = "webhook")'
+    secret = require_secret(TELEGRAM_WEBHOOK_SECRET_ENV, feature)
+    if len(secret) < WEBHOOK_SECRET_MIN_CHARS or len(secret) > 256:
+        problem = f"must be {WEBHOOK_SECRET_MIN_CHARS} to 256 characters long"
+    elif not set(secret) <= WEBHOOK_SECRET_ALPHABET:
+        problem = "may hold only A-Z, a-z, 0-9, _ and -"
+    else:
+        return secret
+    raise ConfigError(
+        f"{TELEGRAM_WEBHOOK_SECRET_ENV} {problem}; make one with {GENERATE_WEBHOOK_SECRET}"
+    )
 
 
 def environment_secrets() -> list[str]:
     """Every secret value the environment holds, whether or not the config uses it."""
-    names = (DISCORD_TOKEN_ENV, TELEGRAM_TOKEN_ENV, MAL_CLIENT_ID_ENV, WEB_SECRET_ENV)
+    names = (
+        DISCORD_TOKEN_ENV,
+        TELEGRAM_TOKEN_ENV,
+        MAL_CLIENT_ID_ENV,
+        TELEGRAM_WEBHOOK_SECRET_ENV,
+        WEB_SECRET_ENV,
+    )
     return [value for value in (os.environ.get(n, "").strip() for n in names) if value]
 
 
@@ -200,6 +241,8 @@ def chat_platforms(runtime: Runtime, secrets: Secrets) -> list[Platform]:
             secrets.telegram_token,
             runtime.settings,
             base_url=os.environ.get(TELEGRAM_API_URL_ENV, "").strip() or None,
+            webhook_secret=secrets.telegram_webhook_secret,
+            storage=runtime.storage,
         )
         runtime.senders["telegram"] = telegram
         platforms.append(
@@ -213,7 +256,9 @@ def chat_platforms(runtime: Runtime, secrets: Secrets) -> list[Platform]:
     if secrets.discord_token:
         from bot import discord_app
 
-        discord_bot = discord_app.DiscordFrontEnd(runtime.service, runtime.settings)
+        discord_bot = discord_app.DiscordFrontEnd(
+            runtime.service, runtime.settings, storage=runtime.storage
+        )
         runtime.senders["discord"] = discord_bot
         token = secrets.discord_token
 

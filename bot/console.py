@@ -1,4 +1,4 @@
-"""The console front end: one command per line from stdin, replies to stdout (DESIGN §5).
+"""The console front end: one command per line from stdin, replies to stdout (docs/architecture.md#request-path).
 
 It needs no terminal (a pipe or a file works), speaks for one local user, and returns at the end of
 input. Input is read as bytes and decoded line by line, whatever the locale's encoding. Buttons appear as numbered follow-up commands (/more, /seen N, /notinterested N).

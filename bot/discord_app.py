@@ -7,6 +7,13 @@ message), and buttons whose custom ids carry the action and the title ("animerec
 in `on_interaction` so they keep working after a restart. A closed DM raises Forbidden, which pauses
 the subscription.
 
+The client is an `AutoShardedClient`: every shard in this process, or the subset `[discord]
+shard_ids` names (one process per subset). Slash commands are registered by the process running
+shard 0 only, and only when they changed: a hash of the command payload Discord receives is kept in
+the store per scope (global, or the `[discord] dev_guild_id` guild) and per application, and a
+matching hash skips the sync (Discord rate-limits command registration, and a global sync takes
+a while to reach every client).
+
 `run_forever` is one connection attempt for the supervisor in `bot.supervisor`: a rejected token or
 a refused intent is permanent (`permanent_failure` says why), a network or gateway failure is
 retried. discord.py reconnects a live gateway itself; the supervisor covers what it gives up on.
@@ -15,6 +22,8 @@ retried. discord.py reconnects a live gateway itself; the supervisor covers what
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +48,7 @@ from bot.parsing import (
 from bot.replies import Button, Reply, score_text
 from bot.scheduler import DeliveryForbidden
 from bot.settings import WEEKDAYS, BotSettings
+from bot.storage import Storage
 from inference.config import DISCORD_TOKEN_ENV
 from inference.errors import ConfigError
 
@@ -221,14 +231,52 @@ SOURCE_CHOICES = [
 WEEKDAY_CHOICES = [app_commands.Choice(name=d.capitalize(), value=d) for d in WEEKDAYS]
 
 
+def commands_hash(tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | None) -> str:
+    """A stable digest of what `tree.sync(guild=guild)` would send: names, descriptions, options,
+    their types and choices. Sorted and canonical JSON, so it is the same in every process."""
+    payload = sorted(
+        (command.to_dict(tree) for command in tree.get_commands(guild=guild)),
+        key=lambda c: (c.get("type", 1), c["name"]),
+    )
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def commands_meta_key(application_id: int, guild_id: int | None) -> str:
+    """The store key of the last synced hash: per application (a new bot token starts afresh)
+    and per scope."""
+    scope = "global" if guild_id is None else f"guild:{guild_id}"
+    return f"discord:commands:{application_id}:{scope}"
+
+
+def make_client(settings: BotSettings) -> discord.AutoShardedClient:
+    """All shards (shard_count 0: as many as Discord recommends), or the configured subset."""
+    section = settings.discord
+    options: dict[str, Any] = {}
+    if section.shard_count:
+        options["shard_count"] = section.shard_count
+    if section.shard_ids:
+        options["shard_ids"] = list(section.shard_ids)
+    return discord.AutoShardedClient(intents=discord.Intents.default(), **options)
+
+
 class DiscordFrontEnd:
-    def __init__(self, service: CommandService, settings: BotSettings) -> None:
+    def __init__(
+        self, service: CommandService, settings: BotSettings, *, storage: Storage | None = None
+    ) -> None:
+        """`storage` keeps the synced command hash; the command layer's store by default."""
         self.service = service
         self.settings = settings
-        self.client = discord.Client(intents=discord.Intents.default())
+        self.storage = storage if storage is not None else service.storage
+        self.client = make_client(settings)
         self.tree = app_commands.CommandTree(self.client)
+        guild_id = settings.discord.dev_guild_id
+        self.sync_guild = discord.Object(id=guild_id) if guild_id else None
         self._synced = False
         self._register()
+        if self.sync_guild is not None:
+            # Guild commands appear at once; the global ones stay as they are on Discord.
+            self.tree.copy_global_to(guild=self.sync_guild)
         self.client.event(self.on_ready)
         self.client.event(self.on_interaction)
 
@@ -243,9 +291,36 @@ class DiscordFrontEnd:
 
     async def on_ready(self) -> None:
         if not self._synced:
-            await self.tree.sync()
-            self._synced = True
-            log.info("discord: slash commands synced")
+            self._synced = await self.sync_commands()
+
+    async def sync_commands(self) -> bool:
+        """Register the slash commands if they changed since the last sync of this scope.
+
+        True when Discord has the current commands (synced now, or already) or when another
+        process registers them; False when the sync failed (logged; the next ready retries).
+        """
+        if not self.settings.discord.registers_commands:
+            log.info("discord: slash commands are registered by the process running shard 0")
+            return True
+        application_id = self.client.application_id
+        if application_id is None:  # only before login; on_ready comes after it
+            raise app_commands.MissingApplicationID
+        guild = self.sync_guild
+        key = commands_meta_key(application_id, None if guild is None else guild.id)
+        digest = commands_hash(self.tree, guild)
+        where = "globally" if guild is None else f"in guild {guild.id}"
+        if await self.storage.meta(key) == digest:
+            log.info("discord: slash commands unchanged, not synced %s", where)
+            return True
+        try:
+            await self.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            # Not fatal: the commands Discord already has keep working; a later ready retries.
+            log.warning("discord: slash command sync %s failed", where, exc_info=exc)
+            return False
+        await self.storage.set_meta(key, digest)
+        log.info("discord: slash commands synced %s", where)
+        return True
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         if interaction.type != discord.InteractionType.component:

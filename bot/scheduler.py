@@ -1,4 +1,4 @@
-"""Weekly DMs (DESIGN §5): one recurring job that sends whatever is due.
+"""Weekly DMs (docs/architecture.md#weekly-dms): one recurring job that sends whatever is due.
 
 A subscription is due when its weekday and hour have come in its own time zone during the current
 ISO week (in that zone), after it was created, and the week has no delivery row yet. The row is the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inference.config import (
     INFERENCE_SECTIONS,
@@ -63,6 +63,72 @@ class BotSection:
 @dataclass(frozen=True)
 class PlatformSection:
     enabled: bool = False
+
+
+@dataclass(frozen=True)
+class DiscordSection(PlatformSection):
+    # 0 (and no shard_ids): discord.py asks Discord for the recommended number of shards and runs
+    # them all in this process. Set: exactly this many shards in all.
+    shard_count: int = 0
+    # Empty: every shard of shard_count in this process. Else the subset this process runs (each
+    # below shard_count); only the process running shard 0 registers the slash commands.
+    shard_ids: tuple[int, ...] = ()
+    # Non-zero: the slash commands are registered in this one guild (at once) instead of globally.
+    dev_guild_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shard_count < 0:
+            raise ConfigError("[discord] shard_count cannot be negative (0 lets Discord decide)")
+        if self.shard_ids and self.shard_count == 0:
+            raise ConfigError("[discord] shard_ids needs shard_count (the number of shards in all)")
+        bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if bad:
+            raise ConfigError(
+                f"[discord] shard_ids must each be from 0 to {self.shard_count - 1} "
+                f"(shard_count = {self.shard_count}), not {', '.join(map(str, bad))}"
+            )
+        repeated = sorted({i for i in self.shard_ids if self.shard_ids.count(i) > 1})
+        if repeated:
+            raise ConfigError(
+                f"[discord] shard_ids lists shard {', '.join(map(str, repeated))} more than once"
+            )
+        if self.dev_guild_id < 0:
+            raise ConfigError("[discord] dev_guild_id must be a guild id, or 0 for none")
+
+    @property
+    def registers_commands(self) -> bool:
+        """Whether this process registers the slash commands: one process does, the one with
+        shard 0 (every process when shard_ids is empty runs all shards, shard 0 among them)."""
+        return not self.shard_ids or 0 in self.shard_ids
+
+
+@dataclass(frozen=True)
+class TelegramSection(PlatformSection):
+    # "polling": the bot asks Telegram for updates. "webhook": Telegram POSTs them to public_url,
+    # which a reverse proxy (terminating HTTPS) forwards to listen:port/url_path.
+    mode: Literal["polling", "webhook"] = "polling"
+    listen: str = "127.0.0.1"
+    port: int = 8443
+    url_path: str = "telegram"
+    public_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"[telegram] port must be from 1 to 65535, not {self.port}")
+        if self.mode != "webhook":
+            return
+        if not self.public_url:
+            raise ConfigError(
+                '[telegram] mode = "webhook" needs public_url, the https:// address Telegram '
+                "posts updates to"
+            )
+        if not self.public_url.startswith("https://"):
+            raise ConfigError(
+                "[telegram] public_url must start with https:// (Telegram sends webhooks over "
+                "HTTPS only)"
+            )
+        if not self.listen:
+            raise ConfigError('[telegram] mode = "webhook" needs listen, the address to bind')
 
 
 @dataclass(frozen=True)
@@ -161,8 +227,8 @@ def _require_positive(table: str, **values: float) -> None:
 @dataclass(frozen=True)
 class BotSettings:
     bot: BotSection = field(default_factory=BotSection)
-    discord: PlatformSection = field(default_factory=PlatformSection)
-    telegram: PlatformSection = field(default_factory=PlatformSection)
+    discord: DiscordSection = field(default_factory=DiscordSection)
+    telegram: TelegramSection = field(default_factory=TelegramSection)
     storage: StorageSection = field(default_factory=StorageSection)
     scheduler: SchedulerSection = field(default_factory=SchedulerSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
@@ -188,8 +254,8 @@ def bot_settings(data: dict[str, Any]) -> BotSettings:
         )
     return BotSettings(
         bot=section(data, BotSection, "bot"),
-        discord=section(data, PlatformSection, "discord"),
-        telegram=section(data, PlatformSection, "telegram"),
+        discord=section(data, DiscordSection, "discord"),
+        telegram=section(data, TelegramSection, "telegram"),
         storage=section(data, StorageSection, "storage"),
         scheduler=section(data, SchedulerSection, "scheduler"),
         limits=section(data, LimitsSection, "limits"),

@@ -1,4 +1,4 @@
-"""The bot's SQLite database through aiosqlite (DESIGN §5): accounts, subscriptions, deliveries,
+"""The bot's SQLite database through aiosqlite (docs/architecture.md#storage): accounts, subscriptions, deliveries,
 list cache and feedback.
 
 The schema version lives in `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i + 1, each in

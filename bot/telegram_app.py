@@ -5,6 +5,12 @@ split on line boundaries; buttons are inline keyboards whose callback data is sm
 A MyAnimeList export sent as a document (caption optional, e.g. "/recommend --count 5") is read and
 recommended for. A DM the user has blocked raises Forbidden, which pauses their subscription.
 
+Updates arrive by long polling, or in webhook mode by POSTs to PTB's web server, which refuses
+(403) any request without the secret token header Telegram was given with the webhook. Every call
+to the Bot API goes through PTB's `AIORateLimiter` (about 30 messages a second overall, 20 a minute
+per group). The command menu (`set_my_commands`) is the parser's command list; it is sent only when
+it differs from the one last sent for this bot (a hash in the store).
+
 `run_forever` is one connection attempt for the supervisor in `bot.supervisor`: a rejected token is
 permanent (`permanent_failure` says why, naming the variable), a network failure is retried.
 """
@@ -12,13 +18,16 @@ permanent (`permanent_failure` says why, naming the variable), a network failure
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
+import json
 import logging
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -40,6 +49,7 @@ from bot.parsing import (
 from bot.replies import Reply, detail_lines
 from bot.scheduler import DeliveryForbidden
 from bot.settings import BotSettings
+from bot.storage import Storage
 from inference.config import TELEGRAM_TOKEN_ENV
 from inference.errors import ConfigError
 
@@ -51,6 +61,34 @@ MESSAGE_LIMIT = 4096
 TEXT_PIECE_LIMIT = 600  # escaped, at most 6 times longer: still under one message
 # The Bot API lets bots download files up to 20 MB.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
+# A call answered 429 (RetryAfter) waits as long as Telegram asks and is tried again this often
+# before the error reaches the caller.
+RATE_LIMIT_RETRIES = 2
+
+# The command menu's line for each command the parser knows (bot.parsing.COMMAND_NAMES); /start
+# stays out of the menu, as Telegram clients show it on their own.
+MENU_DESCRIPTIONS = {
+    "recommend": "Anime picks from your list: /recommend NAME",
+    "link": "Remember your list: /link NAME",
+    "unlink": "Forget your linked list",
+    "subscribe": "Weekly picks by DM: /subscribe [WEEKDAY] [HOUR] [TIME ZONE]",
+    "unsubscribe": "Stop the weekly picks",
+    "help": "Commands, and which model answers",
+    "more": "More picks like the last ones",
+    "seen": "Mark pick N as seen: /seen N",
+    "notinterested": "Hide pick N from now on: /notinterested N",
+}
+
+
+def menu_commands() -> list[BotCommand]:
+    """The menu, in the parser's order; a command added there without a description here still
+    shows, with its name."""
+    return [BotCommand(name, MENU_DESCRIPTIONS.get(name, f"/{name}")) for name in COMMAND_NAMES]
+
+
+def menu_hash(commands: list[BotCommand]) -> str:
+    text = json.dumps([[c.command, c.description] for c in commands], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def esc(text: str) -> str:
@@ -123,12 +161,24 @@ class TelegramFrontEnd:
         *,
         request: BaseRequest | None = None,
         base_url: str | None = None,
+        webhook_secret: str | None = None,
+        storage: Storage | None = None,
     ) -> None:
         """`base_url` replaces https://api.telegram.org/bot (a local Bot API server); the token is
-        appended to it."""
+        appended to it. `webhook_secret` is required in webhook mode. `storage` keeps the hash of
+        the command menu last sent (the command layer's store by default)."""
+        if settings.telegram.mode == "webhook" and not webhook_secret:
+            raise ConfigError("Telegram webhook mode needs a secret token")
         self.service = service
         self.settings = settings
-        builder = Application.builder().token(token).concurrent_updates(True)
+        self.webhook_secret = webhook_secret
+        self.storage = storage if storage is not None else service.storage
+        builder = (
+            Application.builder()
+            .token(token)
+            .concurrent_updates(True)
+            .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        )
         if base_url is not None:
             builder = builder.base_url(base_url)
         if request is not None:
@@ -143,22 +193,62 @@ class TelegramFrontEnd:
         self.app.add_error_handler(self._on_error)
 
     async def run_forever(self) -> None:
-        """Connect (checking the token), then poll until cancelled; a failure raises.
+        """Connect (checking the token), send the command menu if it changed, then poll or serve
+        the webhook until cancelled; a failure raises.
 
         Each step is undone only once it has succeeded: stopping what never started would raise
         a RuntimeError that hides the real failure. The Application can be entered again after.
         """
         async with self.app:
+            await self.register_menu()
             await self.app.start()
             try:
                 assert self.app.updater is not None
-                await self.app.updater.start_polling()
+                await self._start_updates()
                 try:
                     await asyncio.Event().wait()
                 finally:
                     await self.app.updater.stop()
             finally:
                 await self.app.stop()
+
+    async def _start_updates(self) -> None:
+        updater = self.app.updater
+        assert updater is not None
+        section = self.settings.telegram
+        if section.mode != "webhook":
+            # Also removes a webhook left from webhook mode: Telegram refuses polling while set.
+            await updater.start_polling()
+            return
+        # Sets the webhook (URL and secret) with Telegram, then listens; PTB answers 403 to any
+        # POST whose X-Telegram-Bot-Api-Secret-Token header is missing or wrong.
+        await updater.start_webhook(
+            listen=section.listen,
+            port=section.port,
+            url_path=section.url_path,
+            webhook_url=section.public_url,
+            secret_token=self.webhook_secret,
+        )
+        log.info("telegram: webhook listening on %s:%d", section.listen, section.port)
+
+    async def register_menu(self) -> None:
+        """Send the command menu when it differs from the last one sent for this bot.
+
+        A failure is logged, not raised: the commands work without the menu, and the next
+        connection tries again.
+        """
+        commands = menu_commands()
+        digest = menu_hash(commands)
+        key = f"telegram:commands:{self.app.bot.id}"
+        if await self.storage.meta(key) == digest:
+            return
+        try:
+            await self.app.bot.set_my_commands(commands)
+        except TelegramError as exc:
+            log.warning("telegram: could not set the command menu", exc_info=exc)
+            return
+        await self.storage.set_meta(key, digest)
+        log.info("telegram: command menu set (%d commands)", len(commands))
 
     # ----- incoming -------------------------------------------------------------------------
 
@@ -250,7 +340,7 @@ class TelegramFrontEnd:
 
     @property
     def ready(self) -> bool:
-        """Connected and polling: weekly DMs wait while the platform reconnects."""
+        """Connected and receiving updates: weekly DMs wait while the platform reconnects."""
         updater = self.app.updater
         return self.app.running and (updater is None or updater.running)
 

@@ -1,4 +1,4 @@
-"""The one normalized list type every source produces (DESIGN §2).
+"""The one normalized list type every source produces (docs/data-formats.md#user-lists).
 
 MyAnimeList API, AniList GraphQL and MyAnimeList XML exports all become an `AnimeList` of
 `ListEntry` rows. The small integer codes defined here (status codes, `NO_TIME`) are the ones the

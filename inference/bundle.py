@@ -1,4 +1,4 @@
-"""Export bundles (DESIGN §4): a folder the exporter writes and the bot loads, checked before use.
+"""Export bundles (docs/data-formats.md#model-bundle): a folder the exporter writes and the bot loads, checked before use.
 
     exports/<name>/
       encoder.onnx       history -> watch logits, predicted scores, user vector

@@ -114,6 +114,13 @@ class BundleModel:
         facts = np.load(bundle.file(str(enc.get("item_facts", "item_facts.npz"))))
         self.facts = ItemFacts.from_arrays(facts)
         self.item_embeddings: np.ndarray = facts["item_embeddings"]
+        # False for titles without interactions in the training data (a content model reads them
+        # from their content vectors alone); bundles before content vectors knew only trained ones.
+        self.item_trained: np.ndarray = (
+            facts["item_trained"].astype(bool)
+            if "item_trained" in facts
+            else np.ones(self.n_items, dtype=bool)
+        )
         if precision == "int8":
             name = enc.get("int8_encoder")
             if not name:

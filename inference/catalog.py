@@ -1,4 +1,4 @@
-"""The anime catalogue: one row of metadata per vocabulary item (DESIGN §3).
+"""The anime catalogue: one row of metadata per vocabulary item (docs/data-formats.md#catalogue).
 
 `Catalog.items[i]` is the item with vocabulary index `i`; the model's outputs are indexed the same
 way, so the order of `items` is part of a model bundle and never changes once a model is trained.
@@ -34,7 +34,7 @@ MEDIA_TYPES = ("tv", "movie", "ova", "ona", "special", "music", "tv_special")
 AIRING_STATUSES = ("finished", "airing", "not_yet_aired", "cancelled", "hiatus")
 SEASONS = ("winter", "spring", "summer", "fall")
 
-# Relation types that keep two entries in one franchise (DESIGN §3). "alternative_version" is
+# Relation types that keep two entries in one franchise (docs/data-formats.md#catalogue). "alternative_version" is
 # MyAnimeList's name and "alternative" AniList's for the same thing; AniList's "compilation" is what
 # MyAnimeList calls a summary (a recap film cut from a series). Adaptations and "other" are left
 # out: they join unrelated shows. Spin-offs are left out here too; the live builder

@@ -1,4 +1,4 @@
-"""`python -m inference recommend`: annotated picks for one list, as text or JSON (DESIGN §5).
+"""`python -m inference recommend`: annotated picks for one list, as text or JSON (docs/architecture.md#request-path).
 
 Text: each pick is one line `N. Title`; under it, indented, the facts (type · episodes · season),
 genres, the predicted score and the link, then its `why:` lines; notes follow the picks.

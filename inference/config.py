@@ -334,6 +334,9 @@ class EngineSettings:
     # How titles are named in picks and "why" lines: the catalogue's romaji title, or its English
     # title where it has a usable one (the other is shown beside a pick where it helps).
     title_language: Literal["romaji", "english"] = "romaji"
+    # Most picks per reply that are new to the model (titles without interactions in its training
+    # data, judged from their content alone); 0 = never recommend them.
+    new_titles_max: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -349,6 +352,8 @@ class EngineSettings:
             problems.append(f"tradeoff must be from {span} for {self.method}, not {self.tradeoff}")
         if not 0.0 <= self.genre_weight <= 1.0:
             problems.append(f"genre_weight must be from 0 to 1, not {self.genre_weight}")
+        if self.new_titles_max < 0:
+            problems.append(f"new_titles_max must be 0 or more, not {self.new_titles_max}")
         if self.rerank_pool < MAX_COUNT:
             problems.append(
                 f"rerank_pool must be at least {MAX_COUNT} (the most picks one request asks for)"

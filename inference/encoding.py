@@ -1,4 +1,4 @@
-"""List entries -> model inputs: the one encoder shared by training batches and serving (DESIGN §4).
+"""List entries -> model inputs: the one encoder shared by training batches and serving (docs/model.md#encoding).
 
 A history (one user's entries, oldest first) becomes one row of six small-integer token fields,
 left-padded so that the most recent entry is always in the last column:

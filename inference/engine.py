@@ -1,4 +1,4 @@
-"""The recommendation engine: an AnimeList and options in, annotated picks out (DESIGN §4-§5).
+"""The recommendation engine: an AnimeList and options in, annotated picks out (docs/architecture.md#request-path).
 
 `Engine.recommend` is what every front end calls. With a model bundle (`Engine.from_bundle`) a list
 goes encoder -> candidates -> ranker (`inference.bundle_model`) -> filters (`inference.filters`) ->
@@ -15,6 +15,10 @@ other candidate but never removed: titles whose predicted score is more than `BE
 under the user's own mean score (for users with at least `MIN_SCORES_FOR_DEMOTION` scores), and
 extras (specials, music videos, promotional videos, recaps) unless the user completed and liked an
 entry of the same franchise.
+
+Titles new to the model (no interactions in its training data; a content model reads them from
+their content vectors) are at most `[engine] new_titles_max` of a reply's picks, each marked so,
+with a note saying how many there are.
 
 Serving: one onnxruntime session per model, shared by all requests; the work runs on a small
 thread pool, never on the event loop; concurrent `recommend` calls are micro-batched into one
@@ -57,6 +61,7 @@ from inference.rerank import Method, select
 
 log = logging.getLogger(__name__)
 
+NEW_TO_MODEL_LINE = "New to the model: judged by its genres, type, season and popularity"
 NO_MODEL_NOTE = "No trained model is loaded, so these are popular recent picks for everyone."
 # The defaults of the re-ranking knobs (set in config.toml's [engine]; see EngineSettings).
 DEFAULT_SETTINGS = EngineSettings()
@@ -288,7 +293,7 @@ class Engine:
         return results
 
     def _now(self, request: _Request) -> int | None:
-        # Serving's "now" is the wall clock (DESIGN §4), never an entry's own time.
+        # Serving's "now" is the wall clock (docs/model.md#encoding), never an entry's own time.
         return int(time.time()) if request.now is None else request.now
 
     def _ranked(
@@ -307,22 +312,17 @@ class Engine:
         user = UserContext(request.anime_list, self.catalog)
         demoted = self._demoted(options, user, scored, allowed)
         ranking = demote(utilities, demoted, allowed.mask, scored.candidates)
-        picks = select(
-            ranking,
-            allowed.mask,
-            self.model.item_embeddings,
-            self._franchise_ids,
-            options.count,
-            popularity=self._popularity,
-            adventurous=float(options.adventurous),
-            genres=self.model.facts.genres if self.model.facts.genres.shape[1] else None,
-            genre_weight=self.genre_weight if self.model.facts.genres.shape[1] else 0.0,
-            limited=allowed.plan_to_watch if options.plan_to_watch else None,
-            limit=options.plan_to_watch_max if options.plan_to_watch else None,
-            method=self.method,
-            tradeoff=self.tradeoff,
-            n_candidates=self.settings.rerank_pool,
-        ).tolist()
+        trained = self.model.item_trained
+        cap = min(self.settings.new_titles_max, options.count)
+        mask = allowed.mask if cap else allowed.mask & trained
+        picks = self._select(ranking, mask, options, allowed)
+        new = [p for p in picks if not trained[p]]
+        if len(new) > cap:
+            # Keep the best `cap` of them (select returns picks best first) and choose again, so
+            # the freed places go to titles the model has learnt from lists.
+            mask = mask & trained
+            mask[new[:cap]] = True
+            picks = self._select(ranking, mask, options, allowed)
         # The later entry whose utility each franchise entry point was given, if it was.
         carried: dict[int, int] = {}
         for later, entry in allowed.redirects.items():
@@ -338,24 +338,56 @@ class Engine:
                 extra.append(f"Where the franchise of {self.explainer.titles.name(source)} starts")
             if demoted[index]:
                 extra.append(self._demotion_line(index, user, scored))
-            recommendations.append(
-                self.explainer.explain(
-                    index,
-                    user,
-                    because=causes.get(index, ()),
-                    predicted_score=float(scored.predicted_scores[index]),
-                    utility=float(ranking[index]),
-                    extra_why=extra,
-                )
+            if not trained[index]:
+                extra.append(NEW_TO_MODEL_LINE)
+            pick = self.explainer.explain(
+                index,
+                user,
+                because=causes.get(index, ()),
+                predicted_score=float(scored.predicted_scores[index]),
+                utility=float(ranking[index]),
+                extra_why=extra,
             )
+            recommendations.append(dataclasses.replace(pick, new_to_model=not trained[index]))
         notes = exclusion_notes(allowed)
         if n_unknown:
             notes.append(_unknown_note(n_unknown))
+        n_new = sum(r.new_to_model for r in recommendations)
+        if n_new:
+            notes.append(_new_titles_note(n_new, len(recommendations)))
         if len(recommendations) < options.count:
             notes.append(
                 f"Only {len(recommendations)} title(s) passed your filters; loosen them for more."
             )
         return RecommendationResult(recommendations, notes, self._model_json())
+
+    def _select(
+        self,
+        ranking: np.ndarray,
+        mask: np.ndarray,
+        options: RecommendOptions,
+        allowed: Eligibility,
+    ) -> list[int]:
+        """The re-ranked picks among `mask`, best first (`inference.rerank.select`)."""
+        assert self.model is not None
+        has_genres = bool(self.model.facts.genres.shape[1])
+        picks: list[int] = select(
+            ranking,
+            mask,
+            self.model.item_embeddings,
+            self._franchise_ids,
+            options.count,
+            popularity=self._popularity,
+            adventurous=float(options.adventurous),
+            genres=self.model.facts.genres if has_genres else None,
+            genre_weight=self.genre_weight if has_genres else 0.0,
+            limited=allowed.plan_to_watch if options.plan_to_watch else None,
+            limit=options.plan_to_watch_max if options.plan_to_watch else None,
+            method=self.method,
+            tradeoff=self.tradeoff,
+            n_candidates=self.settings.rerank_pool,
+        ).tolist()
+        return picks
 
     # ----- demotions and causes ---------------------------------------------------------------
 
@@ -542,6 +574,14 @@ def demote(
     if shift > 0:
         out[down] -= shift
     return out
+
+
+def _new_titles_note(n_new: int, n_picks: int) -> str:
+    return (
+        f"{n_new} of these {n_picks} picks {'is' if n_new == 1 else 'are'} new to the model (no "
+        f"list in its training data has {'it' if n_new == 1 else 'them'}): it judges them by genres, type, season and "
+        "popularity only."
+    )
 
 
 def _unknown_note(n: int) -> str:

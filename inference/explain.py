@@ -1,4 +1,4 @@
-"""Annotated recommendations (DESIGN §5): what a pick is, where to open it, and why it was picked.
+"""Annotated recommendations (docs/architecture.md#annotations): what a pick is, where to open it, and why it was picked.
 
 "Because you liked X and Y" names the entries of the user's list whose removal lowers the pick's
 utility most: the model's own answer to "what made it pick this?". The engine asks it by leave-one-
@@ -78,6 +78,8 @@ class Recommendation:
     # The title in the other language, when the catalogue has one that tells the reader more
     # (romaji mode: the English title; English mode: the romaji one); None otherwise.
     title_other: str | None = None
+    # No interactions with it in the model's training data: judged from its content alone.
+    new_to_model: bool = False
 
     def facts_line(self) -> str:
         """ "TV · 26 episodes · Fall 1998" with whatever is known."""
@@ -107,6 +109,7 @@ class Recommendation:
             "predicted_score": self.predicted_score,
             "why": list(self.why),
             "utility": self.utility,
+            "new_to_model": self.new_to_model,
         }
 
 

@@ -1,4 +1,4 @@
-"""Which catalogue items a user may be recommended (DESIGN §4, step 4: the filter before re-ranking).
+"""Which catalogue items a user may be recommended (docs/architecture.md#filters-and-re-ranking: the filter before re-ranking).
 
 `eligible` returns a boolean mask over the vocabulary (= catalogue order) and, for each reason an
 item was left out, how many items it removed; each excluded item is counted once, under the first

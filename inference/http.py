@@ -1,4 +1,4 @@
-"""Calling outside services politely and surviving their bad days (DESIGN §7).
+"""Calling outside services politely and surviving their bad days (docs/architecture.md#rate-limits-and-retries).
 
 One `httpx.AsyncClient` is shared by the whole process; each outside service gets a `ServiceClient`
 over it with its own pace (`RateLimiter`), timeout and retry policy. Failures that outlast the retries

@@ -1,4 +1,4 @@
-"""Cold start (DESIGN §5): popular and recent picks for a list the model can say nothing about.
+"""Cold start (docs/architecture.md#cold-start): popular and recent picks for a list the model can say nothing about.
 
 A list is "cold" when none of its entries is in the catalogue (empty, or only titles we do not
 know). Such users get the catalogue's popular titles, tilted towards recent ones:

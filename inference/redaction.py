@@ -1,4 +1,4 @@
-"""Secrets never reach a log or stderr (DESIGN §7). Shared by the bot (its tokens and the MAL
+"""Secrets never reach a log or stderr (docs/architecture.md#secrets). Shared by the bot (its tokens and the MAL
 client id) and the training CLI (the MAL client id of the crawl).
 
 Libraries log what they like (request URLs carry Telegram's token, python-telegram-bot puts the

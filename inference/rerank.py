@@ -1,4 +1,4 @@
-"""Pick N diverse items from scored candidates (DESIGN §4 step 4, §8): MMR and fast greedy DPP.
+"""Pick N diverse items from scored candidates (docs/architecture.md#filters-and-re-ranking): MMR and fast greedy DPP.
 
 Both pick greedily from the M candidates, and both keep two hard constraints: at most one item per
 franchise, and at most `limit` items from the `limited` ones (plan-to-watch entries). Utilities are
@@ -289,7 +289,7 @@ def rerank(
     raise ValueError(f"unknown re-ranking method {method!r}; choose 'mmr' or 'dpp'")
 
 
-# ----- diversity metrics (DESIGN §8) ------------------------------------------------------------
+# ----- diversity metrics (docs/evaluation.md#metrics) -------------------------------------------
 
 
 def intra_list_diversity(similarity: ItemSimilarity, positions: Sequence[int]) -> float:

@@ -1,6 +1,7 @@
-"""`python -m training catalog`: build the anime catalogue (DESIGN §3).
+"""`python -m training catalog`: build the anime catalogue (docs/data-formats.md#catalogue).
 
-Offline (the default) it joins three package-sourced files from `../shared/data/catalog/`:
+Offline (the default) it joins three package-sourced files from the `catalog/` folder of the shared
+data folder (`ANIMEREC_SHARED_DATA`, default `../shared/data` beside the repository root):
   - mal-anime-17k.csv: MAL id, title, mean score, genres, type, episodes, members;
   - id-map-mal-anilist.json: MAL id <-> AniList id;
   - bangumi-data.json.gz: air dates, English titles (credited as "bangumi-data", CC-BY-4.0).
@@ -30,9 +31,10 @@ from typing import Any
 from inference.animelist import PartialDate
 from inference.catalog import Catalog, CatalogItem, save_catalog
 from inference.errors import CatalogError
+from training.importers import SHARED_DATA
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OFFLINE_DIR = PROJECT_ROOT.parent / "shared" / "data" / "catalog"
+DEFAULT_OFFLINE_DIR = SHARED_DATA / "catalog"
 DEFAULT_OUT = PROJECT_ROOT / "data" / "catalog.json.gz"
 
 CSV_NAME = "mal-anime-17k.csv"

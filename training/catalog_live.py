@@ -1,4 +1,4 @@
-"""`python -m training catalog --live`: the catalogue from AniList's GraphQL API (DESIGN §3).
+"""`python -m training catalog --live`: the catalogue from AniList's GraphQL API (docs/data-formats.md#catalogue).
 
 Pages of 50 media are fetched until `hasNextPage` is false (AniList caps `pageInfo.total` and
 `lastPage`, so they cannot be trusted). ~20k anime is ~400 requests, ~15 minutes at AniList's

@@ -1,4 +1,4 @@
-"""`python -m training evaluate`: rank held-out items with baselines and our models (DESIGN §6).
+"""`python -m training evaluate`: rank held-out items with baselines and our models (docs/evaluation.md#protocols).
 
 Two phases per model, both over the dataset's split labels (0 train, 1 validation, 2 test):
 - tuning: fit on train, each user's history = their train entries in order, targets = validation
@@ -16,7 +16,7 @@ over its own split (`training.splits.cold_split`): 10% of the titles never appea
 the targets are every interaction with them, ranked against every item the user has not
 interacted with; run a content-only model beside ours (`--models content:CATALOG`).
 
-Writes `--out` (JSON, DESIGN §6 shape plus extra fields) and the same table as Markdown beside it.
+Writes `--out` (JSON, the shape of docs/evaluation.md#results-files) and the same table as Markdown beside it.
 
 Plug-ins: models register in `training.baselines.interface` (re-exported here); see its docstring.
 """
@@ -286,7 +286,7 @@ def run_score_model(
 
 
 def add_bias_ratio(rows: list[dict[str, Any]]) -> None:
-    """RMSE relative to the bias baseline, the comparison DESIGN §6 asks for."""
+    """RMSE relative to the bias baseline, the comparison docs/evaluation.md#metrics describes."""
     bias = next((r for r in rows if r["model"].split(":")[0] == "bias"), None)
     if bias is None:
         return

@@ -1,4 +1,4 @@
-"""`python -m training export`: a trained model as a serving bundle (DESIGN §4), checked for parity.
+"""`python -m training export`: a trained model as a serving bundle (docs/model.md#export-and-parity), checked for parity.
 
     python -m training export --finetuned runs/anime-finetune/ckpt.pt \
         --ranker runs/anime-ranker/ckpt.pt --catalog data/catalog.json.gz --out exports/default

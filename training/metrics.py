@@ -1,4 +1,4 @@
-"""Ranking and rating metrics of DESIGN §8, over full rankings (no sampled negatives).
+"""Ranking and rating metrics of docs/evaluation.md#metrics, over full rankings (no sampled negatives).
 
 Conventions, shared by every model so that the table compares like with like:
 - Ranking: higher score first; ties go to the lower item index (a stable sort), so results are

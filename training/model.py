@@ -1,4 +1,4 @@
-"""The list transformer (DESIGN §4): one token per list entry, pre-LN blocks, tied item output.
+"""The list transformer (docs/model.md#transformer): one token per list entry, pre-LN blocks, tied item output.
 
 Each token is the sum of embeddings of its item, score, status, time bucket, progress bucket and
 position (fields of `inference.encoding`). Attention is bidirectional for our model and causal for

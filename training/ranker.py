@@ -5,7 +5,7 @@ For each user with validation items, the fine-tuned model (fed the training part
 `training.neighbours`) and, on time-ordered data, transition counts from the newest entries propose
 theirs; each candidate gets the features of
 `inference.encoding.ranker_features` (only candidates: serving never scores anything else). A small
-MLP scores them, trained with position-aware ListMLE (DESIGN §8): the held-out items among them in
+MLP scores them, trained with position-aware ListMLE (docs/model.md#listwise-loss): the held-out items among them in
 grade order (score, then status; ties shuffled every epoch) on top, `negatives` sampled unwatched
 candidates below them, which only widen the denominators.
 Its score is the utility the re-ranker trades off. A share of the users is kept out to check, each

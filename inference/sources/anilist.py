@@ -1,4 +1,4 @@
-"""A public AniList list through GraphQL (DESIGN §2).
+"""A public AniList list through GraphQL (docs/data-formats.md#anilist-graphql).
 
 `normalize_anilist_entry` and `collection_rows` are the pure steps; `fetch_anilist_list` walks the
 chunks over a `ServiceClient`, reads `errors` on every answer (they come with HTTP 200 too) and turns

@@ -1,4 +1,4 @@
-"""A public MyAnimeList list through API v2 (DESIGN §2).
+"""A public MyAnimeList list through API v2 (docs/data-formats.md#myanimelist-api-v2).
 
 `parse_mal_page` is the pure step (one decoded page -> entries + next page URL); `fetch_mal_list`
 walks the pages over a `ServiceClient` and turns MyAnimeList's answers into typed failures.
@@ -140,7 +140,7 @@ class ForbiddenTracker:
     """Tells a private list from throttling: MyAnimeList answers 403 to both.
 
     A 403 for one user is a private list; 403s for several different users within a short window,
-    with no success in between, mean MyAnimeList is throttling us (DESIGN §2).
+    with no success in between, mean MyAnimeList is throttling us (docs/data-formats.md#myanimelist-api-v2).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""MyAnimeList XML list exports -> `AnimeList` (DESIGN §2).
+"""MyAnimeList XML list exports -> `AnimeList` (docs/data-formats.md#myanimelist-xml-export).
 
 Two schemas share the `<myanimelist><anime>...` shape: the modern export (statuses as words such as
 "Plan to Watch", no last-updated time, handed out gzipped) and the legacy `malappinfo` one (status

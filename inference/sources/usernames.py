@@ -1,4 +1,4 @@
-"""Username checks that run before any request is built (DESIGN §2, §7).
+"""Username checks that run before any request is built (docs/data-formats.md#usernames).
 
 A name that passes can only contain ASCII letters, digits and (MyAnimeList) `_`/`-`, so nothing a
 user types can change a URL's shape or a query; requests still carry it only as a bound parameter.

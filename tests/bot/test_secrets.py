@@ -1,4 +1,4 @@
-"""No secret in any log record, printed traceback or start-up failure (DESIGN §7)."""
+"""No secret in any log record, printed traceback or start-up failure (docs/architecture.md#secrets)."""
 
 from __future__ import annotations
 

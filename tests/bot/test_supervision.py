@@ -234,7 +234,16 @@ async def test_telegram_reconnects_after_network_failures_at_each_start_step(
         await stop(task)
     names = [name for name, _ in api.calls]
     # A failed getMe, then a failed webhook bootstrap after start: each undone cleanly and retried.
-    assert names[:6] == ["getMe", "getMe", "deleteWebhook", "getMe", "deleteWebhook", "getUpdates"]
+    # The command menu, sent once, is not sent again on the retry.
+    assert names[:7] == [
+        "getMe",
+        "getMe",
+        "setMyCommands",
+        "deleteWebhook",
+        "getMe",
+        "deleteWebhook",
+        "getUpdates",
+    ]
     assert sleeps.delays == [1.0, 2.0]
     ours = [r for r in caplog.records if r.name == "bot.supervisor"]
     assert [r.levelno for r in ours] == [logging.WARNING, logging.WARNING]

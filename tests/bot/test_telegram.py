@@ -105,7 +105,7 @@ class FakeBotApi(BaseRequest):
                     "text": params["text"],
                 }
             )
-        if name == "answerCallbackQuery":
+        if name in ("answerCallbackQuery", "setMyCommands", "setWebhook", "deleteWebhook"):
             return self._ok(True)
         if name == "getFile":
             file_id = params["file_id"]

@@ -1,6 +1,6 @@
 """Fakes at the network edge: virtual time, and MyAnimeList / AniList services over MockTransport.
 
-The services answer in the documented shapes (DESIGN §2): MyAnimeList pages by offset/limit with
+The services answer in the documented shapes (docs/data-formats.md#user-lists): MyAnimeList pages by offset/limit with
 `paging.next` URLs, AniList answers `MediaListCollection` in chunks with `hasNextChunk`. Tests (and
 later bot tests) script failures per request with `fail_next`.
 """

@@ -7,7 +7,7 @@ scored against it:
 - "relations": the items as AniList media, through the live catalogue builder
   (`training.catalog_live.catalog_from_media`), so relation names and franchise ids are the ones a
   `--live` build gives;
-- "approximation": the offline catalogue built from ../shared/data (the real rows of those MAL ids,
+- "approximation": the offline catalogue built from ANIMEREC_SHARED_DATA (the real rows of those MAL ids,
   among the 17k others, with title-stem franchises); items it lacks are left out of the score.
 
 Scored, through `EligibilityIndex` (equal to `filters.eligible`) with default options:
@@ -127,7 +127,7 @@ def relations_catalog(franchises: Sequence[Franchise]) -> Catalog:
 
 def stems_catalog(franchises: Sequence[Franchise]) -> Catalog:
     """The fixture's items as the offline build groups them (title stems, no relations), with
-    the fixture's own facts: the approximation, without ../shared/data."""
+    the fixture's own facts: the approximation, without the shared data."""
     from inference.animelist import PartialDate
     from inference.catalog import CatalogItem
     from training.catalog_build import stem_franchises

@@ -22,7 +22,13 @@ from inference.animelist import STATUS_BY_CODE, AnimeList, ListEntry, Status
 from inference.batching import MicroBatcher
 from inference.catalog import Catalog
 from inference.config import EngineSettings
-from inference.engine import Engine, RecommendationResult, demote, within_budget
+from inference.engine import (
+    NEW_TO_MODEL_LINE,
+    Engine,
+    RecommendationResult,
+    demote,
+    within_budget,
+)
 from inference.errors import ConfigError
 from inference.explain import MAX_CITATIONS_PER_TITLE, is_liked, mean_score
 from inference.options import RecommendOptions
@@ -688,6 +694,67 @@ def test_a_list_of_unknown_titles_is_cold_and_says_how_many(engine: Engine) -> N
     assert result.notes[0] == COLD_START_NOTE
     assert any(note.startswith("2 titles on your list") for note in result.notes)
     assert len(result.recommendations) == 3
+
+
+def _bundle_with_new_titles(tiny_bundle: Path, tmp_path: Path, new: list[int]) -> Path:
+    """The tiny bundle whose item facts say that the titles `new` (MAL ids) had no interactions
+    in training, as a content model's export writes them (manifest hash updated)."""
+    import shutil
+
+    from inference.bundle import hash_file
+    from inference.catalog import load_catalog
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, folder)
+    catalog = load_catalog(folder / "catalog.json.gz")
+    arrays = dict(np.load(folder / "item_facts.npz"))
+    arrays["item_trained"] = np.array([item.mal_id not in new for item in catalog], dtype=bool)
+    np.savez(folder / "item_facts.npz", **arrays)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    sha, size = hash_file(folder / "item_facts.npz")
+    manifest["files"]["item_facts.npz"] = {"sha256": sha, "bytes": size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_bundle_without_item_trained_knows_every_title(engine: Engine) -> None:
+    assert engine.model is not None and engine.model.item_trained.all()
+    result = engine.recommend_sync(LIKES, RecommendOptions(count=5))
+    assert not any(r.new_to_model for r in result.recommendations)
+    assert not any("new to the model" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("cap", [0, 1, 2])
+def test_new_titles_are_capped_marked_and_counted(
+    engine: Engine, tiny_bundle: Path, tmp_path: Path, cap: int
+) -> None:
+    count = 6
+    plain = ids(engine.recommend_sync(LIKES, RecommendOptions(count=count)))
+    new = plain[:3]  # the three best picks become titles the model never saw in training
+    folder = _bundle_with_new_titles(tiny_bundle, tmp_path, new)
+    marked = Engine.from_bundle(folder, providers="cpu", new_titles_max=cap)
+    try:
+        result = marked.recommend_sync(LIKES, RecommendOptions(count=count))
+    finally:
+        marked.close()
+    picked = ids(result)
+    assert len(picked) == count
+    flagged = [r.mal_id for r in result.recommendations if r.new_to_model]
+    # The best new titles stay, in the order they ranked, up to the cap; the rest give way.
+    assert flagged == new[:cap]
+    assert set(picked) - set(new) >= set(plain) - set(new)
+    for rec in result.recommendations:
+        assert (NEW_TO_MODEL_LINE in rec.why) == rec.new_to_model
+        assert rec.as_json()["new_to_model"] == rec.new_to_model
+    notes = [n for n in result.notes if "new to the model" in n]
+    verb = "is" if cap == 1 else "are"
+    assert len(notes) == (1 if cap else 0)
+    assert all(n.startswith(f"{cap} of these {count} picks {verb} new to the model") for n in notes)
+
+
+def test_new_titles_max_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="new_titles_max"):
+        EngineSettings(new_titles_max=-1)
 
 
 # ----- concurrency ------------------------------------------------------------------------------------

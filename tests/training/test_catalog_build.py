@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ from inference.catalog import Catalog, load_catalog
 from inference.config import ServiceLimits, SourceSettings
 from inference.errors import CatalogError, ServiceUnavailable
 from inference.http import make_http_client
-from tests.conftest import SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA
 from training.__main__ import main as cli
 from training.catalog_build import (
     _tmdb_series,
@@ -225,6 +229,58 @@ def test_cli_missing_offline_folder_is_a_clean_error(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "mal-anime-17k.csv" in err
     assert not (tmp_path / "c.json").exists()
+
+
+def write_offline_folder(folder: Path) -> None:
+    """Two titles in the three offline files' own formats: the smallest folder a build reads."""
+    folder.mkdir(parents=True)
+    (folder / "mal-anime-17k.csv").write_text(
+        "anime_id,Name,Score,Genres,Type,Episodes,Members\n"
+        '1,Cowboy Bebop,8.78,"Action, Sci-Fi",TV,26,1251960\n'
+        "5,Cowboy Bebop: Tengoku no Tobira,8.39,Action,Movie,1,273145\n",
+        encoding="utf-8",
+    )
+    (folder / "id-map-mal-anilist.json").write_text(json.dumps([{"mal_id": 1, "anilist_id": 1}]))
+    bangumi = {
+        "items": [{"begin": "1998-04-02T15:00:00.000Z", "sites": [{"site": "mal", "id": "1"}]}]
+    }
+    with gzip.open(folder / "bangumi-data.json.gz", "wt", encoding="utf-8") as f:
+        json.dump(bangumi, f)
+
+
+def test_default_offline_folder_follows_animerec_shared_data(tmp_path: Path) -> None:
+    # Import-time default, so a fresh interpreter: the variable is read the way a shell sets it.
+    write_offline_folder(tmp_path / "shared" / "catalog")
+    out = tmp_path / "catalog.json.gz"
+    env = {**os.environ, "ANIMEREC_SHARED_DATA": str(tmp_path / "shared")}
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "catalog", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    catalog = load_catalog(out)
+    assert [item.mal_id for item in catalog.items] == [1, 5]
+    assert catalog.by_mal_id(1).anilist_id == 1  # type: ignore[union-attr]
+
+
+def test_default_offline_folder_without_the_variable_is_beside_the_repository() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ANIMEREC_SHARED_DATA"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from training.catalog_build import DEFAULT_OFFLINE_DIR as d; print(d)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(done.stdout.strip()) == ROOT.parent / "shared" / "data" / "catalog"
 
 
 # ----- live, against a fake AniList ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Reference models for `python -m training evaluate` (DESIGN §8 definitions), registered by name.
+"""Reference models for `python -m training evaluate` (definitions in docs/evaluation.md#baselines), registered by name.
 
 Ranking: popularity, itemknn, ease, ials, markov. Scores: bias, mf.
 """

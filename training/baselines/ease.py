@@ -1,4 +1,4 @@
-"""EASE (Steck, 2019): a closed-form item-item linear model, as DESIGN §8 defines it.
+"""EASE (Steck, 2019): a closed-form item-item linear model, as docs/evaluation.md#baselines defines it.
 
 P = (XᵀX + λI)⁻¹, B = I − P·diag(1/diag(P)) with the diagonal of B zeroed; a user's scores are x·B,
 where x is the binary row of the items in the history handed to `score`.

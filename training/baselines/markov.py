@@ -1,4 +1,4 @@
-"""First-order Markov chain (DESIGN §8): counts of consecutive pairs a → b in the training
+"""First-order Markov chain (docs/evaluation.md#baselines): counts of consecutive pairs a → b in the training
 sequences; a user's scores are the transition rows of their last 3 items weighted 1, ½, ¼.
 
 Meaningless on data without times (the order of its rows is arbitrary): it refuses to fit there.

@@ -1,4 +1,4 @@
-"""Score prediction baselines (RMSE on scored held-out entries, DESIGN §6).
+"""Score prediction baselines (RMSE on scored held-out entries, docs/evaluation.md#metrics).
 
 bias      r ≈ μ + b_u + b_i, regularized, fitted by alternating closed-form updates.
 mf        r ≈ μ + b_u + b_i + p_u·q_i, biased matrix factorization by ALS with weighted-λ
