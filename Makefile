@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # resolving a multi-GB CUDA build; a GPU box installs its own torch before `pip install -e .[train]`.
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean browser
 
 $(VENV)/.serve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,16 @@ $(VENV)/.dev: pyproject.toml
 run: $(VENV)/.serve
 	$(PY) -m bot
 
-test: $(VENV)/.dev
+# The web page's browser test drives Debian's chromium; installed here when missing (it needs apt and
+# root; without them the test skips and says why).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+		|| echo "could not install chromium and chromium-driver: the browser test will skip"; \
+	else echo "chromium and chromium-driver are missing (apt-get install chromium chromium-driver as root): the browser test will skip"; fi
+
+test: $(VENV)/.dev browser
 	@# The store's tests start a throwaway PostgreSQL cluster (tests/postgres.py).
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)

@@ -1,7 +1,8 @@
 """Start-up: config, secrets, engine, storage, then every enabled platform in one asyncio loop.
 
-`python -m bot` runs Discord and Telegram when `config.toml` enables them; with neither enabled
-(the shipped config) it runs the console front end on stdin/stdout and exits 0 at the end of input.
+`python -m bot` runs Discord and Telegram when `config.toml` enables them, and the web page when
+`[web]` does; with none of them enabled (the shipped config) it runs the console front end on
+stdin/stdout and exits 0 at the end of input. With only the web page it serves until stopped.
 A missing token, a bad setting or a missing model/catalogue stops start-up with exit code 2 and a
 message naming what to fix, never a traceback. Each chat platform is supervised on its own
 (`bot.supervisor`): a network failure is retried, a rejected token stops that platform, and the
@@ -19,7 +20,8 @@ import string
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from secrets import token_bytes
+from typing import TYPE_CHECKING, TextIO
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -49,6 +51,9 @@ from inference.http import make_http_client
 from inference.redaction import install_exception_hooks, install_redaction, redact
 from inference.sources.fetch import ListSources
 
+if TYPE_CHECKING:
+    from bot.web import WebServer
+
 log = logging.getLogger("bot")
 
 # Where the Telegram Bot API is, when not https://api.telegram.org/bot (a local Bot API server,
@@ -61,6 +66,9 @@ TELEGRAM_WEBHOOK_SECRET_ENV = "ANIMEREC_TELEGRAM_WEBHOOK_SECRET"
 WEBHOOK_SECRET_MIN_CHARS = 16
 WEBHOOK_SECRET_ALPHABET = frozenset(string.ascii_letters + string.digits + "_-")
 GENERATE_WEBHOOK_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Signs the web page's session cookies; without it a random one is made at each start.
+WEB_SECRET_ENV = "ANIMEREC_WEB_SECRET"
+WEB_SECRET_MIN_CHARS = 32
 
 
 class NoPlatformLeft(AnimerecError):
@@ -77,6 +85,7 @@ class Secrets:
     telegram_token: str | None = None
     mal_client_id: str | None = None
     telegram_webhook_secret: str | None = None
+    web_secret: str | None = None
 
     def values(self) -> list[str]:
         return [
@@ -86,6 +95,7 @@ class Secrets:
                 self.telegram_token,
                 self.mal_client_id,
                 self.telegram_webhook_secret,
+                self.web_secret,
             )
             if v
         ]
@@ -110,7 +120,13 @@ def read_secrets(settings: BotSettings) -> Secrets:
         if settings.telegram.enabled and settings.telegram.mode == "webhook"
         else None
     )
-    return Secrets(discord, telegram, mal, webhook)
+    web = (os.environ.get(WEB_SECRET_ENV, "").strip() or None) if settings.web.enabled else None
+    if web is not None and len(web) < WEB_SECRET_MIN_CHARS:
+        raise ConfigError(
+            f"{WEB_SECRET_ENV} must be at least {WEB_SECRET_MIN_CHARS} characters "
+            "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return Secrets(discord, telegram, mal, webhook, web)
 
 
 def read_webhook_secret() -> str:
@@ -132,7 +148,13 @@ def read_webhook_secret() -> str:
 def environment_secrets() -> list[str]:
     """Every secret value the environment holds, whether or not the config uses it (the
     database URL both whole and its password alone)."""
-    names = (DISCORD_TOKEN_ENV, TELEGRAM_TOKEN_ENV, MAL_CLIENT_ID_ENV, TELEGRAM_WEBHOOK_SECRET_ENV)
+    names = (
+        DISCORD_TOKEN_ENV,
+        TELEGRAM_TOKEN_ENV,
+        MAL_CLIENT_ID_ENV,
+        TELEGRAM_WEBHOOK_SECRET_ENV,
+        WEB_SECRET_ENV,
+    )
     values = [value for value in (os.environ.get(n, "").strip() for n in names) if value]
     database = os.environ.get(DATABASE_URL_ENV, "").strip()
     return values + (secret_parts(database) if database else [])
@@ -284,6 +306,30 @@ async def run_chat_platforms(
     raise NoPlatformLeft(reasons)
 
 
+async def start_web(runtime: Runtime, secrets: Secrets) -> WebServer:
+    """The web page, listening; a host:port it cannot bind is a ConfigError (exit 2)."""
+    from bot.web import WebFrontEnd, WebServer
+
+    if secrets.web_secret:
+        secret = secrets.web_secret.encode()
+    else:
+        log.warning(
+            "%s is not set: web sessions are signed with a key made now, so every visitor gets "
+            "a new session (and loses their seen / not-interested marks) when the bot restarts",
+            WEB_SECRET_ENV,
+        )
+        secret = token_bytes(32)
+    web = runtime.settings.web
+    server = WebServer(WebFrontEnd(runtime.service, runtime.settings, secret), web.host, web.port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"[web] cannot listen on {web.host}:{web.port}: {exc.strerror or exc}"
+        ) from None
+    return server
+
+
 async def serve(
     settings: BotSettings,
     secrets: Secrets,
@@ -293,13 +339,16 @@ async def serve(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> None:
-    """Run the chat platforms (until none is left: NoPlatformLeft), or else the console (until the
-    end of its input), with the weekly scheduler beside them."""
+    """Run the chat platforms (until none is left: NoPlatformLeft), or else the web page alone
+    (until cancelled), or else the console (until the end of its input), with the weekly
+    scheduler beside them. The web page, when enabled, is served beside the chat platforms and
+    stops with them."""
     async with open_runtime(
         settings, engine, sources_settings=sources_settings, mal_client_id=secrets.mal_client_id
     ) as runtime:
         platforms = chat_platforms(runtime, secrets)
-        if not platforms:
+        web = await start_web(runtime, secrets) if settings.web.enabled else None
+        if not platforms and web is None:
             runtime.senders["console"] = ConsoleSender(stdout)
         metrics_server = (
             await start_metrics_server(runtime, settings.metrics.host, settings.metrics.port)
@@ -310,6 +359,8 @@ async def serve(
         try:
             if platforms:
                 await run_chat_platforms(platforms, senders=runtime.senders)
+            elif web is not None:
+                await asyncio.Event().wait()  # the page serves until the process is stopped
             else:
                 await run_console(
                     runtime.service, settings.bot.console_user, stdin=stdin, stdout=stdout
@@ -319,6 +370,8 @@ async def serve(
                 scheduler.shutdown(wait=False)
             if metrics_server is not None:
                 await metrics_server.close()
+            if web is not None:
+                await web.close()
 
 
 def start_background_jobs(runtime: Runtime) -> AsyncIOScheduler | None:

@@ -235,6 +235,22 @@ class MetricsSection:
             raise ConfigError("[metrics] port must be between 0 and 65535")
 
 
+@dataclass(frozen=True)
+class WebSection:
+    enabled: bool = False
+    # Loopback by default: the page is for this machine until the operator opens it up.
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0 picks a free port (logged at start-up)
+    # Mark the session cookie Secure: set when visitors reach the page over HTTPS.
+    secure_cookie: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ConfigError("[web] host cannot be empty")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("[web] port must be between 0 and 65535")
+
+
 # [engine] is read by `python -m inference recommend` too, so `inference` defines it: bundle,
 # providers, the no-model catalogue and the serving and re-ranking knobs.
 EngineSection = EngineSettings
@@ -256,6 +272,7 @@ class BotSettings:
     limits: LimitsSection = field(default_factory=LimitsSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     engine: EngineSection = field(default_factory=EngineSection)
+    web: WebSection = field(default_factory=WebSection)
 
     def enabled_platforms(self) -> list[str]:
         return [name for name in ("discord", "telegram") if getattr(self, name).enabled]
@@ -283,4 +300,5 @@ def bot_settings(data: dict[str, Any]) -> BotSettings:
         limits=section(data, LimitsSection, "limits"),
         metrics=section(data, MetricsSection, "metrics"),
         engine=section(data, EngineSection, "engine"),
+        web=section(data, WebSection, "web"),
     )

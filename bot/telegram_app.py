@@ -69,6 +69,7 @@ RATE_LIMIT_RETRIES = 2
 # stays out of the menu, as Telegram clients show it on their own.
 MENU_DESCRIPTIONS = {
     "recommend": "Anime picks from your list: /recommend NAME",
+    "similar": "Titles like one you name: /similar TITLE",
     "link": "Remember your list: /link NAME",
     "unlink": "Forget your linked list",
     "subscribe": "Weekly picks by DM: /subscribe [WEEKDAY] [HOUR] [TIME ZONE]",

@@ -29,7 +29,7 @@ from inference.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_ID = 424242
-SLASH_COMMANDS = ["help", "link", "recommend", "subscribe", "unlink", "unsubscribe"]
+SLASH_COMMANDS = ["help", "link", "recommend", "similar", "subscribe", "unlink", "unsubscribe"]
 
 
 @pytest.fixture(scope="session")
