@@ -1,4 +1,4 @@
-"""One user cannot starve the others (DESIGN §7): a per-user cooldown, bounded concurrency for
+"""One user cannot starve the others (docs/architecture.md#reliability): a per-user cooldown, bounded concurrency for
 list fetches and inference, per-platform send pacing for the weekly DMs, and the outside services'
 request budgets shared through the store by every process that uses it.
 

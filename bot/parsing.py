@@ -206,7 +206,7 @@ _SIMILAR_OPTIONS: dict[str, _Option] = {
 SIMILAR_USAGE = (
     "Usage: /similar TITLE [--count N] [--franchise] [--user NAME] [--source mal|anilist]"
 )
-# Group requests (DESIGN §5): at most this many names, each optionally `name@mal`/`name@anilist`.
+# Group requests (docs/architecture.md#serving): at most this many names, each optionally `name@mal`/`name@anilist`.
 MAX_GROUP = 8
 _MENTION = re.compile(r"<@!?([0-9]{1,20})>")
 _MEMBER_SOURCE = re.compile(r"(?i)^(.+)@(mal|anilist)$")

@@ -1,4 +1,4 @@
-"""The bot's store (DESIGN §5): one interface (`Storage`), two backends.
+"""The bot's store (docs/architecture.md#serving): one interface (`Storage`), two backends.
 
 SQLite (`SqliteStorage`, one file, the default) serves one process, or a few on one machine;
 PostgreSQL (`PostgresStorage`, asyncpg) lets several bot processes share accounts, subscriptions,

@@ -1,4 +1,4 @@
-"""The queries both stores share (DESIGN §5): accounts, subscriptions, deliveries, list cache,
+"""The queries both stores share (docs/architecture.md#serving): accounts, subscriptions, deliveries, list cache,
 feedback, meta, the /more sessions and the shared request budgets.
 
 A backend supplies three primitives (`_execute`, `_fetchall`, `schema_version`), its migration
