@@ -180,6 +180,80 @@ def encode(
     return Encoded(**arrays, lengths=lengths)
 
 
+def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """`time_buckets` with each entry's own "now" (NO_TIME: unknown), for whole int64 seconds.
+
+    floor(log2(1 + delta)) is read off the float64 exponent bits, exact for integers below 2^53,
+    so it equals `time_buckets`' float logarithm without a transcendental per entry.
+    """
+    delta = np.maximum(now - times, 0)
+    exponent = ((1 + delta).astype(np.float64).view(np.int64) >> 52) - 1023
+    out = 2 + np.minimum(exponent, N_TIME_LOG_BUCKETS - 1)
+    out[(times == NO_TIME) | (now == NO_TIME)] = TIME_UNKNOWN
+    return out
+
+
+def encode_flat(
+    entries: EntryArrays,
+    lengths: np.ndarray,
+    max_len: int,
+    *,
+    has_times: bool,
+    episodes: np.ndarray | None = None,
+    append_query: bool = False,
+    use_times: bool = True,
+) -> Encoded:
+    """`encode` for histories laid end to end: row b is the next `lengths[b]` entries of `entries`.
+
+    Equal to `encode` of the same histories (pinned by a test), but in whole-batch array operations
+    instead of a Python loop per row: training builds every batch through it. "Now" is each row's
+    last entry time, as `encode` takes it by default.
+    """
+    if max_len < 1 + int(append_query):
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    keep = max_len - int(append_query)
+    n = np.minimum(lengths, keep)
+    out_lengths = n + int(append_query)
+    batch = len(lengths)
+    width = max(int(out_lengths.max(initial=0)), 1)
+    ends = np.cumsum(lengths)
+    # Longer rows keep their most recent entries: the tail of each run.
+    tail = None
+    if (n < lengths).any():
+        tail = np.arange(int(ends[-1])) >= np.repeat(ends - n, lengths)
+    cols = np.arange(width)
+    used = cols >= (width - out_lengths)[:, None]  # the right-aligned tokens, the query included
+    # Row-major order of the entry cells is the order of the runs laid end to end, so one boolean
+    # mask places every field without an index per entry.
+    filled = used & (cols < width - 1) if append_query else used
+
+    def take(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        return values if tail is None else values[tail]
+
+    items = take(entries.items).astype(np.int64)
+    arrays = {name: np.zeros((batch, width), dtype=np.int64) for name in FIELDS}
+    arrays["items"][filled] = items + ITEM_OFFSET
+    arrays["scores"][filled] = take(entries.scores)
+    arrays["statuses"][filled] = take(entries.statuses).astype(np.int64) + 1
+    arrays["progress"][filled] = progress_buckets(items, take(entries.progress), episodes)
+    arrays["times"][:] = TIME_UNKNOWN
+    if has_times:
+        if use_times and len(items):
+            times = take(entries.times).astype(np.int64)
+            last = np.asarray(entries.times, dtype=np.int64)[np.maximum(ends - 1, 0)]
+            now = np.repeat(np.where(lengths > 0, last, NO_TIME), n)
+            arrays["times"][filled] = _time_buckets_per_row(times, now)
+        arrays["positions"][:] = used * (width - 1 - cols)
+    if append_query:
+        arrays["items"][:, -1] = MASK_ITEM
+        arrays["scores"][:, -1] = SCORE_MASK
+        arrays["statuses"][:, -1] = STATUS_MASK
+        arrays["times"][:, -1] = TIME_NOW
+    return Encoded(**arrays, lengths=out_lengths)
+
+
 def mask_tokens(
     encoded: Encoded, mask: np.ndarray, *, stamp_now: np.ndarray | None = None
 ) -> Encoded:
