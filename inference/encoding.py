@@ -181,15 +181,21 @@ def encode(
 
 
 def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
-    """`time_buckets` with each entry's own "now" (NO_TIME: unknown), for whole int64 seconds.
+    """`time_buckets` with each entry's own "now" (NO_TIME: unknown), for whole seconds.
 
     floor(log2(1 + delta)) is read off the float64 exponent bits, exact for integers below 2^53,
-    so it equals `time_buckets`' float logarithm without a transcendental per entry.
+    so it equals `time_buckets`' float logarithm; in place, since this runs once per token.
     """
-    delta = np.maximum(now - times, 0)
-    exponent = ((1 + delta).astype(np.float64).view(np.int64) >> 52) - 1023
-    out = 2 + np.minimum(exponent, N_TIME_LOG_BUCKETS - 1)
-    out[(times == NO_TIME) | (now == NO_TIME)] = TIME_UNKNOWN
+    delta = now - times  # int64: `now` is
+    np.maximum(delta, 0, out=delta)
+    delta += 1
+    out = delta.astype(np.float64).view(np.int64)
+    out >>= 52
+    out -= 1023 - 2  # 2 + the unbiased exponent
+    np.minimum(out, 1 + N_TIME_LOG_BUCKETS, out=out)
+    unknown = times == NO_TIME
+    unknown |= now == NO_TIME
+    out[unknown] = TIME_UNKNOWN
     return out
 
 
@@ -214,13 +220,13 @@ def encode_flat(
     lengths = np.asarray(lengths, dtype=np.int64)
     keep = max_len - int(append_query)
     n = np.minimum(lengths, keep)
-    out_lengths = n + int(append_query)
+    out_lengths = n + 1 if append_query else n
     batch = len(lengths)
     width = max(int(out_lengths.max(initial=0)), 1)
     ends = np.cumsum(lengths)
     # Longer rows keep their most recent entries: the tail of each run.
     tail = None
-    if (n < lengths).any():
+    if batch and int(ends[-1]) > int(n.sum()):
         tail = np.arange(int(ends[-1])) >= np.repeat(ends - n, lengths)
     cols = np.arange(width)
     used = cols >= (width - out_lengths)[:, None]  # the right-aligned tokens, the query included
@@ -232,20 +238,22 @@ def encode_flat(
         values = np.asarray(values)
         return values if tail is None else values[tail]
 
-    items = take(entries.items).astype(np.int64)
-    arrays = {name: np.zeros((batch, width), dtype=np.int64) for name in FIELDS}
-    arrays["items"][filled] = items + ITEM_OFFSET
+    block = np.zeros((len(FIELDS), batch, width), dtype=np.int64)  # one allocation for all
+    arrays = dict(zip(FIELDS, block, strict=True))
+    items = take(entries.items)
+    arrays["items"][filled] = np.add(items, ITEM_OFFSET, dtype=np.int64)
     arrays["scores"][filled] = take(entries.scores)
-    arrays["statuses"][filled] = take(entries.statuses).astype(np.int64) + 1
-    arrays["progress"][filled] = progress_buckets(items, take(entries.progress), episodes)
-    arrays["times"][:] = TIME_UNKNOWN
+    arrays["statuses"][filled] = np.add(take(entries.statuses), 1, dtype=np.int64)
+    if episodes is not None:  # else every progress is unknown: 0, as allocated
+        arrays["progress"][filled] = progress_buckets(items, take(entries.progress), episodes)
+    arrays["times"].fill(TIME_UNKNOWN)
     if has_times:
         if use_times and len(items):
-            times = take(entries.times).astype(np.int64)
-            last = np.asarray(entries.times, dtype=np.int64)[np.maximum(ends - 1, 0)]
-            now = np.repeat(np.where(lengths > 0, last, NO_TIME), n)
-            arrays["times"][filled] = _time_buckets_per_row(times, now)
-        arrays["positions"][:] = used * (width - 1 - cols)
+            last = np.asarray(entries.times)[np.maximum(ends - 1, 0)].astype(np.int64)
+            last[lengths == 0] = NO_TIME
+            now = np.repeat(last, n)
+            arrays["times"][filled] = _time_buckets_per_row(take(entries.times), now)
+        np.multiply(used, width - 1 - cols, out=arrays["positions"])
     if append_query:
         arrays["items"][:, -1] = MASK_ITEM
         arrays["scores"][:, -1] = SCORE_MASK
