@@ -1,9 +1,15 @@
 """CSR dataset -> training batches, through `inference.encoding` (the encoder serving uses too).
 
-Every random choice about a sample (its window, masked tokens, cut point, shuffled order) comes
-from a generator seeded per sample from (seed, epoch, step): a batch is a pure function of those,
-so a resumed run rebuilds exactly the batches it skipped, and a rank building its slice of a global
-batch draws exactly what a single process draws for the same samples.
+A batch is built in whole-batch array operations, with no Python loop per sample: the samples'
+entries are drawn as dataset row indices laid end to end (`Drawn`), gathered from the memory-mapped
+arrays with one index per field, and encoded by `encoding.encode_flat`, which a test pins to the
+serving `encode` row by row. `tests/training/rowwise_batches.py` keeps the row-by-row builders
+this replaced, as the reference the tests compare against and the benchmark's baseline.
+
+Every random choice about a sample (its window, masked tokens, cut point, shuffled order) is a
+counter-based hash of its own seed, drawn from (seed, epoch, step): a batch is a pure function of
+those, so a resumed run rebuilds exactly the batches it skipped, and a rank building its slice of a
+global batch draws exactly what a single process draws for the same samples.
 
 Only the training part of the split (label TRAIN) ever reaches a batch; validation items are the
 per-epoch check and test items the final evaluation.
@@ -13,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from inference.encoding import (
+    FIELDS,
     ITEM_OFFSET,
     MASK_ITEM,
     PAD_ITEM,
@@ -208,8 +216,8 @@ _WINDOW, _ORDER, _MASK, _QUERY, _PICK, _CUT = 1, 2, 3, 4, 5, 6
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finaliser (uint64 arithmetic wraps, as the algorithm wants)."""
-    x = x ^ (x >> np.uint64(30))
+    """The SplitMix64 finaliser, in place (uint64 arithmetic wraps, as the algorithm wants)."""
+    x ^= x >> np.uint64(30)
     x *= np.uint64(0xBF58476D1CE4E5B9)
     x ^= x >> np.uint64(27)
     x *= np.uint64(0x94D049BB133111EB)
@@ -225,13 +233,23 @@ def _stream(seeds: np.ndarray, stream: int) -> np.ndarray:
 
 def _bits(states: np.ndarray, counters: np.ndarray | None = None) -> np.ndarray:
     """uint64 draw number `counters` (default 0) of each state; `states` already per element."""
-    steps = np.uint64(1) if counters is None else counters.astype(np.uint64) + np.uint64(1)
-    return _mix(states + steps * np.uint64(_GOLDEN))
+    if counters is None:
+        return _mix(states + np.uint64(_GOLDEN))
+    x = counters.astype(np.uint64)  # a copy, worked on in place: this runs once per token
+    x += np.uint64(1)
+    x *= np.uint64(_GOLDEN)
+    x += states
+    return _mix(x)
 
 
 def _uniform(bits: np.ndarray) -> np.ndarray:
     """Floats in [0, 1) from the top 53 bits."""
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _threshold(p: float) -> np.uint64:
+    """Draws below this are true with probability p (to 2^-64; p >= 1 as near 1 as that)."""
+    return np.uint64(min(max(p, 0.0), 1.0 - 2.0**-53) * 2.0**64)
 
 
 def _below(bits: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -251,13 +269,16 @@ class Drawn:
     rows: np.ndarray  # int64 dataset row indices, samples laid end to end
     lengths: np.ndarray  # int64 per sample
 
-    @property
+    @cached_property
     def starts(self) -> np.ndarray:
         return np.cumsum(self.lengths) - self.lengths
 
+    @cached_property
     def row_of(self) -> np.ndarray:
+        """Each entry's sample."""
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
 
+    @cached_property
     def within(self) -> np.ndarray:
         """Each entry's place in its sample's run."""
         return np.arange(len(self.rows)) - np.repeat(self.starts, self.lengths)
@@ -265,12 +286,12 @@ class Drawn:
     def first(self, counts: np.ndarray) -> Drawn:
         """The first counts[b] (<= lengths[b]) entries of each sample."""
         counts = np.asarray(counts, dtype=np.int64)
-        return Drawn(self.rows[self.within() < np.repeat(counts, self.lengths)], counts)
+        return Drawn(self.rows[self.within < np.repeat(counts, self.lengths)], counts)
 
     def last(self, counts: np.ndarray) -> Drawn:
         """The last counts[b] (<= lengths[b]) entries of each sample."""
         counts = np.asarray(counts, dtype=np.int64)
-        keep = self.within() >= np.repeat(self.lengths - counts, self.lengths)
+        keep = self.within >= np.repeat(self.lengths - counts, self.lengths)
         return Drawn(self.rows[keep], counts)
 
     def gather(self, parts: UserParts) -> History:
@@ -304,8 +325,8 @@ def _shuffled(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> Drawn:
     """Each user's whole training part in a random order (stream _ORDER, one draw per entry)."""
     n = parts.counts[TRAIN][users]
     full = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), n)
-    row_of = full.row_of()
-    keys = _bits(_stream(seeds, _ORDER)[row_of], full.within()) >> np.uint64(24)
+    row_of = full.row_of
+    keys = _bits(_stream(seeds, _ORDER)[row_of], full.within) >> np.uint64(24)
     # The sample in the high bits keeps each run together, its 40 random bits order it inside.
     order = np.argsort(keys | (row_of.astype(np.uint64) << np.uint64(40)), kind="stable")
     return Drawn(full.rows[order], n)
@@ -353,8 +374,8 @@ def pretrain_draw(
     """Pretraining's draws: each sample's entries, which of them are hidden (flat, in the entries'
     order) and which samples hide their last entry as the "now" query."""
     drawn = draw_windows(parts, users, seeds, max_len, shuffle=not parts.has_times)
-    row_of, n = drawn.row_of(), drawn.lengths
-    chosen = _uniform(_bits(_stream(seeds, _MASK)[row_of], drawn.within())) < mask_prob
+    row_of, n = drawn.row_of, drawn.lengths
+    chosen = _bits(_stream(seeds, _MASK)[row_of], drawn.within) < _threshold(mask_prob)
     last = drawn.starts + n - 1
     query = (_uniform(_bits(_stream(seeds, _QUERY))) < query_prob) & (n > 0) & parts.has_times
     chosen[last[query]] = True
@@ -397,8 +418,8 @@ def pretrain_batch(
     stamp = np.zeros(enc.items.shape, dtype=bool)
     stamp[query, width - 1] = True
     # The hidden tokens in row-major order (np.nonzero's), read from the flat draw.
-    rows = drawn.row_of()[chosen]
-    cols = (width - drawn.lengths)[rows] + drawn.within()[chosen]
+    rows = drawn.row_of[chosen]
+    cols = (width - drawn.lengths)[rows] + drawn.within[chosen]
     target_items = enc.items[rows, cols] - ITEM_OFFSET
     target_scores = enc.scores[rows, cols]
     target_statuses = enc.statuses[rows, cols] - 1
@@ -487,12 +508,11 @@ def next_entries_batch(
     window = draw_windows(parts, users, seeds, max_len, shuffle=False)
     if (window.lengths < 1).any():
         raise TrainingError("next-entries batches need users with training entries")
-    entries = window.gather(parts)
-    within, lengths = window.within(), window.lengths
-    head = within < np.repeat(lengths - 1, lengths)  # e_0..e_{n-1}
+    lengths = window.lengths
+    head = window.first(lengths - 1)  # e_0..e_{n-1}
     enc = encode_flat(
-        entries.select(head),
-        lengths - 1,
+        head.gather(parts),
+        head.lengths,
         max_len,
         has_times=parts.has_times,
         episodes=episodes,
@@ -503,35 +523,37 @@ def next_entries_batch(
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
     # Entry e_k (k = 1..n-1, n = entries before the last) -> a query in column width + k - 1 at
-    # e_k's position that sees columns up to e_{k-1}'s (e_0 sits in column width - 1 - n).
-    n = (lengths - 1)[:, None]
+    # e_k's position (n - k, counted back from the last column) that sees columns up to e_{k-1}'s
+    # (e_0 sits in column width - 1 - n).
+    n = head.lengths[:, None]
     k = 1 + np.arange(extra)
     query = k < n
-    is_target = (within >= 1) & head  # e_1..e_{n-1}, in the row-major order of `query`
-    queries = {
-        "items": np.where(query, MASK_ITEM, PAD_ITEM),
-        "scores": query * SCORE_MASK,
-        "statuses": query * STATUS_MASK,
-        "times": np.full(query.shape, TIME_NOW),  # the queries' "now"; 0 in the padding too
-        "progress": np.full(query.shape, PROGRESS_UNKNOWN),
-        "positions": query
-        * np.take_along_axis(enc.positions, np.minimum(width - 1 - n + k, width - 1), axis=1),
-    }
-    out: Batch = {}
+    block = np.zeros((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
+    out: Batch = dict(zip(FIELDS, block, strict=True))
     for name, array in enc.as_dict().items():
-        out[name] = np.empty((batch, total), dtype=np.int64)
         out[name][:, :width] = array
-        out[name][:, width:] = queries[name]
+    # Behind the queries, padding: as encode pads, except time "now" (what the old code left).
+    out["items"][:, width:] = PAD_ITEM
+    out["items"][:, width:][query] = MASK_ITEM
+    np.multiply(query, SCORE_MASK, out=out["scores"][:, width:])  # 0: padding
+    np.multiply(query, STATUS_MASK, out=out["statuses"][:, width:])
+    out["times"][:, width:] = TIME_NOW
+    out["progress"][:, width:] = PROGRESS_UNKNOWN
+    if parts.has_times:
+        np.multiply(query, n - k, out=out["positions"][:, width:])
     query_sees = np.full((batch, total), -1, dtype=np.int64)
     query_sees[:, width - 1] = width - 2
-    query_sees[:, width:] = np.where(query, width - 2 - n + k, -1)
-    last = window.starts + lengths - 1
+    query_sees[:, width:][query] = (width - 2 - n + k)[query]
+    last = window.rows[window.starts + lengths - 1]
+    # e_1..e_{n-1}, in the row-major order of `query`.
+    rows = window.rows[(window.within >= 1) & (window.within < np.repeat(lengths - 1, lengths))]
+    columns = parts.columns
     targets: Batch = {}
     for name, fill in (("items", -1), ("scores", 0), ("statuses", -1)):
-        values = np.asarray(getattr(entries, name))
+        values = getattr(columns, name)
         target = np.full((batch, total), fill, dtype=np.int64)
         target[:, width - 1] = values[last]
-        target[:, width:][query] = values[is_target]
+        target[:, width:][query] = values[rows]
         targets[name] = target
     return {
         **out,
@@ -546,7 +568,7 @@ def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_
     """Next-item batch: a window of max_len + 1 entries; position t predicts entry t + 1."""
     window = draw_windows(parts, users, seeds, max_len + 1, shuffle=not parts.has_times)
     lengths = window.lengths
-    within = window.within()
+    within = window.within
     inputs = window.first(np.maximum(lengths - 1, 0))
     enc = encode_flat(inputs.gather(parts), inputs.lengths, max_len, has_times=parts.has_times)
     batch, width = enc.items.shape

@@ -198,7 +198,7 @@ def test_pretrain_masks_at_the_set_rate_and_at_least_one_entry(datasets, kind):
     drawn, chosen, query = batches.pretrain_draw(
         parts, users, seeds, max_len=MAX_LEN, mask_prob=0.2, query_prob=0.5
     )
-    per_row = np.bincount(drawn.row_of()[chosen], minlength=len(users))
+    per_row = np.bincount(drawn.row_of[chosen], minlength=len(users))
     assert (per_row >= 1).all()
     if parts.has_times:
         assert abs(query.mean() - 0.5) < 0.03
