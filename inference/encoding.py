@@ -263,18 +263,31 @@ def encode_flat(
 
 
 def mask_tokens(
-    encoded: Encoded, mask: np.ndarray, *, stamp_now: np.ndarray | None = None
+    encoded: Encoded,
+    mask: np.ndarray,
+    *,
+    stamp_now: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> Encoded:
     """Hide the entries where `mask` is true: item, score and status become MASK, progress unknown.
 
     Time and position stay (when an entry was added is the context for guessing it), except where
     `stamp_now` is true: those tokens become the "now" query, exactly as fine-tuning appends it.
+    `in_place` overwrites `encoded`'s arrays instead of copying them (a batch builder's own).
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != encoded.items.shape:
         raise ValueError(f"mask shape {mask.shape} != batch shape {encoded.items.shape}")
     if (mask & (encoded.items == PAD_ITEM)).any():
         raise ValueError("padding cannot be masked")
+    if in_place:
+        np.putmask(encoded.items, mask, MASK_ITEM)
+        np.putmask(encoded.scores, mask, SCORE_MASK)
+        np.putmask(encoded.statuses, mask, STATUS_MASK)
+        np.putmask(encoded.progress, mask, PROGRESS_UNKNOWN)
+        if stamp_now is not None:
+            np.putmask(encoded.times, np.asarray(stamp_now, dtype=bool) & mask, TIME_NOW)
+        return encoded
     items = np.where(mask, MASK_ITEM, encoded.items)
     scores = np.where(mask, SCORE_MASK, encoded.scores)
     statuses = np.where(mask, STATUS_MASK, encoded.statuses)

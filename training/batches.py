@@ -423,7 +423,7 @@ def pretrain_batch(
     target_items = enc.items[rows, cols] - ITEM_OFFSET
     target_scores = enc.scores[rows, cols]
     target_statuses = enc.statuses[rows, cols] - 1
-    masked = mask_tokens(enc, mask, stamp_now=stamp)
+    masked = mask_tokens(enc, mask, stamp_now=stamp, in_place=True)
     return {
         **masked.as_dict(),
         "target_rows": rows,

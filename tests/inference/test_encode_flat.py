@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.animelist import NO_TIME
-from inference.encoding import Entries, encode, encode_flat, time_buckets
+from inference.encoding import Entries, encode, encode_flat, mask_tokens, time_buckets
 
 NOW = 1_700_000_000
 
@@ -108,3 +108,18 @@ def test_an_empty_row_and_a_batch_of_nothing_encode_as_encode_does():
             np.testing.assert_array_equal(got.items, expected.items)
             np.testing.assert_array_equal(got.times, expected.times)
             np.testing.assert_array_equal(got.lengths, expected.lengths)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=histories(), seed=st.integers(0, 2**32 - 1))
+def test_masking_in_place_equals_masking_a_copy(rows, seed):
+    enc = encode(rows, 8, has_times=True)
+    rng = np.random.default_rng(seed)
+    mask = (rng.random(enc.items.shape) < 0.4) & (enc.items != 0)
+    stamp = rng.random(enc.items.shape) < 0.5
+    expected = mask_tokens(enc, mask, stamp_now=stamp)
+    own = enc.replace(**{name: getattr(enc, name).copy() for name in enc.as_dict()})
+    got = mask_tokens(own, mask, stamp_now=stamp, in_place=True)
+    for name in ("items", "scores", "statuses", "times", "progress", "positions"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(own, name), getattr(expected, name), err_msg=name)
