@@ -187,9 +187,10 @@ def keep_freed_memory() -> None:
     """Let this process reuse freed batch-sized blocks instead of handing them back to the kernel.
 
     A batch is a few MB of int64 arrays. By default glibc returns blocks that large to the kernel
-    when they are freed, and the next batch faults every page in afresh: that cost more than
-    building the batch (5x on this machine's 6 arrays of 128 x 200). Raising the thresholds keeps
-    them in the heap. Call once per training process; a no-op where libc has no `mallopt`.
+    when they are freed, and the next batch faults every page in afresh: allocating and filling
+    six int64 arrays of 128 x 200 took 5x longer that way on the development machine. Raising
+    the thresholds keeps up to 256 MB of freed blocks in the heap. Called by the training jobs
+    before they build batches; a no-op where libc has no `mallopt`.
     """
     import ctypes
     import ctypes.util
@@ -327,7 +328,8 @@ def _shuffled(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> Drawn:
     full = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), n)
     row_of = full.row_of
     keys = _bits(_stream(seeds, _ORDER)[row_of], full.within) >> np.uint64(24)
-    # The sample in the high bits keeps each run together, its 40 random bits order it inside.
+    # The sample in the high bits (up to 2^24 per batch) keeps each run together, and its 40
+    # random bits order it inside; a stable sort, so that ties cannot depend on the other samples.
     order = np.argsort(keys | (row_of.astype(np.uint64) << np.uint64(40)), kind="stable")
     return Drawn(full.rows[order], n)
 
