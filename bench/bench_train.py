@@ -4,8 +4,12 @@
     python bench/bench_train.py measure --kind sasrec --config training/configs/ml-1m-sasrec.toml --steps 20
     # after the GPU script: tokens/s and model FLOPs utilisation of each run
     python bench/bench_train.py report runs/gpu-ml1m/runs --peak-tflops 989
-    # building batches on one core (the GPU runs' bottleneck), against the floor of gathering the
-    # same rows' items from the memory-mapped arrays
+    # the same step with the row-by-row batch builders the vectorised ones replaced, in one run
+    python bench/bench_train.py measure --kind finetune --config training/configs/ml-1m-finetune.toml \
+        --steps 10 --set finetune.init_from= --compare-builders
+    # building batches on one core, row by row (before) and vectorised (now), against the floor of
+    # gathering the same rows' items from the memory-mapped arrays; CPU time of this process, so
+    # other jobs on a shared machine slow all three alike instead of whichever runs when they do
     python bench/bench_train.py batches --data data/ml-1m --max-len 200
 
 Model FLOPs per token follow `training.model.flops_per_token` (6·N + attention + the output softmax
@@ -15,10 +19,12 @@ at the positions that compute full-vocabulary logits); tokens are real (non-padd
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +82,47 @@ def report(runs: Path, peak_tflops: float) -> list[dict]:
     return rows
 
 
-def measure(kind: str, config: str, steps: int, threads: int, extra: list[str]) -> None:
+def measure(
+    kind: str, config: str, steps: int, threads: int, extra: list[str], compare: bool = False
+) -> None:
+    """A short CPU run; with `compare`, a second one with the row-by-row batch builders they
+    replaced (second, so that the first run's warm-up counts against the vectorised builders)."""
     import torch
 
     torch.set_num_threads(threads)
+    _measure(kind, config, steps, threads, extra, "vectorised" if compare else None)
+    if compare:
+        with _rowwise_builders():
+            _measure(kind, config, steps, threads, extra, "row by row")
+
+
+@contextlib.contextmanager
+def _rowwise_builders() -> Iterator[None]:
+    """The training jobs build batches with the old row-by-row builders inside this block."""
+    from tests.training import rowwise_batches as old
+    from training import finetune, pretrain, sasrec
+
+    targets = [
+        (pretrain, "pretrain_batch"),
+        (finetune, "finetune_batch"),
+        (finetune, "next_entries_batch"),
+        (sasrec, "sasrec_batch"),
+    ]
+    saved = [getattr(module, name) for module, name in targets]
+    for module, name in targets:
+        setattr(module, name, getattr(old, name))
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(targets, saved, strict=True):
+            setattr(module, name, value)
+
+
+def _measure(
+    kind: str, config: str, steps: int, threads: int, extra: list[str], builders: str | None
+) -> None:
+    import torch
+
     from training.__main__ import main as cli
 
     out = ROOT / "runs" / "bench-train"
@@ -115,6 +158,7 @@ def measure(kind: str, config: str, steps: int, threads: int, extra: list[str]) 
         json.dumps(
             {
                 "kind": kind,
+                **({"batch_builders": builders} if builders else {}),
                 "threads": threads,
                 "steps": steps,
                 "tokens_per_s": record["tokens_per_s"],
@@ -130,25 +174,39 @@ def measure(kind: str, config: str, steps: int, threads: int, extra: list[str]) 
 
 
 def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[dict]:
+    """Each builder before (row by row, `tests/training/rowwise_batches.py`) and now (vectorised),
+    against the floor of gathering the same users' newest `max_len` items, in one run."""
     import numpy as np
 
-    from training.batches import UserParts, next_entries_batch, sasrec_batch
+    from tests.training import rowwise_batches as old
+    from training import batches as new
     from training.dataset import Dataset
 
+    new.keep_freed_memory()  # as the trainer does
     dataset = Dataset(data)
-    parts = UserParts(dataset, "loo")
+    parts = new.UserParts(dataset, "loo")
     users = parts.users_with(min_train=2)
     rng = np.random.default_rng(0)
     draws = [
         (rng.choice(users, batch_size), rng.integers(0, 2**63, batch_size, dtype=np.uint64))
         for _ in range(n_batches)
     ]
-    builders = {
-        "sasrec": lambda u, s: sasrec_batch(parts, u, s, max_len=max_len),
-        "finetune (next entries)": lambda u, s: next_entries_batch(
-            parts, u, s, max_len=max_len, use_times=False
-        ),
-    }
+    new.sasrec_batch(parts, draws[0][0], draws[0][1], max_len=max_len)  # the one-off row layout
+
+    def kinds(module):  # type: ignore[no-untyped-def]
+        pretrain = {"max_len": max_len, "mask_prob": 0.15, "query_prob": 0.5}
+        return {
+            "SASRec": lambda u, s: module.sasrec_batch(parts, u, s, max_len=max_len),
+            "pretrain (masked entries)": lambda u, s: module.pretrain_batch(
+                parts, u, s, **pretrain
+            ),
+            "fine-tune, one cut": lambda u, s: module.finetune_batch(
+                parts, u, s, max_len=max_len, holdout_share=0.1, n_next=1
+            ),
+            "fine-tune, next entries": lambda u, s: module.next_entries_batch(
+                parts, u, s, max_len=max_len, use_times=False
+            ),
+        }
 
     def floor(u: np.ndarray, _: np.ndarray) -> dict:  # the newest max_len items of each row
         ends = np.asarray(dataset.offsets)[u + 1]
@@ -158,16 +216,25 @@ def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[di
         }
 
     rows = []
-    floor_s = min(_timed(floor, draws) for _ in range(3))
-    for name, build in builders.items():
-        seconds = min(_timed(build, draws) for _ in range(3))
-        tokens = sum(int((build(u, s)["items"] > 0).sum()) for u, s in draws)
+    before, after = kinds(old), kinds(new)
+    for name in before:
+        # Interleaved repeats, best of each: load from other jobs hits all three alike.
+        times: dict[str, list[float]] = {"floor": [], "before": [], "after": []}
+        for _ in range(5):
+            times["floor"].append(_timed(floor, draws))
+            times["before"].append(_timed(before[name], draws))
+            times["after"].append(_timed(after[name], draws))
+        best = {key: min(values) for key, values in times.items()}
+        tokens = sum(int((after[name](u, s)["items"] > 0).sum()) for u, s in draws)
         row = {
             "batches": name,
             "max_len": max_len,
-            "ms_per_batch": round(1e3 * seconds / n_batches, 2),
-            "tokens_per_s_one_core": round(tokens / seconds),
-            "times_the_gather_floor": round(seconds / floor_s, 1),
+            "before_ms_per_batch": round(1e3 * best["before"] / n_batches, 2),
+            "after_ms_per_batch": round(1e3 * best["after"] / n_batches, 2),
+            "speedup": round(best["before"] / best["after"], 1),
+            "before_times_the_gather_floor": round(best["before"] / best["floor"], 1),
+            "after_times_the_gather_floor": round(best["after"] / best["floor"], 2),
+            "after_tokens_per_s_one_core": round(tokens / best["after"]),
         }
         rows.append(row)
         print(json.dumps(row))
@@ -175,10 +242,10 @@ def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[di
 
 
 def _timed(build, draws) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
+    started = time.process_time()
     for users, seeds in draws:
         build(users, seeds)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def main() -> int:
@@ -190,6 +257,11 @@ def main() -> int:
     m.add_argument("--steps", type=int, default=20)
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--set", dest="overrides", action="append", default=[])
+    m.add_argument(
+        "--compare-builders",
+        action="store_true",
+        help="run twice: with the row-by-row batch builders they replaced, then as is",
+    )
     r = sub.add_parser("report")
     r.add_argument("runs", type=Path)
     r.add_argument("--peak-tflops", type=float, default=989.0, help="H200 dense bf16: 989")
@@ -201,7 +273,9 @@ def main() -> int:
     b.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     if args.mode == "measure":
-        measure(args.kind, args.config, args.steps, args.threads, args.overrides)
+        measure(
+            args.kind, args.config, args.steps, args.threads, args.overrides, args.compare_builders
+        )
     elif args.mode == "batches":
         batches(args.data, args.max_len, args.n_batches, args.batch_size)
     else:

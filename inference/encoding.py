@@ -180,19 +180,114 @@ def encode(
     return Encoded(**arrays, lengths=lengths)
 
 
+def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """`time_buckets` with each entry's own "now" (NO_TIME: unknown), for whole seconds.
+
+    floor(log2(1 + delta)) is read off the float64 exponent bits, exact for integers below 2^53,
+    so it equals `time_buckets`' float logarithm; in place, since this runs once per token.
+    """
+    delta = now - times  # int64: `now` is
+    np.maximum(delta, 0, out=delta)
+    delta += 1
+    out = delta.astype(np.float64).view(np.int64)
+    out >>= 52
+    out -= 1023 - 2  # 2 + the unbiased exponent
+    np.minimum(out, 1 + N_TIME_LOG_BUCKETS, out=out)
+    unknown = times == NO_TIME
+    unknown |= now == NO_TIME
+    out[unknown] = TIME_UNKNOWN
+    return out
+
+
+def encode_flat(
+    entries: EntryArrays,
+    lengths: np.ndarray,
+    max_len: int,
+    *,
+    has_times: bool,
+    episodes: np.ndarray | None = None,
+    append_query: bool = False,
+    use_times: bool = True,
+) -> Encoded:
+    """`encode` for histories laid end to end: row b is the next `lengths[b]` entries of `entries`.
+
+    Equal to `encode` of the same histories (pinned by a test), but in whole-batch array operations
+    instead of a Python loop per row: training builds every batch through it. "Now" is each row's
+    last entry time, as `encode` takes it by default.
+    """
+    if max_len < 1 + int(append_query):
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    keep = max_len - int(append_query)
+    n = np.minimum(lengths, keep)
+    out_lengths = n + 1 if append_query else n
+    batch = len(lengths)
+    width = max(int(out_lengths.max(initial=0)), 1)
+    ends = np.cumsum(lengths)
+    # Longer rows keep their most recent entries: the tail of each run.
+    tail = None
+    if batch and int(ends[-1]) > int(n.sum()):
+        tail = np.arange(int(ends[-1])) >= np.repeat(ends - n, lengths)
+    cols = np.arange(width)
+    used = cols >= (width - out_lengths)[:, None]  # the right-aligned tokens, the query included
+    # Row-major order of the entry cells is the order of the runs laid end to end, so one boolean
+    # mask places every field without an index per entry.
+    filled = used & (cols < width - 1) if append_query else used
+
+    def take(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        return values if tail is None else values[tail]
+
+    block = np.zeros((len(FIELDS), batch, width), dtype=np.int64)  # one allocation for all
+    arrays = dict(zip(FIELDS, block, strict=True))
+    items = take(entries.items)
+    arrays["items"][filled] = np.add(items, ITEM_OFFSET, dtype=np.int64)
+    arrays["scores"][filled] = take(entries.scores)
+    arrays["statuses"][filled] = np.add(take(entries.statuses), 1, dtype=np.int64)
+    if episodes is not None:  # else every progress is unknown: 0, as allocated
+        arrays["progress"][filled] = progress_buckets(items, take(entries.progress), episodes)
+    arrays["times"].fill(TIME_UNKNOWN)
+    if has_times:
+        if use_times and len(items):
+            last = np.asarray(entries.times)[np.maximum(ends - 1, 0)].astype(np.int64)
+            last[lengths == 0] = NO_TIME
+            now = np.repeat(last, n)
+            arrays["times"][filled] = _time_buckets_per_row(take(entries.times), now)
+        np.multiply(used, width - 1 - cols, out=arrays["positions"])
+    if append_query:
+        arrays["items"][:, -1] = MASK_ITEM
+        arrays["scores"][:, -1] = SCORE_MASK
+        arrays["statuses"][:, -1] = STATUS_MASK
+        arrays["times"][:, -1] = TIME_NOW
+    return Encoded(**arrays, lengths=out_lengths)
+
+
 def mask_tokens(
-    encoded: Encoded, mask: np.ndarray, *, stamp_now: np.ndarray | None = None
+    encoded: Encoded,
+    mask: np.ndarray,
+    *,
+    stamp_now: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> Encoded:
     """Hide the entries where `mask` is true: item, score and status become MASK, progress unknown.
 
     Time and position stay (when an entry was added is the context for guessing it), except where
     `stamp_now` is true: those tokens become the "now" query, exactly as fine-tuning appends it.
+    `in_place` overwrites `encoded`'s arrays instead of copying them (a batch builder's own).
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != encoded.items.shape:
         raise ValueError(f"mask shape {mask.shape} != batch shape {encoded.items.shape}")
     if (mask & (encoded.items == PAD_ITEM)).any():
         raise ValueError("padding cannot be masked")
+    if in_place:
+        np.putmask(encoded.items, mask, MASK_ITEM)
+        np.putmask(encoded.scores, mask, SCORE_MASK)
+        np.putmask(encoded.statuses, mask, STATUS_MASK)
+        np.putmask(encoded.progress, mask, PROGRESS_UNKNOWN)
+        if stamp_now is not None:
+            np.putmask(encoded.times, np.asarray(stamp_now, dtype=bool) & mask, TIME_NOW)
+        return encoded
     items = np.where(mask, MASK_ITEM, encoded.items)
     scores = np.where(mask, SCORE_MASK, encoded.scores)
     statuses = np.where(mask, STATUS_MASK, encoded.statuses)

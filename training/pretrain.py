@@ -23,6 +23,7 @@ from inference.content import ContentLayout, content_vectors, genre_vocabulary
 from training.batches import (
     UserParts,
     global_batches,
+    keep_freed_memory,
     load_episodes,
     n_steps,
     pretrain_batch,
@@ -87,6 +88,7 @@ class ListJob:
         if tc.batch_size % world:
             raise ConfigError(f"batch_size {tc.batch_size} is not divisible by {world} ranks")
         part = rank_slice(tc.batch_size, rank, world)
+        keep_freed_memory()
         for gb in global_batches(
             len(self.samples),
             tc.batch_size,
