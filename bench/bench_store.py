@@ -6,9 +6,11 @@ burst is spread over both and each `/more` goes to the process that did not make
 timed: one request-budget reservation (`reserve_slot`) and one session save with a 150-entry list.
 Real parts throughout (command layer, list sources over the fake services at the network edge,
 SQLite file, PostgreSQL on a throwaway local cluster from tests/postgres.py); the engine is the
-no-model mode over the 60-title test catalogue, so that the store's share of the time shows.
+no-model mode over the 60-title test catalogue, so that the store's share of the time shows, or
+with `--bundle` a real model bundle (the served path end to end). After each burst, `--sequential`
+`/recommend`s one at a time give the latency a single user sees (p50 / p95).
 
-    python bench/bench_store.py [--requests 200] [--repeats 3]
+    python bench/bench_store.py [--requests 200] [--repeats 3] [--bundle exports/default]
 """
 
 from __future__ import annotations
@@ -55,9 +57,15 @@ def services(ids: list[int]) -> Services:
 
 
 async def burst(
-    storage: StorageSection, processes: int, requests: int, engine: Engine, tmp: Path
-) -> tuple[float, float]:
-    """(seconds for the /recommend burst, seconds for the /more burst)."""
+    storage: StorageSection,
+    processes: int,
+    requests: int,
+    engine: Engine,
+    tmp: Path,
+    sequential: int = 0,
+) -> tuple[float, float, list[float]]:
+    """(seconds for the /recommend burst, seconds for the /more burst, the seconds of each of
+    `sequential` lone /recommends)."""
     ids = [item.mal_id for item in engine.catalog]
     fake = services(ids)
     settings = dataclasses.replace(make_settings(tmp), storage=storage)
@@ -90,7 +98,16 @@ async def burst(
         start = time.perf_counter()
         await asyncio.gather(*(ask(i, "/more", i + 1) for i in range(requests)))
         more = time.perf_counter() - start
-    return first, more
+        lone = []
+        for i in range(sequential):  # fresh users: no cooldown, the list cache warm
+            user = UserRef("bench-seq", str(i), str(i))
+            start = time.perf_counter()
+            reply = await runtimes[i % processes].service.handle_line(
+                user, f"/recommend maluser{i % LISTS} --source mal"
+            )
+            lone.append(time.perf_counter() - start)
+            assert not reply.error and reply.cards, reply.lines
+    return first, more, lone
 
 
 async def per_operation(storage: StorageSection, count: int = 300) -> tuple[float, float]:
@@ -112,15 +129,20 @@ async def per_operation(storage: StorageSection, count: int = 300) -> tuple[floa
     return reserve * 1000.0, save * 1000.0
 
 
-async def run(requests: int, repeats: int) -> None:
+async def run(requests: int, repeats: int, bundle: Path | None, sequential: int) -> None:
     cluster = start_cluster()
     if isinstance(cluster, str):
         sys.exit(f"cannot run: {cluster}")
-    engine = Engine.without_model(bot_catalog())
+    engine = (
+        Engine.without_model(bot_catalog())
+        if bundle is None
+        else Engine.from_bundle(bundle, providers="cpu")
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
             results: dict[str, list[tuple[float, float]]] = {}
+            lone: dict[str, list[float]] = {}
             ops: dict[str, tuple[float, float]] = {}
             for r in range(repeats):
                 for name, processes in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)):
@@ -130,13 +152,17 @@ async def run(requests: int, repeats: int) -> None:
                         os.environ[DATABASE_URL_ENV] = cluster.new_database()
                         section = StorageSection(url="env")
                     label = f"{name}, {processes} process{'es' if processes > 1 else ''}"
-                    timing = await burst(section, processes, requests, engine, tmp)
-                    results.setdefault(label, []).append(timing)
+                    first, more, alone = await burst(
+                        section, processes, requests, engine, tmp, sequential
+                    )
+                    results.setdefault(label, []).append((first, more))
+                    lone.setdefault(label, []).extend(alone)
                     if r == 0 and processes == 1:
                         ops[name] = await per_operation(section)
     finally:
         cluster.stop()
     base = statistics.median(a + b for a, b in results["sqlite, 1 process"])
+    print(f"engine: {'no model' if bundle is None else bundle}")
     print(f"{requests} concurrent /recommend, then {requests} /more; median of {repeats} runs")
     for label, timings in results.items():
         first = statistics.median(t[0] for t in timings)
@@ -146,6 +172,16 @@ async def run(requests: int, repeats: int) -> None:
             f"{label:24s} recommend {requests / first:6.0f}/s  more {requests / more:6.0f}/s  "
             f"time x{total / base:.2f} of SQLite"
         )
+    if sequential:
+        base_p50 = statistics.median(lone["sqlite, 1 process"])
+        print(f"one /recommend at a time ({sequential} per run, {repeats} runs)")
+        for label, times in lone.items():
+            p50 = statistics.median(times)
+            p95 = statistics.quantiles(times, n=20)[-1]
+            print(
+                f"{label:24s} p50 {p50 * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms  "
+                f"p50 x{p50 / base_p50:.2f} of SQLite"
+            )
     for name, (reserve, save) in ops.items():
         print(
             f"{name:10s} reserve_slot {reserve:.2f} ms   save_session (150 entries) {save:.2f} ms"
@@ -156,8 +192,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bundle", type=Path, default=None, help="a model bundle (default: none)")
+    parser.add_argument("--sequential", type=int, default=50, help="lone /recommends per run")
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.repeats))
+    asyncio.run(run(args.requests, args.repeats, args.bundle, args.sequential))
 
 
 if __name__ == "__main__":
