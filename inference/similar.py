@@ -89,6 +89,18 @@ class SimilarResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BlendWeights:
+    """What each view adds to an item-kNN score of 1.0 (see the module doc)."""
+
+    ease: float
+    vectors: float
+    popularity: float
+
+
+WEIGHTS = BlendWeights(ease=0.25, vectors=0.02, popularity=0.15)  # see the module doc
+
+
 class ItemSimilarity:
     """Item-to-item scores of one bundle (see the module doc)."""
 
@@ -98,6 +110,11 @@ class ItemSimilarity:
         neighbour_items: np.ndarray,
         neighbour_weights: np.ndarray,
         blend: float = BLEND,
+        *,
+        cooc_items: np.ndarray | None = None,
+        cooc_weights: np.ndarray | None = None,
+        popularity: np.ndarray | None = None,
+        weights: BlendWeights = WEIGHTS,
     ) -> None:
         emb = np.asarray(item_embeddings, dtype=np.float64)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
@@ -106,6 +123,23 @@ class ItemSimilarity:
         self.neighbour_weights = np.asarray(neighbour_weights, dtype=np.float64)
         self.blend = float(blend)
         self.n_items = len(emb)
+        self.cooc_items: np.ndarray | None = None
+        self.cooc_weights: np.ndarray | None = None
+        if cooc_items is not None and cooc_weights is not None and np.shape(cooc_items)[1] > 0:
+            self.cooc_items = np.asarray(cooc_items, dtype=np.int64)
+            self.cooc_weights = np.asarray(cooc_weights, dtype=np.float64)
+        self.popularity = (
+            np.zeros(self.n_items)
+            if popularity is None
+            else np.nan_to_num(np.asarray(popularity, dtype=np.float64), nan=0.0)
+        )
+        self.weights = weights
+
+    @property
+    def has_knn(self) -> bool:
+        """Whether the bundle carries item-kNN neighbours (bundles exported before them do not,
+        and are served the cosine and EASE blend)."""
+        return self.cooc_items is not None
 
     def cosine(self, query: int) -> np.ndarray:
         return np.asarray(self.vectors @ self.vectors[query], dtype=np.float64)
@@ -121,7 +155,27 @@ class ItemSimilarity:
             np.add.at(out, self.neighbour_items[query], weights / top)
         return out
 
+    def knn(self, query: int) -> np.ndarray:
+        """float64 [n_items]: the query's item-kNN cosines over its largest, 0 off its
+        neighbours (all 0 without item-kNN neighbours)."""
+        out = np.zeros(self.n_items, dtype=np.float64)
+        if self.cooc_items is None or self.cooc_weights is None:
+            return out
+        weights = self.cooc_weights[query]
+        top = float(weights.max())
+        if top > 0:
+            np.add.at(out, self.cooc_items[query], weights / top)
+        return out
+
     def scores(self, query: int) -> np.ndarray:
+        if self.has_knn:
+            w = self.weights
+            return (
+                self.knn(query)
+                + w.ease * self.cooccurrence(query)
+                + w.vectors * self.cosine(query)
+                + w.popularity * self.popularity
+            )
         if self.neighbour_items.shape[1] == 0:
             return self.cosine(query)
         return self.blend * self.cosine(query) + (1.0 - self.blend) * self.cooccurrence(query)
@@ -183,6 +237,8 @@ def _join(words: Sequence[str]) -> str:
 
 __all__ = [
     "BLEND",
+    "WEIGHTS",
+    "BlendWeights",
     "ItemSimilarity",
     "SimilarOptions",
     "SimilarResult",
