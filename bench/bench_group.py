@@ -1,7 +1,11 @@
-"""Group picks on a hold-out: max-min over the members against their own picks taken in turn.
+"""Group picks on a hold-out: each rule for choosing a group's titles, on the same member scores.
 
     python bench/bench_group.py --bundle exports/default --data data/anime-cu --split random \
-        --groups 300 --out bench/results/group.json
+        --groups 300 --neighbours-cache data/ease-train-random.npz --out bench/results/group.json
+
+`--seed` draws other groups (the served rule was chosen on `--groups 800 --seed 1`,
+bench/results/group_selection.json); `--scores-cache FILE` keeps the members' utilities so that a
+change to the methods alone re-runs in seconds.
 
 Groups of 3 test users drawn at random (seeded). Each member's list is their training and
 validation entries; their test entries are what they went on to watch. Every member's list goes
@@ -12,9 +16,12 @@ left out, one title per franchise) with the same per-member utilities:
 - max-min per title (`inference.group.choose`): the largest minimum of the members' rank
   percentiles, mean as tiebreak;
 - max-min over the list (`inference.group.choose_set`) with each gain of `rank_gains`: greedily,
-  the title that leaves the least served member's total gain largest; the reciprocal gain is what
-  `/recommend A B C` serves;
-- round-robin: each member's own best titles taken in turn.
+  the title that leaves the least served member's total gain largest;
+- round-robin (`inference.group.round_robin`): each member's own best titles taken in turn;
+- turns with a veto and a shortlist (`inference.group.take_turns`): in rotation, or with the least
+  served member choosing next, each chooser weighs their own best n open titles that no member
+  ranks in the bottom 20% (or 0%, 50%) of the pool and takes the one with the largest gain summed
+  over the members; what `/recommend A B C` serves is its defaults.
 
 Reported per method, averaged over groups: the share of the 10 picks in at least one member's
 test entries; each member's hits, averaged over the members; and the hits of the member with the

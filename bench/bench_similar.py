@@ -1,21 +1,28 @@
 """How well "more like this title" finds what the same users liked, against item-kNN (`/similar`).
 
     python bench/bench_similar.py --bundle exports/default --data data/anime-cu --split random \
-        --queries 2000 --out bench/results/similar.json
+        --queries 2000 --neighbours-cache data/ease-train-random.npz --out bench/results/similar.json
 
 Held-out pairs: for each sampled user with liked held-out titles, one title they liked in the
 training part (seeded draw) is the query and the titles they liked in the held-out part are the
 targets ("liked": scored at or above their own mean training score; for a user who scores nothing,
 completed). Validation targets choose the blend; test targets report it. Each method ranks every
 title except the query's own franchise (which `/similar` leaves out by default) and the user's
-training titles; recall@20 = hits / min(20, |targets|).
+training titles; recall@20 = hits / min(20, |targets|). On test, the share of each method's top 20
+among the query's 64 item-kNN neighbours says how much the list is still about the query.
 
 Methods, all fitted on the training part only:
-- item-kNN: cosine of the items' co-occurrence columns (binary user × item matrix);
+- item-kNN: cosine of the items' co-occurrence columns (binary user x item matrix), in full and
+  cut to 64 per title as `training.export` writes them (`training.neighbours.fit_cooccurrence`);
 - EASE: the query's row of sparse EASE weights (λ = 100, 64 per row, as the ranker's item facts),
   over its largest magnitude, the cosine of item vectors ordering the rest only as a tie-break;
+- popularity: log(1 + count), 0..1;
 - item vectors: cosine of the bundle's item embeddings;
-- blends `b * cos + (1 - b) * EASE` (`inference.similar.ItemSimilarity`) for b in 0.25, 0.5, 0.75.
+- the older blends `b * cos + (1 - b) * EASE` for b in 0.25, 0.5, 0.75 (served for bundles
+  without item-kNN neighbours);
+- `inference.similar.ItemSimilarity` with item-kNN: kNN + e * EASE + v * vectors + p * popularity
+  over a grid; the best on validation with p at most `MAX_POPULARITY` is what should be served
+  (`inference.similar.WEIGHTS`), and the best with p unbounded is reported beside it.
 
 The bundle's item vectors must come from a model fine-tuned on this split's training part (the
 default bundle's manifest says which split); its own EASE neighbours are not used, since the

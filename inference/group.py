@@ -6,19 +6,23 @@ member's best title in the pool), so a member whose ranker is confident does not
 others. A member's gain from a title is `rank_gains` of its rank (1 / (rank + 1): 1.0 for their
 best).
 
-What is served is `take_turns`: the members choose in turn; the one choosing weighs their own
-`SHORTLIST` (4) best open titles, leaves out any title some member ranks in the bottom `VETO`
-(20%) of the pool, and takes the one with the largest gain summed over the members, at most one
-title per franchise. So a title two members love and the third strongly dislikes is never
-offered while another is open, and each pick is a title its chooser ranks near the top.
+What is served is `take_turns` with its defaults: round-robin with a veto. The members choose in
+turn, each taking their own best open title that no member ranks in the bottom `VETO` (20%) of
+the pool, at most one title per franchise. So a title two members love and the third strongly
+dislikes is never offered while another title is open, and each pick is its chooser's favourite
+of what is left. The rule can also weigh the chooser's `shortlist` best titles by the gain summed
+over the members, or let the least served member choose next.
 
 `bench/bench_group.py` compares the rules on the anime hold-out (BENCHMARKS.md, groups of three,
-10 picks): chosen on one draw of 800 groups by the least served member's hits (ties: the share of
-picks some member watched), the rule above beat plain round-robin on both; so did "the least
-served member chooses next". Rules that look for common ground first (`choose`, max-min per
-title; `choose_set`, max-min over the list) and shortlists weighed by the mean percentile found
-far fewer held-out titles: the members' own top titles are what they go on to watch.
-`round_robin`, each member's own best titles in turn, is the baseline.
+10 picks; bench/results/group.json, and a second draw of 800 groups in group_selection.json).
+Rules that look for common ground first (`choose`, max-min per title; `choose_set`, max-min over
+the list) find far fewer held-out titles: the members' own top titles are what they go on to
+watch. Among the turn-taking rules, the least served member's hits differ from plain round-robin
+by a handful of groups either way and no variant beat it on both draws (a shortlist of 4 did on
+the 800 groups and lost on the 300); round-robin with the veto matched it on that column on both
+draws and on the share of picks some member watched (within one pick in 8,000), and adds the
+guarantee above.
+`round_robin` is the baseline without the veto.
 """
 
 from __future__ import annotations
@@ -182,7 +186,7 @@ def choose_set(
 
 
 VETO = 0.2  # a title below this percentile of any member's pool is "strongly disliked"
-SHORTLIST = 4  # how many of their own best titles the choosing member weighs: see the module doc
+SHORTLIST = 1  # how many of their own best titles the choosing member weighs: see the module doc
 
 
 def take_turns(

@@ -1,20 +1,33 @@
 """More like this title: an item-to-item score, the franchise rules, and why-lines (`/similar`).
 
-The score of item j for query q blends two views of the bundle:
+With the bundle's item-kNN neighbours (`item_facts.npz` `cooc_items` / `cooc_weights`, written by
+`training.export`: each title's 64 nearest titles by the cosine of who has them on their list), the
+score of item j for query q is
+
+    score(q, j) = knn(q, j) + WEIGHTS.ease * w(q, j) + WEIGHTS.vectors * cos(v_q, v_j)
+                  + WEIGHTS.popularity * p(j)
+
+- `knn(q, ·)` are q's item-kNN cosines over its largest (1.0 for its nearest title, 0 off its
+  64 neighbours);
+- `w(q, ·)` are q's sparse EASE weights (`neighbour_items` / `neighbour_weights`) over their
+  largest magnitude: how much having q on a list raises each item;
+- `v` are the model's item vectors (`item_embeddings`);
+- `p` is the log popularity, 0..1 (`log_popularity`).
+
+WEIGHTS (0.1 EASE, 0 vectors, 0.3 popularity) were chosen on the anime validation split
+(`bench/bench_similar.py`, 2026-12-01: for each user, a liked training title as the query and
+their liked validation titles as targets, 2,000 queries, a grid of 63 blends): recall@20 0.172
+on validation and 0.172 on test against item-kNN's 0.151 and 0.156. Popularity alone scores 0.188
+on this random hold-out, so the popularity weight is capped at 0.3: there it only reorders the
+query's neighbours (99.7% of the test top 20 are among q's 64 item-kNN neighbours), while a
+weight of 3 scores 0.201 with lists drifting to the most popular titles. BENCHMARKS.md has the
+table.
+
+Bundles exported before the item-kNN neighbours are served the older blend,
 
     score(q, j) = BLEND * cos(v_q, v_j) + (1 - BLEND) * w(q, j) / max_k |w(q, k)|
 
-- `v` are the model's item vectors (`item_facts.npz` `item_embeddings`, the rows the "because you
-  liked" search and the diversity re-ranker use too);
-- `w(q, ·)` are q's sparse EASE weights (`neighbour_items` / `neighbour_weights`): how much having
-  q on a list raises each item, fitted on who watched what. Only q's strongest neighbours carry a
-  weight; every other item gets 0 from this half, and the cosine orders the long tail.
-
-BLEND = 0.5 was chosen on the anime validation split (`bench/bench_similar.py`, 2026-12-01: for
-each user, a liked training title as the query and their liked validation titles as targets;
-recall@20 over 2,000 queries for the blends 0, 0.25, 0.5, 0.75, 1 was 0.117, 0.121, 0.130, 0.119,
-0.107): each half alone ranks below the mix. Item-kNN (cosine of co-occurrence columns) scores
-higher still on the same queries (0.151); BENCHMARKS.md has the test figures.
+with BLEND = 0.5 (recall@20 0.130 on validation, 0.123 on test); each half alone ranks below it.
 
 What may be offered is the engine's eligibility (`inference.eligibility_index`) for the asking
 user's list (an empty one when nobody is linked): nothing the user has on their list except
@@ -98,7 +111,7 @@ class BlendWeights:
     popularity: float
 
 
-WEIGHTS = BlendWeights(ease=0.25, vectors=0.02, popularity=0.15)  # see the module doc
+WEIGHTS = BlendWeights(ease=0.1, vectors=0.0, popularity=0.3)  # chosen on held-out data: module doc
 
 
 class ItemSimilarity:

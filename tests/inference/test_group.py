@@ -203,3 +203,18 @@ def test_the_served_turns_keep_one_title_per_franchise() -> None:
     franchise = np.array([7, 7, -1, -1])
     picks = take_turns(utilities, pool, 3, franchise, veto=0.0)
     assert [p.index for p in picks] == [0, 2]
+
+
+@given(
+    st.permutations(range(10)),
+    st.permutations(range(10)),
+    st.permutations(range(10)),
+    st.integers(1, 10),
+)
+def test_without_a_veto_the_served_turns_are_round_robin(
+    a: list[int], b: list[int], c: list[int], count: int
+) -> None:
+    utilities = np.array([a, b, c], dtype=np.float64)
+    pool = np.ones(10, dtype=bool)
+    served = [p.index for p in take_turns(utilities, pool, count, veto=0.0)]
+    assert served == round_robin(utilities, pool, count)
