@@ -114,6 +114,10 @@ class BundleModel:
         facts = np.load(bundle.file(str(enc.get("item_facts", "item_facts.npz"))))
         self.facts = ItemFacts.from_arrays(facts)
         self.item_embeddings: np.ndarray = facts["item_embeddings"]
+        # Item-kNN neighbours for `/similar` (`inference.similar`); bundles exported before them
+        # have none, and `/similar` serves its older blend for them.
+        self.cooc_items: np.ndarray | None = facts.get("cooc_items")
+        self.cooc_weights: np.ndarray | None = facts.get("cooc_weights")
         # False for titles without interactions in the training data (a content model reads them
         # from their content vectors alone); bundles before content vectors knew only trained ones.
         self.item_trained: np.ndarray = (

@@ -61,7 +61,7 @@ from inference.filters import (
     redirect_utilities,
 )
 from inference.franchise import FranchiseIndex, franchise_array
-from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, choose_set, suits_line
+from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, suits_line, take_turns
 from inference.options import RecommendOptions
 from inference.popular import COLD_START_NOTE, popular_recent
 from inference.rerank import Method, select
@@ -359,7 +359,12 @@ class Engine:
         if self.model is not None:
             facts = self.model.facts
             similarity = ItemSimilarity(
-                self.model.item_embeddings, facts.neighbour_items, facts.neighbour_weights
+                self.model.item_embeddings,
+                facts.neighbour_items,
+                facts.neighbour_weights,
+                cooc_items=self.model.cooc_items,
+                cooc_weights=self.model.cooc_weights,
+                popularity=facts.log_popularity,
             )
             scores = similarity.scores(query)
             cooccurrence = similarity.cooccurrence(query)
@@ -466,8 +471,8 @@ class Engine:
         today: dt.date | None = None,
         now: int | None = None,
     ) -> RecommendationResult:
-        """Picks for a group (`inference.group.choose_set`): none any member has on their list
-        (their own plan-to-watch aside), the least served member's total gain maximised. Members
+        """Picks for a group (`inference.group.take_turns`): none any member has on their list
+        (their own plan-to-watch aside), the members choosing in turn. Members
         whose list has no title the model knows are left out with a note; `GroupTooSmall` when
         fewer than two are left."""
         scored = self.score_members([lst for _, lst in members], options, today=today, now=now)
@@ -489,7 +494,7 @@ class Engine:
         names = [members[m][0] for m in kept]
         pool = np.logical_and.reduce([s.eligible for s in member_scores]) & ~self._extras
         utilities = np.stack([s.utilities for s in member_scores])
-        picks = choose_set(utilities, pool, options.count, self._franchise_ids)
+        picks = take_turns(utilities, pool, options.count, self._franchise_ids)
         pool_size = int(pool.sum())
         user = UserContext(
             AnimeList(source=members[kept[0]][1].source, username=None), self.catalog

@@ -1,20 +1,33 @@
 """More like this title: an item-to-item score, the franchise rules, and why-lines (`/similar`).
 
-The score of item j for query q blends two views of the bundle:
+With the bundle's item-kNN neighbours (`item_facts.npz` `cooc_items` / `cooc_weights`, written by
+`training.export`: each title's 64 nearest titles by the cosine of who has them on their list), the
+score of item j for query q is
+
+    score(q, j) = knn(q, j) + WEIGHTS.ease * w(q, j) + WEIGHTS.vectors * cos(v_q, v_j)
+                  + WEIGHTS.popularity * p(j)
+
+- `knn(q, ·)` are q's item-kNN cosines over its largest (1.0 for its nearest title, 0 off its
+  64 neighbours);
+- `w(q, ·)` are q's sparse EASE weights (`neighbour_items` / `neighbour_weights`) over their
+  largest magnitude: how much having q on a list raises each item;
+- `v` are the model's item vectors (`item_embeddings`);
+- `p` is the log popularity, 0..1 (`log_popularity`).
+
+WEIGHTS (0.1 EASE, 0 vectors, 0.3 popularity) were chosen on the anime validation split
+(`bench/bench_similar.py`, 2026-12-01: for each user, a liked training title as the query and
+their liked validation titles as targets, 2,000 queries, a grid of 63 blends): recall@20 0.172
+on validation and 0.172 on test against item-kNN's 0.151 and 0.156. Popularity alone scores 0.188
+on this random hold-out, so the popularity weight is capped at 0.3: there it only reorders the
+query's neighbours (99.7% of the test top 20 are among q's 64 item-kNN neighbours), while a
+weight of 3 scores 0.201 with lists drifting to the most popular titles. BENCHMARKS.md has the
+table.
+
+Bundles exported before the item-kNN neighbours are served the older blend,
 
     score(q, j) = BLEND * cos(v_q, v_j) + (1 - BLEND) * w(q, j) / max_k |w(q, k)|
 
-- `v` are the model's item vectors (`item_facts.npz` `item_embeddings`, the rows the "because you
-  liked" search and the diversity re-ranker use too);
-- `w(q, ·)` are q's sparse EASE weights (`neighbour_items` / `neighbour_weights`): how much having
-  q on a list raises each item, fitted on who watched what. Only q's strongest neighbours carry a
-  weight; every other item gets 0 from this half, and the cosine orders the long tail.
-
-BLEND = 0.5 was chosen on the anime validation split (`bench/bench_similar.py`, 2026-12-01: for
-each user, a liked training title as the query and their liked validation titles as targets;
-recall@20 over 2,000 queries for the blends 0, 0.25, 0.5, 0.75, 1 was 0.117, 0.121, 0.130, 0.119,
-0.107): each half alone ranks below the mix. Item-kNN (cosine of co-occurrence columns) scores
-higher still on the same queries (0.151); BENCHMARKS.md has the test figures.
+with BLEND = 0.5 (recall@20 0.130 on validation, 0.123 on test); each half alone ranks below it.
 
 What may be offered is the engine's eligibility (`inference.eligibility_index`) for the asking
 user's list (an empty one when nobody is linked): nothing the user has on their list except
@@ -89,6 +102,18 @@ class SimilarResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BlendWeights:
+    """What each view adds to an item-kNN score of 1.0 (see the module doc)."""
+
+    ease: float
+    vectors: float
+    popularity: float
+
+
+WEIGHTS = BlendWeights(ease=0.1, vectors=0.0, popularity=0.3)  # chosen on held-out data: module doc
+
+
 class ItemSimilarity:
     """Item-to-item scores of one bundle (see the module doc)."""
 
@@ -98,6 +123,11 @@ class ItemSimilarity:
         neighbour_items: np.ndarray,
         neighbour_weights: np.ndarray,
         blend: float = BLEND,
+        *,
+        cooc_items: np.ndarray | None = None,
+        cooc_weights: np.ndarray | None = None,
+        popularity: np.ndarray | None = None,
+        weights: BlendWeights = WEIGHTS,
     ) -> None:
         emb = np.asarray(item_embeddings, dtype=np.float64)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
@@ -106,6 +136,23 @@ class ItemSimilarity:
         self.neighbour_weights = np.asarray(neighbour_weights, dtype=np.float64)
         self.blend = float(blend)
         self.n_items = len(emb)
+        self.cooc_items: np.ndarray | None = None
+        self.cooc_weights: np.ndarray | None = None
+        if cooc_items is not None and cooc_weights is not None and np.shape(cooc_items)[1] > 0:
+            self.cooc_items = np.asarray(cooc_items, dtype=np.int64)
+            self.cooc_weights = np.asarray(cooc_weights, dtype=np.float64)
+        self.popularity = (
+            np.zeros(self.n_items)
+            if popularity is None
+            else np.nan_to_num(np.asarray(popularity, dtype=np.float64), nan=0.0)
+        )
+        self.weights = weights
+
+    @property
+    def has_knn(self) -> bool:
+        """Whether the bundle carries item-kNN neighbours (bundles exported before them do not,
+        and are served the cosine and EASE blend)."""
+        return self.cooc_items is not None
 
     def cosine(self, query: int) -> np.ndarray:
         return np.asarray(self.vectors @ self.vectors[query], dtype=np.float64)
@@ -121,7 +168,27 @@ class ItemSimilarity:
             np.add.at(out, self.neighbour_items[query], weights / top)
         return out
 
+    def knn(self, query: int) -> np.ndarray:
+        """float64 [n_items]: the query's item-kNN cosines over its largest, 0 off its
+        neighbours (all 0 without item-kNN neighbours)."""
+        out = np.zeros(self.n_items, dtype=np.float64)
+        if self.cooc_items is None or self.cooc_weights is None:
+            return out
+        weights = self.cooc_weights[query]
+        top = float(weights.max())
+        if top > 0:
+            np.add.at(out, self.cooc_items[query], weights / top)
+        return out
+
     def scores(self, query: int) -> np.ndarray:
+        if self.has_knn:
+            w = self.weights
+            return (
+                self.knn(query)
+                + w.ease * self.cooccurrence(query)
+                + w.vectors * self.cosine(query)
+                + w.popularity * self.popularity
+            )
         if self.neighbour_items.shape[1] == 0:
             return self.cosine(query)
         return self.blend * self.cosine(query) + (1.0 - self.blend) * self.cooccurrence(query)
@@ -183,6 +250,8 @@ def _join(words: Sequence[str]) -> str:
 
 __all__ = [
     "BLEND",
+    "WEIGHTS",
+    "BlendWeights",
     "ItemSimilarity",
     "SimilarOptions",
     "SimilarResult",

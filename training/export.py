@@ -10,8 +10,9 @@ Writes `exports/<name>/`:
   ranker.onnx        features [batch, candidates, n_features] -> utilities [batch, candidates];
                      score_features [batch, asked, n_score_features] -> scores [batch, asked]
   item_facts.npz     per-item arrays in vocabulary order: the ranker's facts (log_popularity,
-                     franchise, genres, item-item neighbours) and the item embeddings ("because
-                     you liked", diversity). The data-derived facts are refitted on every
+                     franchise, genres, item-item neighbours), the item embeddings ("because
+                     you liked", diversity) and `/similar`'s item-kNN neighbours (cooc_items,
+                     cooc_weights). The data-derived facts are refitted on every
                      interaction of the training dataset (train, validation and test parts), as
                      `evaluate` refits them on train + validation; --checkpoint-facts keeps the
                      ranker checkpoint's (training part only).
@@ -72,6 +73,7 @@ from training.vocab_catalog import vocab_catalog, vocab_keys
 
 ENCODER_INT8 = "encoder.int8.onnx"
 ITEM_FACTS = "item_facts.npz"
+COOC_K = 64  # item-kNN neighbours per title for `/similar`
 OPSET = 17
 ATOL = 1e-4
 TOP_K = 10
@@ -429,12 +431,44 @@ def serving_facts(ranker_payload: dict[str, Any], dataset: Path, *, has_times: b
     )
 
 
-def write_item_facts(path: Path, model: ListTransformer, facts: ItemFacts) -> None:
-    """Item facts, the item vectors, and for a content model `item_trained` (whether each title
-    had training interactions: false = new to the model, ranked from its content alone)."""
+def cooc_arrays(dataset: Path, split: str | None = None, k: int = COOC_K) -> dict[str, np.ndarray]:
+    """`/similar`'s item-kNN neighbours (`training.neighbours.fit_cooccurrence`) as the
+    `cooc_items` / `cooc_weights` arrays of item_facts.npz: fitted on every interaction of
+    `dataset`, or on `split`'s training part only. Empty when the dataset is not here (the bundle
+    then serves `/similar` without them)."""
+    from training.batches import UserParts
+    from training.dataset import Dataset
+    from training.neighbours import binary_matrix, fit_cooccurrence, interaction_matrix
+
+    if not (dataset / "items.npy").is_file():
+        return {}
+    data = Dataset(dataset)
+    if split is None:
+        offsets = np.asarray(data.offsets)
+        users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        matrix = binary_matrix(users, np.asarray(data.items), len(offsets) - 1, data.n_items)
+    else:
+        matrix = interaction_matrix(UserParts(data, split))
+    items, weights = fit_cooccurrence(matrix, k)
+    return {"cooc_items": items, "cooc_weights": weights}
+
+
+def write_item_facts(
+    path: Path,
+    model: ListTransformer,
+    facts: ItemFacts,
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Item facts, the item vectors, `extra` arrays (`cooc_arrays`), and for a content model
+    `item_trained` (whether each title had training interactions: false = new to the model,
+    ranked from its content alone)."""
     with torch.no_grad():
         embeddings = model.item_vectors().detach().float().numpy()
-    arrays = {**facts.as_arrays(), "item_embeddings": embeddings.astype(np.float32)}
+    arrays = {
+        **facts.as_arrays(),
+        **(extra or {}),
+        "item_embeddings": embeddings.astype(np.float32),
+    }
     if model.cfg.content_dim > 0:
         arrays["item_trained"] = model.has_id.detach().cpu().numpy().astype(bool)
     np.savez(path, allow_pickle=False, **arrays)
@@ -520,7 +554,8 @@ def export_bundle(
             )
             extra.append(ENCODER_INT8)
         save_catalog(catalog, work / CATALOG)
-        write_item_facts(work / ITEM_FACTS, model, facts)
+        split = ft.get("config", {}).get("data", {}).get("split") if checkpoint_facts else None
+        write_item_facts(work / ITEM_FACTS, model, facts, cooc_arrays(dataset, split))
         encoding = {
             "max_len": cfg.max_len,
             "n_items": cfg.n_items,

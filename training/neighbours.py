@@ -54,6 +54,38 @@ def fit_neighbours(matrix: sp.csr_matrix, lam: float, k: int) -> tuple[np.ndarra
     return top.astype(np.int32), np.take_along_axis(weights, top, axis=1).astype(np.float32)
 
 
+def fit_cooccurrence(
+    matrix: sp.csr_matrix, k: int, *, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items int32 [n, k], cosines float32 [n, k]): item-kNN, each item's k nearest items by the
+    cosine of their columns of the binary user x item `matrix` (how often two titles share a list,
+    over the geometric mean of their counts), best first. `/similar` reads them
+    (`inference.similar`). Rows are computed `block` at a time, so memory stays block x n_items
+    rather than n_items². Items with no interactions (or fewer than k co-occurring items) pad
+    with cosine 0."""
+    n_items = matrix.shape[1]
+    k = min(k, n_items - 1)
+    if k <= 0:
+        return np.zeros((n_items, 0), dtype=np.int32), np.zeros((n_items, 0), dtype=np.float32)
+    columns = sp.csc_matrix(matrix, dtype=np.float32)
+    by_item = columns.T.tocsr()  # [n_items, n_users]
+    norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel()).astype(np.float32)
+    top_items = np.zeros((n_items, k), dtype=np.int32)
+    top_cosines = np.zeros((n_items, k), dtype=np.float32)
+    for start in range(0, n_items, block):
+        rows = np.arange(start, min(start + block, n_items))
+        shared = (by_item[rows] @ columns).toarray()  # [rows, n_items]: users in common
+        denominator = norms[rows, None] * norms[None, :]
+        cosine = np.divide(shared, denominator, out=np.zeros_like(shared), where=denominator > 0)
+        cosine[np.arange(len(rows)), rows] = -1.0  # never an item's own neighbour
+        top = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(cosine, top, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        top_items[rows] = np.take_along_axis(top, order, axis=1)
+        top_cosines[rows] = np.maximum(np.take_along_axis(values, order, axis=1), 0.0)
+    return top_items, top_cosines
+
+
 def fit_transitions(
     parts: UserParts, k: int, labels: tuple[int, ...] = (TRAIN,)
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from inference.engine import Engine
 from inference.group import GroupTooSmall
 from inference.options import RecommendOptions
 from inference.similar import (
+    BlendWeights,
     ItemSimilarity,
     SimilarOptions,
     UnknownTitle,
@@ -61,6 +62,47 @@ def test_item_similarity_blends_cosine_and_normalised_ease() -> None:
     # Without neighbours the cosine alone orders.
     bare = ItemSimilarity(emb, np.zeros((3, 0)), np.zeros((3, 0)))
     assert np.allclose(bare.scores(0), [1.0, 1.0, 0.0])
+
+
+def test_the_knn_blend_ranks_a_planted_co_occurring_pair_first() -> None:
+    # Query 0: item 1 is what its viewers also have (the item-kNN pair); item 2 shares its
+    # vector, item 3 carries its strongest EASE weight, item 4 is the most popular.
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    near = np.array([[3, 1], [0, 2], [0, 1], [0, 1], [0, 1]])
+    weights = np.array([[1.0, 0.2], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    cooc_items = np.array([[1, 3], [0, 2], [0, 1], [0, 1], [0, 1]])
+    cooc_weights = np.array([[0.8, 0.1], [0.8, 0.1], [0.5, 0.1], [0.5, 0.1], [0.5, 0.1]])
+    popularity = np.array([0.5, 0.5, 0.2, 0.2, 1.0])
+    sim = ItemSimilarity(
+        emb,
+        near,
+        weights,
+        cooc_items=cooc_items,
+        cooc_weights=cooc_weights,
+        popularity=popularity,
+        weights=BlendWeights(ease=0.25, vectors=0.1, popularity=0.3),
+    )
+    assert sim.has_knn
+    assert np.allclose(sim.knn(0), [0.0, 1.0, 0.0, 0.125, 0.0])
+    scores = sim.scores(0)
+    scores[0] = -np.inf  # never the query itself (the engine masks it)
+    assert int(np.argmax(scores)) == 1
+    expected = 1.0 + 0.25 * 0.2 + 0.1 * 0.0 + 0.3 * 0.5
+    assert scores[1] == pytest.approx(expected)
+
+
+def test_without_knn_neighbours_the_older_blend_is_served() -> None:
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    near = np.array([[2, 1], [0, 2], [0, 1]])
+    weights = np.array([[4.0, -2.0], [1.0, 1.0], [1.0, 1.0]])
+    old = ItemSimilarity(emb, near, weights)
+    for empty in (None, np.zeros((3, 0), dtype=np.int32)):
+        sim = ItemSimilarity(
+            emb, near, weights, cooc_items=empty, cooc_weights=empty, popularity=np.ones(3)
+        )
+        assert not sim.has_knn
+        assert np.allclose(sim.scores(0), old.scores(0))
+        assert np.allclose(sim.scores(0), [0.5, 0.25, 0.5])
 
 
 def test_one_per_franchise_keeps_the_first_of_each() -> None:
@@ -132,6 +174,62 @@ def test_without_a_model_genres_decide_and_a_note_says_so() -> None:
     assert any("genres" in note for note in result.notes)
     query_genres = set(engine.catalog[4].genres)
     assert all(set(r.genres) & query_genres for r in result.recommendations)
+
+
+def test_the_bundle_carries_item_knn_neighbours_from_every_interaction(
+    tiny_bundle: Path, engine: Engine
+) -> None:
+    from training.dataset import Dataset
+    from training.export import COOC_K
+    from training.neighbours import binary_matrix, fit_cooccurrence
+
+    data = Dataset(tiny_bundle.parent / "planted")
+    offsets = np.asarray(data.offsets)
+    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    matrix = binary_matrix(users, np.asarray(data.items), len(offsets) - 1, data.n_items)
+    items, weights = fit_cooccurrence(matrix, COOC_K)
+    with np.load(tiny_bundle / "item_facts.npz") as facts:
+        np.testing.assert_array_equal(facts["cooc_items"], items)
+        np.testing.assert_allclose(facts["cooc_weights"], weights)
+    assert engine.model is not None
+    assert engine.model.cooc_items is not None and engine.model.cooc_weights is not None
+    assert engine.model.cooc_items.shape == (data.n_items, min(COOC_K, data.n_items - 1))
+    # /similar's first pick is the query's strongest item-kNN neighbour when it may be offered.
+    query = 3
+    result = engine.similar_sync("Show 3", SimilarOptions(count=1))
+    allowed = ids(engine.similar_sync("Show 3", EVERYTHING))
+    first = next(
+        engine.catalog[int(i)].mal_id
+        for i in engine.model.cooc_items[query]
+        if engine.catalog[int(i)].mal_id in allowed
+    )
+    assert engine.model.cooc_weights[query].max() > 0
+    assert ids(result) == {first}
+
+
+def test_a_bundle_without_item_knn_neighbours_loads_and_serves(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import shutil
+
+    bundle = tmp_path / "older"
+    shutil.copytree(tiny_bundle, bundle)
+    with np.load(bundle / "item_facts.npz") as facts:
+        kept = {k: facts[k] for k in facts.files if not k.startswith("cooc_")}
+    np.savez(bundle / "item_facts.npz", allow_pickle=False, **kept)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    raw = (bundle / "item_facts.npz").read_bytes()
+    manifest["files"]["item_facts.npz"] = {
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "bytes": len(raw),
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    older = Engine.from_bundle(bundle, providers="cpu", micro_batching=False)
+    assert older.model is not None and older.model.cooc_items is None
+    result = older.similar_sync("Show 3", SimilarOptions(count=3))
+    assert len(result.recommendations) == 3
+    assert 1003 not in ids(result)
 
 
 def test_group_picks_are_new_to_every_member(engine: Engine) -> None:

@@ -62,3 +62,31 @@ def test_items_nobody_has_get_zero_weights_and_leave_the_others_as_a_full_solve(
     expected = -precision / np.diag(precision)[np.newaxis, :]
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(weights[np.ix_(used, used)], expected, atol=1e-9)
+
+
+def test_item_knn_neighbours_are_the_dense_cosines_best_first():
+    from training.neighbours import fit_cooccurrence
+
+    matrix = random_matrix(seed=2)
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    norms = np.sqrt(np.diag(gram))
+    cosine = gram / np.outer(norms, norms)
+    np.fill_diagonal(cosine, -1.0)
+    # A block smaller than the item count covers the rows in several passes.
+    items, weights = fit_cooccurrence(matrix, 4, block=5)
+    assert items.shape == weights.shape == (matrix.shape[1], 4)
+    for row in range(matrix.shape[1]):
+        assert row not in items[row]
+        np.testing.assert_allclose(weights[row], np.sort(cosine[row])[::-1][:4], rtol=1e-5)
+        np.testing.assert_allclose(cosine[row, items[row]], weights[row], rtol=1e-5)
+
+
+def test_an_item_without_interactions_has_zero_cosines():
+    from training.neighbours import fit_cooccurrence
+
+    matrix = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32))
+    items, weights = fit_cooccurrence(matrix, 2)
+    assert weights[2].tolist() == [0.0, 0.0]
+    assert items[1, 0] == 0 and weights[1, 0] > 0
+    empty_items, empty_weights = fit_cooccurrence(sp.csr_matrix((2, 1), dtype=np.float32), 5)
+    assert empty_items.shape == empty_weights.shape == (1, 0)
