@@ -47,9 +47,11 @@ class SqliteStorage(Storage):
         if str(path) != ":memory:":
             _create_private(Path(path))
         db = await aiosqlite.connect(str(path), isolation_level=None)
+        # The wait for a busy file first: switching to WAL takes a lock that another process
+        # opening the same new file may hold for a moment.
+        await db.execute("PRAGMA busy_timeout=5000")
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
         storage = cls(db)
         try:
             await storage._migrate()
