@@ -24,7 +24,14 @@ from torch import nn
 
 from training.batches import UserParts, finetune_batch, next_entries_batch
 from training.model import ListTransformer, ModelConfig
-from training.pretrain import ListJob, attach_content, entry_losses, prepare, run_command
+from training.pretrain import (
+    ListJob,
+    attach_content,
+    entry_losses,
+    init_items,
+    prepare,
+    run_command,
+)
 from training.train import (
     FIELDS_IN,
     Batch,
@@ -148,13 +155,15 @@ class FinetuneJob(ListJob):
         }
 
 
-def build_model(cfg: FinetuneConfig) -> ListTransformer:
+def build_model(cfg: FinetuneConfig, parts: UserParts) -> ListTransformer:
     """The pretrained model (architecture from its checkpoint), or a fresh one from [model]."""
     if not cfg.finetune.init_from:
         if cfg.finetune.next_entries:
             cfg.model.causal, cfg.model.use_times = True, False
         torch.manual_seed(cfg.train.seed)
-        return ListTransformer(cfg.model)
+        fresh = ListTransformer(cfg.model)
+        init_items(fresh, parts, cfg.train.seed)
+        return fresh
     payload = load_checkpoint(cfg.finetune.init_from)
     if payload.get("kind") not in ("pretrain", "finetune"):
         raise ConfigError(f"{cfg.finetune.init_from} is not a pretrain/finetune checkpoint")
@@ -188,7 +197,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _main(args: argparse.Namespace, dist: Dist) -> None:
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     parts, episodes = prepare(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg, parts)
     # Also over a pretrained model's own vectors: which items have an ID part follows this split.
     attach_content(model, cfg, parts)
     fit(cfg, model, FinetuneJob(cfg, parts, episodes), dist, resume=args.resume)

@@ -60,6 +60,9 @@ class ModelConfig:
     read_last_entry: bool = False
     content_dim: int = 0  # columns of the content vectors (0: ID embeddings only)
     id_dropout: float = 0.0  # training: chance an item's ID part is dropped for a step
+    # How a fresh model's item ID embeddings start: "random", or "svd" (PureSVD factors of the
+    # training part and a log-popularity output bias; training.item_init).
+    item_init: str = "random"
 
 
 class Block(nn.Module):

@@ -30,6 +30,7 @@ from training.batches import (
     validation_set,
 )
 from training.dataset import TRAIN, Dataset
+from training.item_init import init_item_embeddings
 from training.model import ListTransformer
 from training.scoring import user_states, watch_logits
 from training.train import (
@@ -227,6 +228,18 @@ def attach_content(model: ListTransformer, cfg: RunConfig, parts: UserParts) -> 
     model.set_content(torch.from_numpy(vectors), torch.from_numpy(trained))
 
 
+def init_items(model: ListTransformer, parts: UserParts, seed: int) -> None:
+    """A fresh model's item embeddings as `model.item_init` says (a resumed run loads its own)."""
+    init_item_embeddings(
+        model,
+        model.cfg.item_init,
+        np.asarray(parts.dataset.items),
+        np.asarray(parts.labels),
+        np.asarray(parts.dataset.offsets),
+        seed,
+    )
+
+
 def run_command(main: Callable[[argparse.Namespace, Dist], None], args: argparse.Namespace) -> int:
     """Set up (and always tear down) the process group around `main`; its errors propagate to
     `python -m training`, which reports them."""
@@ -247,6 +260,7 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     parts, episodes = prepare(cfg)
     torch.manual_seed(cfg.train.seed)
     model = ListTransformer(cfg.model)
+    init_items(model, parts, cfg.train.seed)
     attach_content(model, cfg, parts)
     fit(cfg, model, PretrainJob(cfg, parts, episodes), dist, resume=args.resume)
 
