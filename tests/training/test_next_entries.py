@@ -116,7 +116,7 @@ def test_next_entries_finetune_learns_the_planted_cycle(tmp_path, parts):
         ],
     )
     cfg.model.n_items = N_ITEMS
-    model = build_model(cfg)
+    model = build_model(cfg, parts)
     assert model.cfg.causal and not model.cfg.use_times
     state = fit(cfg, model, FinetuneJob(cfg, parts, None), Dist(0, 1, torch.device("cpu")))
     assert state.history[-1]["loss_item"] < 0.5 * state.history[0]["loss_item"]
