@@ -7,7 +7,10 @@ Two phases per model, both over the dataset's split labels (0 train, 1 validatio
   targets = test entries.
 Every item in the history is removed from the ranking (score -inf) by the harness, for every model;
 a held-out item that is also in the history is dropped from the targets (it would be unrankable).
-Rankings are over all items; ties go to the lower item index (see training.metrics).
+Rankings are over every item with at least one interaction in the dataset (any label); ties go to
+the lower item index (see training.metrics). A vocabulary may also hold catalogue titles nobody in
+the data has listed: they can never be a target, so ranking them would only charge the models that
+can score unseen titles (ours, through content vectors) with certain misses.
 
 Protocols: `loo` (one target per user: HR@K, NDCG@K), `random` and `temporal` (several targets:
 Recall@K, NDCG@K binary, and NDCG@K graded with gain 2^score − 1, unscored held-out items having
@@ -88,6 +91,7 @@ class Phase:
     users: np.ndarray  # evaluated users (those with at least one rankable target)
     targets: list[np.ndarray]  # per evaluated user: held-out items not in the history
     grades: list[np.ndarray]  # per evaluated user: the held-out items' scores (0 = unscored)
+    unlisted: np.ndarray  # [n_items] bool: items no one in the dataset has (never ranked)
 
     def histories(self, users: np.ndarray) -> list[History]:
         return [self.data.histories[u] for u in users.tolist()]
@@ -130,7 +134,8 @@ def build_phase(
         n_items=dataset.n_items,
         has_times=dataset.has_times,
     )
-    return Phase(name, data, np.asarray(users, dtype=np.int64), targets, grades)
+    unlisted = np.bincount(np.asarray(dataset.items), minlength=dataset.n_items) == 0
+    return Phase(name, data, np.asarray(users, dtype=np.int64), targets, grades, unlisted)
 
 
 def evaluate_ranking(
@@ -157,6 +162,7 @@ def evaluate_ranking(
             raise EvaluationError(f"{model.name}.score returned NaN")
         for row, history in enumerate(histories):
             scores[row, history.items] = -np.inf
+        scores[:, phase.unlisted] = -np.inf
         ranked = top_k(scores, accumulator.max_k)
         for row in range(len(users)):
             index = start + row

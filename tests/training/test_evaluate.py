@@ -13,8 +13,9 @@ from training.evaluate import TrainData, register_model
 N_ITEMS = 10
 
 
-def write_chain_dataset(path: Path, n_users: int = 40) -> None:
-    """Timed data where each user walks the cycle u, u+1, ... (mod N_ITEMS); `loo` split."""
+def write_chain_dataset(path: Path, n_users: int = 40, unlisted_titles: int = 0) -> None:
+    """Timed data where each user walks the cycle u, u+1, ... (mod N_ITEMS); `loo` split. The
+    vocabulary may hold `unlisted_titles` more items that no one has."""
     items, offsets, labels = [], [0], []
     for user in range(n_users):
         sequence = [(user + j) % N_ITEMS for j in range(6)]
@@ -30,7 +31,8 @@ def write_chain_dataset(path: Path, n_users: int = 40) -> None:
         "times": np.arange(n),
     }
     meta = {"name": "chain", "has_times": True}
-    write_dataset(path, arrays, np.array(offsets), list(range(N_ITEMS)), np.arange(n_users), meta)
+    keys = list(range(N_ITEMS + unlisted_titles))
+    write_dataset(path, arrays, np.array(offsets), keys, np.arange(n_users), meta)
     write_split(path, "loo", np.array(labels))
 
 
@@ -353,3 +355,34 @@ def test_max_users_evaluates_a_seeded_sample(chain: Path, tmp_path: Path) -> Non
     assert first["n_users"] == 7 and first["rows"][0]["n_users"] == 7
     assert first["rows"][0]["metrics"] == second["rows"][0]["metrics"]
     assert "--max-users 7 --seed 3" in first["command"]
+
+
+class NextOrUnlisted:
+    """Scores the true next item of the chain 10 and every vocabulary item past the chain's 1000."""
+
+    kind = "ours"
+    name = "next-or-unlisted"
+
+    def fit(self, data: TrainData) -> None:
+        self.n_items = data.n_items
+
+    def score(self, users: np.ndarray, histories: list[History]) -> np.ndarray:
+        out = np.zeros((len(users), self.n_items), dtype=np.float32)
+        out[:, N_ITEMS:] = 1000.0
+        for row, history in enumerate(histories):
+            out[row, (int(history.items[-1]) + 1) % N_ITEMS] = 10.0
+        return out
+
+
+register_model("nextorunlisted", lambda arg: NextOrUnlisted())
+
+
+def test_titles_no_one_listed_are_never_ranked(tmp_path: Path) -> None:
+    """A vocabulary that also holds catalogue titles absent from the data: they can never be a
+    target, so a model that scores them (ours can, through content) is not charged for them."""
+    path = tmp_path / "chain"
+    write_chain_dataset(path, unlisted_titles=3)
+    out = tmp_path / "r.json"
+    args = ("--data", str(path), "--protocol", "loo", "--models", "nextorunlisted", "--k", "1")
+    assert run_cli(*args, "--out", str(out)) == 0
+    assert read(out)["rows"][0]["metrics"]["HR@1"] == 1.0
