@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.animelist import NO_TIME
 from inference.encoding import (
     FIELDS,
     ITEM_OFFSET,
@@ -33,8 +34,10 @@ from inference.encoding import (
     SCORE_MASK,
     STATUS_MASK,
     TIME_NOW,
-    encode_flat,
-    mask_tokens,
+    TIME_UNKNOWN,
+    UNKNOWN_TIME_FLOAT,
+    entry_tokens,
+    time_buckets_lut,
 )
 from training.dataset import TRAIN, VALIDATION, Dataset, History
 from training.errors import TrainingError
@@ -61,6 +64,9 @@ class UserParts:
         self.counts = counts
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
+        self._tokens: tuple[np.ndarray | None, np.ndarray] | None = None
+        self._times: np.ndarray | None = None
+        self._index: np.ndarray | None = None
 
     @property
     def has_times(self) -> bool:
@@ -80,6 +86,55 @@ class UserParts:
     @property
     def n_items(self) -> int:
         return self.dataset.n_items
+
+    @property
+    def pad_row(self) -> int:
+        """The row of `tokens` and `padded_times` that is padding (behind the dataset's rows)."""
+        return self.dataset.n_interactions
+
+    def tokens(self, episodes: np.ndarray | None) -> np.ndarray:
+        """Every interaction's own tokens (`encoding.entry_tokens`) and a padding record behind:
+        built on first use for these `episodes` (8 bytes per interaction), kept while they stay."""
+        if self._tokens is None or self._tokens[0] is not episodes:
+            self._tokens = (episodes, entry_tokens(self.columns, episodes))
+        return self._tokens[1]
+
+    @property
+    def padded_times(self) -> np.ndarray:
+        """Every interaction's time as float64, and behind them the padding's: NO_TIME, here (as
+        everywhere in these) `UNKNOWN_TIME_FLOAT`, as `encoding.time_buckets_lut` reads them."""
+        if self._times is None:
+            times = np.append(self.columns.times, NO_TIME).astype(np.float64)
+            times[times == NO_TIME] = UNKNOWN_TIME_FLOAT
+            self._times = times
+        return self._times
+
+    def run_cells(
+        self,
+        users: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        width: int,
+        *,
+        right: bool = True,
+        query: bool = False,
+    ) -> np.ndarray:
+        """[len(users), width] int64 dataset rows: entries starts[b] .. starts[b] + lengths[b] - 1
+        of user b's training part in row b, right-aligned (ending one column early with `query`,
+        to leave the last for the query token) or left-aligned; `pad_row` in every other cell."""
+        first, index = self._train_layout()
+        lengths = np.asarray(lengths, dtype=np.int64)
+        lo = (width - int(query) - lengths) if right else np.zeros_like(lengths)
+        cells = np.subtract(np.arange(width), lo[:, None])  # the entry in each cell
+        outside = cells.view(np.uint64) >= lengths.astype(np.uint64)[:, None]  # < 0 or past
+        cells += (first[np.asarray(users, dtype=np.int64)] + starts)[:, None]
+        if index is None:
+            np.putmask(cells, outside, self.pad_row)
+            return cells
+        if self._index is None:
+            self._index = np.concatenate([index, [self.pad_row]])
+        np.putmask(cells, outside, len(index))
+        return np.take(self._index, cells, mode="clip")
 
     def part(self, user: int, labels: tuple[int, ...] = (TRAIN,)) -> History:
         lo, hi = int(self.dataset.offsets[user]), int(self.dataset.offsets[user + 1])
@@ -295,16 +350,6 @@ class Drawn:
         keep = self.within >= np.repeat(self.lengths - counts, self.lengths)
         return Drawn(self.rows[keep], counts)
 
-    def gather(self, parts: UserParts) -> History:
-        c = parts.columns
-        # The rows are valid by construction: "clip" skips numpy's bounds check (2x faster).
-        return History(
-            *(
-                np.take(a, self.rows, mode="clip")
-                for a in (c.items, c.scores, c.statuses, c.progress, c.times)
-            )
-        )
-
 
 def _runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """starts[b], starts[b] + 1, ... (lengths[b] of them) for every b, laid end to end."""
@@ -334,6 +379,17 @@ def _shuffled(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> Drawn:
     return Drawn(full.rows[order], n)
 
 
+def _window_runs(
+    parts: UserParts, users: np.ndarray, seeds: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each user's random run of `length` consecutive training entries starts, and its length
+    (all of them if fewer): `draw_windows` without shuffling, as runs."""
+    n = parts.counts[TRAIN][users]
+    take = np.minimum(n, length)
+    ends = take + _below(_bits(_stream(seeds, _WINDOW)), n - take + 1)
+    return ends - take, take
+
+
 def draw_windows(
     parts: UserParts, users: np.ndarray, seeds: np.ndarray, length: int, *, shuffle: bool
 ) -> Drawn:
@@ -343,25 +399,160 @@ def draw_windows(
     from it), a random `length` of them in a random order instead.
     """
     users = np.asarray(users, dtype=np.int64)
-    n = parts.counts[TRAIN][users]
-    take = np.minimum(n, length)
     if shuffle:
-        full = _shuffled(parts, users, seeds)
-        return full.first(take)
-    ends = take + _below(_bits(_stream(seeds, _WINDOW)), n - take + 1)
-    return _train_runs(parts, users, ends - take, take)
+        n = parts.counts[TRAIN][users]
+        return _shuffled(parts, users, seeds).first(np.minimum(n, length))
+    starts, take = _window_runs(parts, users, seeds, length)
+    return _train_runs(parts, users, starts, take)
+
+
+# ------------------------------------------------------------------------------- token cells
+#
+# A batch is laid out as cells: [batch, width] dataset rows, `parts.pad_row` where a row has no
+# entry. Timed data draws runs of consecutive training entries, whose cells come from one
+# broadcast (`UserParts.run_cells`); shuffled draws place their flat rows (`_flat_cells`). Every
+# field is then one gather of the per-interaction token records (`UserParts.tokens`), whose
+# padding record encodes to exactly the padding `encode` writes.
+
+
+def _flat_cells(
+    parts: UserParts, drawn: Drawn, width: int, *, right: bool = True, query: bool = False
+) -> np.ndarray:
+    """`run_cells` for drawn rows in any order: row b holds sample b's entries in drawn order."""
+    cols = np.arange(width)
+    if right:
+        end = width - int(query)
+        used = cols >= (end - drawn.lengths)[:, None]
+        if query:
+            used[:, end:] = False
+    else:
+        used = cols < drawn.lengths[:, None]
+    cells = np.full((len(drawn.lengths), width), parts.pad_row, dtype=np.int64)
+    cells[used] = drawn.rows  # row-major order of the cells is the drawn order
+    return cells
+
+
+def _encode_cells(
+    parts: UserParts,
+    cells: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    episodes: np.ndarray | None,
+    query: bool = False,
+    use_times: bool = True,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """[6 fields (FIELDS order), batch, width] int64: the right-aligned rows whose entries are
+    `cells` encoded as `encoding.encode` encodes them, `lengths` tokens each (the query included),
+    "now" the time of each row's last entry. Written into out[:, :, :width] if given."""
+    batch, width = cells.shape
+    block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
+    items, scores, statuses, times, progress, positions = block[:, :, :width]
+    records = np.take(parts.tokens(episodes), cells, mode="clip")  # the cells are all valid
+    np.copyto(items, records["item"])
+    np.copyto(scores, records["score"])
+    np.copyto(statuses, records["status"])
+    np.copyto(progress, records["progress"])
+    if parts.has_times and use_times:
+        entry_times = np.take(parts.padded_times, cells, mode="clip")
+        time_buckets_lut(times, entry_times, entry_times[:, width - 1 - int(query)])
+    else:
+        times.fill(TIME_UNKNOWN)
+    if parts.has_times:  # counted back from the last column, 0 in padding (and the query's)
+        np.multiply(records["entry"], np.arange(width - 1, -1, -1), out=positions)
+    else:
+        positions.fill(0)
+    if query:
+        items[:, -1] = MASK_ITEM
+        scores[:, -1] = SCORE_MASK
+        statuses[:, -1] = STATUS_MASK
+        times[:, -1] = TIME_NOW
+    return block
+
+
+def _targets(
+    parts: UserParts, cells: np.ndarray, episodes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw items, scores and statuses of `cells` as int64, with -1, 0 and -1 in padding."""
+    records = np.take(parts.tokens(episodes), cells, mode="clip")
+    items = np.subtract(records["item"], ITEM_OFFSET, dtype=np.int64)
+    np.maximum(items, -1, out=items)  # padding: PAD_ITEM - ITEM_OFFSET = -2
+    scores = records["score"].astype(np.int64)
+    statuses = np.subtract(records["status"], 1, dtype=np.int64)
+    return items, scores, statuses
 
 
 def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarray:
     """Rows laid end to end -> [batch, longest] int64, left-aligned, `fill` after each row."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    width = max(int(lengths.max(initial=0)), 1)
-    out = np.full((len(lengths), width), fill, dtype=np.int64)
-    out[np.arange(width) < lengths[:, None]] = values  # row-major: the rows in order
+    out = np.full((len(lengths), _width(lengths)), fill, dtype=np.int64)
+    out[np.arange(out.shape[1]) < lengths[:, None]] = values  # row-major: the rows in order
     return out
 
 
+def _width(lengths: np.ndarray) -> int:
+    return max(int(lengths.max(initial=0)), 1)
+
+
 # -------------------------------------------------------------------------------------- batches
+
+
+def _mask_cells(
+    parts: UserParts,
+    seeds: np.ndarray,
+    lengths: np.ndarray,
+    width: int,
+    *,
+    mask_prob: float,
+    query_prob: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pretraining's hidden entries as [batch, width] cells of right-aligned rows of `lengths`
+    entries, and which rows hide their last entry as the "now" query.
+
+    Entry k of row b is hidden when draw k of its _MASK stream falls below mask_prob: the hash of
+    (k + 1) * GOLDEN + state_b, which in cell c = lo_b + k is c * GOLDEN + a constant per row.
+    """
+    n = lengths
+    lo = width - n
+    state = _stream(seeds, _MASK) + (1 - lo).astype(np.uint64) * np.uint64(_GOLDEN)  # wraps
+    cols = np.arange(width)
+    draws = np.add(cols.astype(np.uint64) * np.uint64(_GOLDEN), state[:, None])
+    chosen = _mix(draws) < _threshold(mask_prob)
+    chosen &= cols >= lo[:, None]
+    query = (_uniform(_bits(_stream(seeds, _QUERY))) < query_prob) & (n > 0) & parts.has_times
+    chosen[query, width - 1] = True
+    # At least one hidden entry per sample.
+    none = ~chosen.any(axis=1) & (n > 0)
+    pick = _below(_bits(_stream(seeds, _PICK)), np.maximum(n, 1))
+    chosen[np.flatnonzero(none), (lo + pick)[none]] = True
+    return chosen, query
+
+
+def _pretrain_cells(
+    parts: UserParts,
+    users: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    max_len: int,
+    mask_prob: float,
+    query_prob: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Drawn | None]:
+    """Pretraining's cells, lengths, hidden cells and query rows (and the flat draw, if shuffled)."""
+    users = np.asarray(users, dtype=np.int64)
+    drawn = None
+    if parts.has_times:
+        starts, lengths = _window_runs(parts, users, seeds, max_len)
+        width = _width(lengths)
+        cells = parts.run_cells(users, starts, lengths, width)
+    else:
+        drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
+        lengths = drawn.lengths
+        width = _width(lengths)
+        cells = _flat_cells(parts, drawn, width)
+    chosen, query = _mask_cells(
+        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
+    )
+    return cells, lengths, chosen, query, drawn
 
 
 def pretrain_draw(
@@ -375,17 +566,13 @@ def pretrain_draw(
 ) -> tuple[Drawn, np.ndarray, np.ndarray]:
     """Pretraining's draws: each sample's entries, which of them are hidden (flat, in the entries'
     order) and which samples hide their last entry as the "now" query."""
-    drawn = draw_windows(parts, users, seeds, max_len, shuffle=not parts.has_times)
-    row_of, n = drawn.row_of, drawn.lengths
-    chosen = _bits(_stream(seeds, _MASK)[row_of], drawn.within) < _threshold(mask_prob)
-    last = drawn.starts + n - 1
-    query = (_uniform(_bits(_stream(seeds, _QUERY))) < query_prob) & (n > 0) & parts.has_times
-    chosen[last[query]] = True
-    # At least one hidden entry per sample.
-    none = (np.bincount(row_of[chosen], minlength=len(n)) == 0) & (n > 0)
-    pick = _below(_bits(_stream(seeds, _PICK)), np.maximum(n, 1))
-    chosen[(drawn.starts + pick)[none]] = True
-    return drawn, chosen, query
+    cells, lengths, chosen, query, drawn = _pretrain_cells(
+        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
+    )
+    used = np.arange(cells.shape[1]) >= (cells.shape[1] - lengths)[:, None]
+    if drawn is None:
+        drawn = Drawn(cells[used], lengths)
+    return drawn, chosen[used], query
 
 
 def pretrain_batch(
@@ -403,31 +590,25 @@ def pretrain_batch(
     With probability `query_prob` a row's last entry is also hidden and stamped "now", the exact
     form of the fine-tuning query, so pretraining already answers "what comes next?".
     """
-    drawn, chosen, query = pretrain_draw(
+    cells, lengths, chosen, query, _ = _pretrain_cells(
         parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
     )
-    enc = encode_flat(
-        drawn.gather(parts),
-        drawn.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-    )
-    width = enc.items.shape[1]
-    mask = np.zeros(enc.items.shape, dtype=bool)
-    # Entries are right-aligned, and row-major order over them is the order they were drawn in.
-    mask[np.arange(width) >= (width - drawn.lengths)[:, None]] = chosen
-    stamp = np.zeros(enc.items.shape, dtype=bool)
-    stamp[query, width - 1] = True
-    # The hidden tokens in row-major order (np.nonzero's), read from the flat draw.
-    rows = drawn.row_of[chosen]
-    cols = (width - drawn.lengths)[rows] + drawn.within[chosen]
-    target_items = enc.items[rows, cols] - ITEM_OFFSET
-    target_scores = enc.scores[rows, cols]
-    target_statuses = enc.statuses[rows, cols] - 1
-    masked = mask_tokens(enc, mask, stamp_now=stamp, in_place=True)
+    block = _encode_cells(parts, cells, lengths, episodes=episodes)
+    items, scores, statuses, times, progress, _ = block
+    width = cells.shape[1]
+    # The hidden tokens in row-major order (np.nonzero's).
+    flat = np.flatnonzero(chosen)
+    rows, cols = np.divmod(flat, width)
+    target_items = np.take(items, flat) - ITEM_OFFSET
+    target_scores = np.take(scores, flat)
+    target_statuses = np.take(statuses, flat) - 1
+    np.putmask(items, chosen, MASK_ITEM)
+    np.putmask(scores, chosen, SCORE_MASK)
+    np.putmask(statuses, chosen, STATUS_MASK)
+    np.putmask(progress, chosen, PROGRESS_UNKNOWN)
+    times[query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
     return {
-        **masked.as_dict(),
+        **dict(zip(FIELDS, block, strict=True)),
         "target_rows": rows,
         "target_cols": cols,
         "target_items": target_items,
@@ -436,17 +617,23 @@ def pretrain_batch(
     }
 
 
+def _cuts(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Timed fine-tuning's cut per sample (1..n-1: history before it) and training entry count."""
+    n = parts.counts[TRAIN][users]
+    return 1 + _below(_bits(_stream(seeds, _CUT)), np.maximum(n - 1, 1)), n
+
+
 def finetune_draw(
     parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, holdout_share: float, n_next: int
 ) -> tuple[Drawn, Drawn]:
     """Fine-tuning's draws: each sample's whole history (in encoding order) and its targets."""
     users = np.asarray(users, dtype=np.int64)
-    n = parts.counts[TRAIN][users]
     if parts.has_times:
-        cut = 1 + _below(_bits(_stream(seeds, _CUT)), np.maximum(n - 1, 1))
+        cut, n = _cuts(parts, users, seeds)
         history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
         target = _train_runs(parts, users, cut, np.minimum(n, cut + n_next) - cut)
         return history, target
+    n = parts.counts[TRAIN][users]
     full = _shuffled(parts, users, seeds)
     k = np.clip(np.rint(holdout_share * n).astype(np.int64), 1, np.maximum(n - 1, 0))
     return full.last(n - k), full.first(k)
@@ -468,24 +655,35 @@ def finetune_batch(
     `n_next` entries. Untimed data: a random `holdout_share` of the entries (at least one) are the
     targets and the rest, shuffled, the history. Users need >= 2 training entries.
     """
-    history, target = finetune_draw(parts, users, seeds, holdout_share=holdout_share, n_next=n_next)
+    if max_len < 2:
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    users = np.asarray(users, dtype=np.int64)
     # Only the newest max_len - 1 history entries are encoded; `seen_items` holds them all.
-    newest = history.last(np.minimum(history.lengths, max_len - 1))
-    enc = encode_flat(
-        newest.gather(parts),
-        newest.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-        append_query=True,
-    )
-    columns = parts.columns
+    if parts.has_times:
+        cut, n = _cuts(parts, users, seeds)
+        kept = np.minimum(cut, max_len - 1)
+        n_targets = np.minimum(n, cut + n_next) - cut
+        cells = parts.run_cells(users, cut - kept, kept, _width(kept + 1), query=True)
+        target = parts.run_cells(users, cut, n_targets, _width(n_targets), right=False)
+        history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
+    else:
+        history, drawn = finetune_draw(
+            parts, users, seeds, holdout_share=holdout_share, n_next=n_next
+        )
+        newest = history.last(np.minimum(history.lengths, max_len - 1))
+        kept = newest.lengths
+        cells = _flat_cells(parts, newest, _width(kept + 1), query=True)
+        target = _flat_cells(parts, drawn, _width(drawn.lengths), right=False)
+    block = _encode_cells(parts, cells, kept + 1, episodes=episodes, query=True)
+    target_items, target_scores, target_statuses = _targets(parts, target, episodes)
     return {
-        **enc.as_dict(),
-        "target_items": _padded(columns.items[target.rows], target.lengths),
-        "target_scores": _padded(columns.scores[target.rows], target.lengths, fill=0),
-        "target_statuses": _padded(columns.statuses[target.rows], target.lengths),
-        "seen_items": _padded(columns.items[history.rows], history.lengths),
+        **dict(zip(FIELDS, block, strict=True)),
+        "target_items": target_items,
+        "target_scores": target_scores,
+        "target_statuses": target_statuses,
+        # Every history entry, left-aligned: as wide as the longest history, often far more
+        # than max_len, so from the flat rows rather than through cells.
+        "seen_items": _padded(np.take(parts.columns.items, history.rows), history.lengths),
     }
 
 
@@ -507,79 +705,76 @@ def next_entries_batch(
     entry of the window is thus a target, as in SASRec, while each question keeps the serving
     form. Targets: `target_items` (-1 where none), with their scores and statuses.
     """
-    window = draw_windows(parts, users, seeds, max_len, shuffle=False)
-    if (window.lengths < 1).any():
+    if max_len < 2:
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    users = np.asarray(users, dtype=np.int64)
+    starts, lengths = _window_runs(parts, users, seeds, max_len)
+    if (lengths < 1).any():
         raise TrainingError("next-entries batches need users with training entries")
-    lengths = window.lengths
-    head = window.first(lengths - 1)  # e_0..e_{n-1}
-    enc = encode_flat(
-        head.gather(parts),
-        head.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-        append_query=True,
-        use_times=use_times,
-    )
-    batch, width = enc.items.shape
+    n = lengths - 1  # e_0..e_{n-1} are encoded
+    width = _width(n + 1)
+    batch = len(users)
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
-    # Entry e_k (k = 1..n-1, n = entries before the last) -> a query in column width + k - 1 at
-    # e_k's position (n - k, counted back from the last column) that sees columns up to e_{k-1}'s
-    # (e_0 sits in column width - 1 - n).
-    n = head.lengths[:, None]
+    block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
+    cells = parts.run_cells(users, starts, n, width, query=True)
+    _encode_cells(
+        parts, cells, n + 1, episodes=episodes, query=True, use_times=use_times, out=block
+    )
+    # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
+    # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
+    # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
     k = 1 + np.arange(extra)
-    query = k < n
-    block = np.zeros((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
-    out: Batch = dict(zip(FIELDS, block, strict=True))
-    for name, array in enc.as_dict().items():
-        out[name][:, :width] = array
-    # Behind the queries, padding: as encode pads, except time "now" (what the old code left).
-    out["items"][:, width:] = PAD_ITEM
-    out["items"][:, width:][query] = MASK_ITEM
-    np.multiply(query, SCORE_MASK, out=out["scores"][:, width:])  # 0: padding
-    np.multiply(query, STATUS_MASK, out=out["statuses"][:, width:])
-    out["times"][:, width:] = TIME_NOW
-    out["progress"][:, width:] = PROGRESS_UNKNOWN
+    query = k < n[:, None]
+    items, scores, statuses, times, progress, positions = block[:, :, width:]
+    np.multiply(query, MASK_ITEM - PAD_ITEM, out=items)
+    items += PAD_ITEM
+    np.multiply(query, SCORE_MASK, out=scores)  # 0: padding
+    np.multiply(query, STATUS_MASK, out=statuses)
+    times.fill(TIME_NOW)
+    progress.fill(PROGRESS_UNKNOWN)
     if parts.has_times:
-        np.multiply(query, n - k, out=out["positions"][:, width:])
+        np.multiply(query, n[:, None] - k, out=positions)
+    else:
+        positions.fill(0)
     query_sees = np.full((batch, total), -1, dtype=np.int64)
     query_sees[:, width - 1] = width - 2
-    query_sees[:, width:][query] = (width - 2 - n + k)[query]
-    last = window.rows[window.starts + lengths - 1]
-    # e_1..e_{n-1}, in the row-major order of `query`.
-    rows = window.rows[(window.within >= 1) & (window.within < np.repeat(lengths - 1, lengths))]
-    columns = parts.columns
-    targets: Batch = {}
-    for name, fill in (("items", -1), ("scores", 0), ("statuses", -1)):
-        values = getattr(columns, name)
-        target = np.full((batch, total), fill, dtype=np.int64)
-        target[:, width - 1] = values[last]
-        target[:, width:][query] = values[rows]
-        targets[name] = target
+    query_sees[:, width:][query] = (width - 2 - n[:, None] + k)[query]
+    # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
+    target = np.full((batch, total), parts.pad_row, dtype=np.int64)
+    target[:, width - 1] = parts.train_rows(users, starts + n, np.ones(batch, dtype=np.int64))
+    target[:, width:] = parts.run_cells(users, starts + 1, np.maximum(n - 1, 0), extra, right=False)
+    target_items, target_scores, target_statuses = _targets(parts, target, episodes)
     return {
-        **out,
+        **dict(zip(FIELDS, block, strict=True)),
         "query_sees": query_sees,
-        "target_items": targets["items"],
-        "target_scores": targets["scores"],
-        "target_statuses": targets["statuses"],
+        "target_items": target_items,
+        "target_scores": target_scores,
+        "target_statuses": target_statuses,
     }
 
 
 def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_len: int) -> Batch:
     """Next-item batch: a window of max_len + 1 entries; position t predicts entry t + 1."""
-    window = draw_windows(parts, users, seeds, max_len + 1, shuffle=not parts.has_times)
-    lengths = window.lengths
-    within = window.within
-    inputs = window.first(np.maximum(lengths - 1, 0))
-    enc = encode_flat(inputs.gather(parts), inputs.lengths, max_len, has_times=parts.has_times)
-    batch, width = enc.items.shape
-    target = np.full((batch, width), -1, dtype=np.int64)
-    # Entries 1..n-1, right-aligned like the inputs they follow (row-major: drawn order).
-    target[np.arange(width) >= (width - inputs.lengths)[:, None]] = parts.columns.items[
-        window.rows[within > 0]
-    ]
-    return {**enc.as_dict(), "target_items": target}
+    users = np.asarray(users, dtype=np.int64)
+    if parts.has_times:
+        starts, lengths = _window_runs(parts, users, seeds, max_len + 1)
+        n = np.maximum(lengths - 1, 0)
+        width = _width(n)
+        cells = parts.run_cells(users, starts, n, width)
+        # Entries 1..n, right-aligned like the inputs they follow.
+        target = parts.run_cells(users, starts + 1, n, width)
+    else:
+        window = draw_windows(parts, users, seeds, max_len + 1, shuffle=True)
+        n = np.maximum(window.lengths - 1, 0)
+        width = _width(n)
+        cells = _flat_cells(parts, window.first(n), width)
+        target = _flat_cells(parts, Drawn(window.rows[window.within > 0], n), width)
+    block = _encode_cells(parts, cells, n, episodes=None)
+    return {
+        **dict(zip(FIELDS, block, strict=True)),
+        "target_items": _targets(parts, target, None)[0],
+    }
 
 
 @dataclass(frozen=True)
