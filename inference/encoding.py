@@ -180,35 +180,83 @@ def encode(
     return Encoded(**arrays, lengths=lengths)
 
 
+TIME_SHIFT = 2**40  # `ENTRY_TOKENS` times are seconds + TIME_SHIFT, 0 for NO_TIME (and padding)
 ENTRY_TOKENS = np.dtype(
-    [("item", "<i4"), ("score", "u1"), ("status", "u1"), ("progress", "u1"), ("entry", "u1")]
+    [
+        ("item", "<i4"),
+        ("score", "u1"),
+        ("status", "u1"),
+        ("progress", "u1"),
+        ("entry", "u1"),
+        ("time", "<i8"),
+    ]
 )
 
 
 def entry_tokens(
-    entries: EntryArrays, episodes: np.ndarray | None = None, *, chunk: int = 1 << 22
+    entries: EntryArrays,
+    episodes: np.ndarray | None = None,
+    *,
+    margin: int = 1,
+    chunk: int = 1 << 22,
 ) -> np.ndarray:
     """Each entry's own tokens, as `encode` writes them: item + ITEM_OFFSET, score, status + 1 and
-    progress bucket, one 8-byte `ENTRY_TOKENS` record per entry (`entry` 1), and behind them one
-    all-zero record, which is exactly a padding token (PAD_ITEM, no score, status 0, progress
-    unknown; `entry` 0).
+    progress bucket, with `entry` 1 and its time + TIME_SHIFT (0 unknown): one 16-byte
+    `ENTRY_TOKENS` record per entry, with `margin` all-zero records before and after them. An all-zero record is
+    exactly a padding token (PAD_ITEM, no score, status 0, progress and time unknown; `entry` 0).
 
     Training builds this once per dataset, so that a batch gathers one record per token instead of
-    encoding four fields afresh. In chunks of `chunk` entries: the progress buckets go through
+    encoding five fields afresh. In chunks of `chunk` entries: the progress buckets go through
     float64 temporaries.
     """
     n = len(entries.items)
-    out = np.zeros(n + 1, dtype=ENTRY_TOKENS)
+    out = np.zeros(margin + n + margin, dtype=ENTRY_TOKENS)
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
+        records = out[margin + lo : margin + hi]
         items = np.asarray(entries.items[lo:hi], dtype=np.int64)
-        out["item"][lo:hi] = items + ITEM_OFFSET
-        out["score"][lo:hi] = entries.scores[lo:hi]
-        out["status"][lo:hi] = np.asarray(entries.statuses[lo:hi], dtype=np.int64) + 1
-        out["entry"][lo:hi] = 1
+        records["item"] = items + ITEM_OFFSET
+        records["score"] = entries.scores[lo:hi]
+        records["status"] = np.asarray(entries.statuses[lo:hi], dtype=np.int64) + 1
+        records["entry"] = 1
         if episodes is not None:
-            out["progress"][lo:hi] = progress_buckets(items, entries.progress[lo:hi], episodes)
+            records["progress"] = progress_buckets(items, entries.progress[lo:hi], episodes)
+        times = np.asarray(entries.times[lo:hi], dtype=np.int64)
+        records["time"] = np.where(times == NO_TIME, 0, times + TIME_SHIFT)
     return out
+
+
+def _time_bucket_table() -> np.ndarray:
+    """int64 [4096]: the time token of a float64 delta = 1 + seconds before "now", indexed by its
+    top 12 bits (sign and exponent), for `time_buckets_shifted`'s deltas."""
+    bits = np.arange(4096)
+    exponent, negative = bits & 2047, bits >= 2048
+    table = np.minimum(exponent - (1023 - 2), 1 + N_TIME_LOG_BUCKETS)  # 2 + floor(log2(delta))
+    table[negative | (exponent < 1023)] = 2  # delta <= 0: a time after "now" counts as 0 s before
+    # |delta| >= 2^37 only where a time or "now" is unknown (int32 times differ by under 2^32).
+    table[exponent >= 1023 + 37] = TIME_UNKNOWN
+    return table
+
+
+_TIME_BUCKETS = _time_bucket_table()
+
+
+def time_buckets_shifted(out: np.ndarray, times: np.ndarray, now: np.ndarray) -> None:
+    """`time_buckets` of each row of `times` [batch, width] before its own `now[row]`, written
+    into the int64 array `out` (a view of any strides): the training batches' version.
+
+    Times and "now" are `ENTRY_TOKENS` times (seconds + TIME_SHIFT, 0 unknown), so an unknown one
+    puts delta beyond 2^39 either way. floor(log2(1 + delta)) is the float64 exponent of 1 + delta
+    (exact for integers below 2^53), read with the sign from the top 12 bits through a table: the
+    result is `time_buckets`' to the bit.
+    """
+    now = np.asarray(now, dtype=np.int64)
+    # Without "now", each delta is below -2^41 + 1, whether the entry's time is known or not.
+    shifted_now = np.where(now == 0, -2.0 * TIME_SHIFT, now + 1.0)
+    delta = out.view(np.float64)
+    np.subtract(shifted_now[:, None], times, out=delta)
+    top = np.right_shift(delta.view(np.uint64), np.uint64(52))
+    np.take(_TIME_BUCKETS, top.view(np.int64), out=out, mode="clip")
 
 
 def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
@@ -228,42 +276,6 @@ def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
     unknown |= now == NO_TIME
     out[unknown] = TIME_UNKNOWN
     return out
-
-
-UNKNOWN_TIME_FLOAT = -(2.0**60)  # stands for NO_TIME in `time_buckets_lut`'s float times
-
-
-def _time_bucket_table() -> np.ndarray:
-    """int64 [4096]: the time token of a float64 delta = 1 + seconds before "now", indexed by its
-    top 12 bits (sign and exponent), for the deltas of int32 times and `UNKNOWN_TIME_FLOAT`."""
-    bits = np.arange(4096)
-    exponent, negative = bits & 2047, bits >= 2048
-    table = np.minimum(exponent - (1023 - 2), 1 + N_TIME_LOG_BUCKETS)  # 2 + floor(log2(delta))
-    table[negative | (exponent < 1023)] = 2  # delta <= 0: a time after "now" counts as 0 s before
-    # |delta| >= 2^37 only with a stand-in for NO_TIME (int32 times differ by less than 2^32).
-    table[exponent >= 1023 + 37] = TIME_UNKNOWN
-    return table
-
-
-_TIME_BUCKETS = _time_bucket_table()
-
-
-def time_buckets_lut(out: np.ndarray, times: np.ndarray, now: np.ndarray) -> None:
-    """`time_buckets` of each row of `times` [batch, width] before its own `now[row]`, written
-    into the int64 array `out` (a view of any strides): the training batches' version.
-
-    Times are float64 whole seconds with `UNKNOWN_TIME_FLOAT` for NO_TIME (in `times` or `now`,
-    which is then unknown for the whole row). floor(log2(1 + delta)) is the float64 exponent of
-    1 + delta (exact for integers below 2^53), read with the sign from the top 12 bits through a
-    table, so the result is `time_buckets`' to the bit.
-    """
-    now = np.asarray(now, dtype=np.float64)
-    # A row without "now": every delta lands far beyond any real one, so its tokens are unknown.
-    now = np.where(now == UNKNOWN_TIME_FLOAT, 2.0 * UNKNOWN_TIME_FLOAT, now + 1.0)
-    delta = out.view(np.float64)
-    np.subtract(now[:, None], times, out=delta)
-    top = np.right_shift(delta.view(np.uint64), np.uint64(52))
-    np.take(_TIME_BUCKETS, top.view(np.int64), out=out, mode="clip")
 
 
 def encode_flat(

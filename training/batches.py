@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
 
-from inference.animelist import NO_TIME
 from inference.encoding import (
+    ENTRY_TOKENS,
     FIELDS,
     ITEM_OFFSET,
     MASK_ITEM,
@@ -35,9 +35,8 @@ from inference.encoding import (
     STATUS_MASK,
     TIME_NOW,
     TIME_UNKNOWN,
-    UNKNOWN_TIME_FLOAT,
     entry_tokens,
-    time_buckets_lut,
+    time_buckets_shifted,
 )
 from training.dataset import TRAIN, VALIDATION, Dataset, History
 from training.errors import TrainingError
@@ -64,8 +63,7 @@ class UserParts:
         self.counts = counts
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
-        self._tokens: tuple[np.ndarray | None, np.ndarray] | None = None
-        self._times: np.ndarray | None = None
+        self._tokens: tuple[np.ndarray | None, np.ndarray, int] | None = None
         self._index: np.ndarray | None = None
 
     @property
@@ -87,27 +85,16 @@ class UserParts:
     def n_items(self) -> int:
         return self.dataset.n_items
 
-    @property
-    def pad_row(self) -> int:
-        """The row of `tokens` and `padded_times` that is padding (behind the dataset's rows)."""
-        return self.dataset.n_interactions
-
-    def tokens(self, episodes: np.ndarray | None) -> np.ndarray:
-        """Every interaction's own tokens (`encoding.entry_tokens`) and a padding record behind:
-        built on first use for these `episodes` (8 bytes per interaction), kept while they stay."""
-        if self._tokens is None or self._tokens[0] is not episodes:
-            self._tokens = (episodes, entry_tokens(self.columns, episodes))
-        return self._tokens[1]
-
-    @property
-    def padded_times(self) -> np.ndarray:
-        """Every interaction's time as float64, and behind them the padding's: NO_TIME, here (as
-        everywhere in these) `UNKNOWN_TIME_FLOAT`, as `encoding.time_buckets_lut` reads them."""
-        if self._times is None:
-            times = np.append(self.columns.times, NO_TIME).astype(np.float64)
-            times[times == NO_TIME] = UNKNOWN_TIME_FLOAT
-            self._times = times
-        return self._times
+    def tokens(self, episodes: np.ndarray | None, margin: int = 0) -> tuple[np.ndarray, int]:
+        """Every interaction's own tokens (`encoding.entry_tokens`) behind at least `margin` + 1
+        padding records, and that margin: row r's record is at index margin + r, index 0 padding.
+        Built on first use for these `episodes` (16 bytes per interaction), kept while they stay;
+        rebuilt, wider, if a batch asks for more margin."""
+        if self._tokens is None or self._tokens[0] is not episodes or self._tokens[2] <= margin:
+            margin = max(256, 2 * margin)
+            table = entry_tokens(self.columns, episodes, margin=margin)
+            self._tokens = (episodes, table, margin)
+        return self._tokens[1], self._tokens[2]
 
     def run_cells(
         self,
@@ -117,24 +104,59 @@ class UserParts:
         width: int,
         *,
         right: bool = True,
-        query: bool = False,
+        margin: int = 0,
     ) -> np.ndarray:
-        """[len(users), width] int64 dataset rows: entries starts[b] .. starts[b] + lengths[b] - 1
-        of user b's training part in row b, right-aligned (ending one column early with `query`,
-        to leave the last for the query token) or left-aligned; `pad_row` in every other cell."""
+        """[len(users), width] int64: entries starts[b] .. starts[b] + lengths[b] - 1 of user b's
+        training part in row b, right- or left-aligned, as indices into a `tokens` table of this
+        `margin` (index 0, padding, in every other cell)."""
         first, index = self._train_layout()
         lengths = np.asarray(lengths, dtype=np.int64)
-        lo = (width - int(query) - lengths) if right else np.zeros_like(lengths)
+        lo = (width - lengths) if right else np.zeros_like(lengths)
         cells = np.subtract(np.arange(width), lo[:, None])  # the entry in each cell
         outside = cells.view(np.uint64) >= lengths.astype(np.uint64)[:, None]  # < 0 or past
         cells += (first[np.asarray(users, dtype=np.int64)] + starts)[:, None]
-        if index is None:
-            np.putmask(cells, outside, self.pad_row)
-            return cells
-        if self._index is None:
-            self._index = np.concatenate([index, [self.pad_row]])
-        np.putmask(cells, outside, len(index))
-        return np.take(self._index, cells, mode="clip")
+        if index is not None:
+            if self._index is None:
+                self._index = np.concatenate([index, [0]])
+            np.putmask(cells, outside, len(index))
+            cells = np.take(self._index, cells, mode="clip")
+        cells += margin
+        np.putmask(cells, outside, 0)
+        return cells
+
+    def run_records(
+        self,
+        users: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        width: int,
+        episodes: np.ndarray | None,
+        *,
+        right: bool = True,
+    ) -> np.ndarray:
+        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, zero in padding).
+
+        Where every user's training part is one run of rows, each row is a slice of the table:
+        one copy per row through a sliding-window view, then one mask for the padding."""
+        first, index = self._train_layout()
+        table, margin = self.tokens(episodes, width)
+        if index is not None:
+            cells = self.run_cells(users, starts, lengths, width, right=right, margin=margin)
+            return _records(table, cells)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
+        if right:
+            begin -= width - lengths
+        pairs = table.view(np.int64).reshape(-1, 2)
+        windows = np.lib.stride_tricks.as_strided(
+            pairs, shape=(len(pairs) - width + 1, width, 2), strides=(16, 16, 8), writeable=False
+        )
+        out = windows[begin].reshape(len(begin), 2 * width)
+        keep = _keep_table(margin)
+        cut = (width - lengths) if right else lengths
+        mask = keep[cut, : 2 * width] if right else ~keep[cut, : 2 * width]
+        np.bitwise_and(out, mask, out=out)
+        return out.view(ENTRY_TOKENS)
 
     def part(self, user: int, labels: tuple[int, ...] = (TRAIN,)) -> History:
         lo, hi = int(self.dataset.offsets[user]), int(self.dataset.offsets[user + 1])
@@ -189,6 +211,19 @@ def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
             f"catalogue {catalog_path} has {len(catalog.items)} items, the dataset {n_items}"
         )
     return np.array([item.episodes or 0 for item in catalog], dtype=np.int64)
+
+
+def _records(table: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """table[cells] for a `tokens` table (a gather of 16-byte numbers, faster than of records)."""
+    return np.take(table.view(np.complex128), cells, mode="clip").view(ENTRY_TOKENS)
+
+
+@cache
+def _keep_table(width: int) -> np.ndarray:
+    """int64 [width + 1, 2 * width]: row k is all ones (-1) from record k on (two words each),
+    0 before: the mask that keeps the last width - k records of a row."""
+    cols = np.arange(2 * width) // 2
+    return np.where(cols >= np.arange(width + 1)[:, None], -1, 0).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -406,75 +441,74 @@ def draw_windows(
     return _train_runs(parts, users, starts, take)
 
 
-# ------------------------------------------------------------------------------- token cells
+# ----------------------------------------------------------------------------- token records
 #
-# A batch is laid out as cells: [batch, width] dataset rows, `parts.pad_row` where a row has no
-# entry. Timed data draws runs of consecutive training entries, whose cells come from one
-# broadcast (`UserParts.run_cells`); shuffled draws place their flat rows (`_flat_cells`). Every
-# field is then one gather of the per-interaction token records (`UserParts.tokens`), whose
-# padding record encodes to exactly the padding `encode` writes.
+# A batch is laid out as [batch, width] token records (`UserParts.tokens`), an all-zero record
+# (which encodes to exactly the padding `encode` writes) where a row has no entry. Timed data
+# draws runs of consecutive training entries, copied as slices (`UserParts.run_records`);
+# shuffled draws gather their flat rows (`_flat_records`). Each field is then one strided copy.
 
 
-def _flat_cells(
-    parts: UserParts, drawn: Drawn, width: int, *, right: bool = True, query: bool = False
-) -> np.ndarray:
-    """`run_cells` for drawn rows in any order: row b holds sample b's entries in drawn order."""
-    cols = np.arange(width)
-    if right:
-        end = width - int(query)
-        used = cols >= (end - drawn.lengths)[:, None]
-        if query:
-            used[:, end:] = False
-    else:
-        used = cols < drawn.lengths[:, None]
-    cells = np.full((len(drawn.lengths), width), parts.pad_row, dtype=np.int64)
-    cells[used] = drawn.rows  # row-major order of the cells is the drawn order
-    return cells
-
-
-def _encode_cells(
+def _flat_records(
     parts: UserParts,
-    cells: np.ndarray,
-    lengths: np.ndarray,
-    *,
+    drawn: Drawn,
+    width: int,
     episodes: np.ndarray | None,
+    *,
+    right: bool = True,
+) -> np.ndarray:
+    """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order."""
+    table, margin = parts.tokens(episodes, width)
+    cols = np.arange(width)
+    lo = width - drawn.lengths if right else np.zeros_like(drawn.lengths)
+    used = (cols >= lo[:, None]) & (cols < (lo + drawn.lengths)[:, None])
+    cells = np.zeros((len(drawn.lengths), width), dtype=np.int64)
+    cells[used] = drawn.rows + margin  # row-major order of the cells is the drawn order
+    return _records(table, cells)
+
+
+def _encode_records(
+    parts: UserParts,
+    records: np.ndarray,
+    *,
     query: bool = False,
     use_times: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[6 fields (FIELDS order), batch, width] int64: the right-aligned rows whose entries are
-    `cells` encoded as `encoding.encode` encodes them, `lengths` tokens each (the query included),
-    "now" the time of each row's last entry. Written into out[:, :, :width] if given."""
-    batch, width = cells.shape
+    """[6 fields (FIELDS order), batch, width] int64: right-aligned rows of token `records`
+    encoded as `encoding.encode` encodes them, "now" the time of each row's last entry, and with
+    `query` the MASK query stamped "now" behind them (one more column). Written into
+    out[:, :, :width] if given."""
+    batch, entries = records.shape
+    width = entries + int(query)
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
     items, scores, statuses, times, progress, positions = block[:, :, :width]
-    records = np.take(parts.tokens(episodes), cells, mode="clip")  # the cells are all valid
-    np.copyto(items, records["item"])
-    np.copyto(scores, records["score"])
-    np.copyto(statuses, records["status"])
-    np.copyto(progress, records["progress"])
-    if parts.has_times and use_times:
-        entry_times = np.take(parts.padded_times, cells, mode="clip")
-        time_buckets_lut(times, entry_times, entry_times[:, width - 1 - int(query)])
+    np.copyto(items[:, :entries], records["item"])
+    np.copyto(scores[:, :entries], records["score"])
+    np.copyto(statuses[:, :entries], records["status"])
+    np.copyto(progress[:, :entries], records["progress"])
+    if parts.has_times and use_times and entries:
+        time = records["time"]
+        time_buckets_shifted(times[:, :entries], time, time[:, -1])
     else:
-        times.fill(TIME_UNKNOWN)
-    if parts.has_times:  # counted back from the last column, 0 in padding (and the query's)
-        np.multiply(records["entry"], np.arange(width - 1, -1, -1), out=positions)
+        times[:, :entries].fill(TIME_UNKNOWN)
+    if parts.has_times:  # counted back from the last column, 0 in padding
+        reverse = np.arange(width - 1, width - 1 - entries, -1)
+        np.multiply(records["entry"], reverse, out=positions[:, :entries])
     else:
-        positions.fill(0)
+        positions[:, :entries].fill(0)
     if query:
         items[:, -1] = MASK_ITEM
         scores[:, -1] = SCORE_MASK
         statuses[:, -1] = STATUS_MASK
         times[:, -1] = TIME_NOW
+        progress[:, -1] = PROGRESS_UNKNOWN
+        positions[:, -1] = 0
     return block
 
 
-def _targets(
-    parts: UserParts, cells: np.ndarray, episodes: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The raw items, scores and statuses of `cells` as int64, with -1, 0 and -1 in padding."""
-    records = np.take(parts.tokens(episodes), cells, mode="clip")
+def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw items, scores and statuses of token `records` as int64: -1, 0, -1 in padding."""
     items = np.subtract(records["item"], ITEM_OFFSET, dtype=np.int64)
     np.maximum(items, -1, out=items)  # padding: PAD_ITEM - ITEM_OFFSET = -2
     scores = records["score"].astype(np.int64)
@@ -528,31 +562,15 @@ def _mask_cells(
     return chosen, query
 
 
-def _pretrain_cells(
-    parts: UserParts,
-    users: np.ndarray,
-    seeds: np.ndarray,
-    *,
-    max_len: int,
-    mask_prob: float,
-    query_prob: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Drawn | None]:
-    """Pretraining's cells, lengths, hidden cells and query rows (and the flat draw, if shuffled)."""
-    users = np.asarray(users, dtype=np.int64)
-    drawn = None
+def _pretrain_window(
+    parts: UserParts, users: np.ndarray, seeds: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Drawn | None]:
+    """Pretraining's windows: lengths, and runs' starts (timed) or the shuffled draw."""
     if parts.has_times:
         starts, lengths = _window_runs(parts, users, seeds, max_len)
-        width = _width(lengths)
-        cells = parts.run_cells(users, starts, lengths, width)
-    else:
-        drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
-        lengths = drawn.lengths
-        width = _width(lengths)
-        cells = _flat_cells(parts, drawn, width)
-    chosen, query = _mask_cells(
-        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
-    )
-    return cells, lengths, chosen, query, drawn
+        return lengths, starts, None, None
+    drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
+    return drawn.lengths, np.zeros(0, dtype=np.int64), None, drawn
 
 
 def pretrain_draw(
@@ -566,12 +584,15 @@ def pretrain_draw(
 ) -> tuple[Drawn, np.ndarray, np.ndarray]:
     """Pretraining's draws: each sample's entries, which of them are hidden (flat, in the entries'
     order) and which samples hide their last entry as the "now" query."""
-    cells, lengths, chosen, query, drawn = _pretrain_cells(
-        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
+    users = np.asarray(users, dtype=np.int64)
+    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
+    width = _width(lengths)
+    chosen, query = _mask_cells(
+        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
     )
-    used = np.arange(cells.shape[1]) >= (cells.shape[1] - lengths)[:, None]
     if drawn is None:
-        drawn = Drawn(cells[used], lengths)
+        drawn = _train_runs(parts, users, starts, lengths)
+    used = np.arange(width) >= (width - lengths)[:, None]
     return drawn, chosen[used], query
 
 
@@ -590,12 +611,18 @@ def pretrain_batch(
     With probability `query_prob` a row's last entry is also hidden and stamped "now", the exact
     form of the fine-tuning query, so pretraining already answers "what comes next?".
     """
-    cells, lengths, chosen, query, _ = _pretrain_cells(
-        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
+    users = np.asarray(users, dtype=np.int64)
+    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
+    width = _width(lengths)
+    if drawn is None:
+        records = parts.run_records(users, starts, lengths, width, episodes)
+    else:
+        records = _flat_records(parts, drawn, width, episodes)
+    chosen, query = _mask_cells(
+        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
     )
-    block = _encode_cells(parts, cells, lengths, episodes=episodes)
+    block = _encode_records(parts, records)
     items, scores, statuses, times, progress, _ = block
-    width = cells.shape[1]
     # The hidden tokens in row-major order (np.nonzero's).
     flat = np.flatnonzero(chosen)
     rows, cols = np.divmod(flat, width)
@@ -663,26 +690,25 @@ def finetune_batch(
         cut, n = _cuts(parts, users, seeds)
         kept = np.minimum(cut, max_len - 1)
         n_targets = np.minimum(n, cut + n_next) - cut
-        cells = parts.run_cells(users, cut - kept, kept, _width(kept + 1), query=True)
-        target = parts.run_cells(users, cut, n_targets, _width(n_targets), right=False)
+        records = parts.run_records(users, cut - kept, kept, _width(kept), episodes)
+        target = parts.run_records(users, cut, n_targets, _width(n_targets), episodes, right=False)
         history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
     else:
         history, drawn = finetune_draw(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
         )
         newest = history.last(np.minimum(history.lengths, max_len - 1))
-        kept = newest.lengths
-        cells = _flat_cells(parts, newest, _width(kept + 1), query=True)
-        target = _flat_cells(parts, drawn, _width(drawn.lengths), right=False)
-    block = _encode_cells(parts, cells, kept + 1, episodes=episodes, query=True)
-    target_items, target_scores, target_statuses = _targets(parts, target, episodes)
+        records = _flat_records(parts, newest, _width(newest.lengths), episodes)
+        target = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
+    block = _encode_records(parts, records, query=True)
+    target_items, target_scores, target_statuses = _targets(target)
     return {
         **dict(zip(FIELDS, block, strict=True)),
         "target_items": target_items,
         "target_scores": target_scores,
         "target_statuses": target_statuses,
         # Every history entry, left-aligned: as wide as the longest history, often far more
-        # than max_len, so from the flat rows rather than through cells.
+        # than max_len, so from the flat rows rather than as records.
         "seen_items": _padded(np.take(parts.columns.items, history.rows), history.lengths),
     }
 
@@ -717,10 +743,9 @@ def next_entries_batch(
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
-    cells = parts.run_cells(users, starts, n, width, query=True)
-    _encode_cells(
-        parts, cells, n + 1, episodes=episodes, query=True, use_times=use_times, out=block
-    )
+    # The whole window e_0..e_n, right-aligned: e_n in the query's column, then replaced.
+    window = parts.run_records(users, starts, lengths, width, episodes)
+    _encode_records(parts, window[:, :-1], query=True, use_times=use_times, out=block)
     # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
     # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
@@ -741,40 +766,46 @@ def next_entries_batch(
     query_sees[:, width - 1] = width - 2
     query_sees[:, width:][query] = (width - 2 - n[:, None] + k)[query]
     # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
-    target = np.full((batch, total), parts.pad_row, dtype=np.int64)
-    target[:, width - 1] = parts.train_rows(users, starts + n, np.ones(batch, dtype=np.int64))
-    target[:, width:] = parts.run_cells(users, starts + 1, np.maximum(n - 1, 0), extra, right=False)
-    target_items, target_scores, target_statuses = _targets(parts, target, episodes)
+    later = parts.run_records(users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False)
+    targets = []
+    for fill, first, rest in zip(
+        (-1, 0, -1), _targets(window[:, -1:]), _targets(later), strict=True
+    ):
+        target = np.empty((batch, total), dtype=np.int64)
+        target[:, : width - 1] = fill
+        target[:, width - 1 : width] = first
+        target[:, width:] = rest
+        targets.append(target)
     return {
         **dict(zip(FIELDS, block, strict=True)),
         "query_sees": query_sees,
-        "target_items": target_items,
-        "target_scores": target_scores,
-        "target_statuses": target_statuses,
+        "target_items": targets[0],
+        "target_scores": targets[1],
+        "target_statuses": targets[2],
     }
 
 
 def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_len: int) -> Batch:
     """Next-item batch: a window of max_len + 1 entries; position t predicts entry t + 1."""
     users = np.asarray(users, dtype=np.int64)
+    # The window e_0..e_n right-aligned in width + 1 columns: the inputs e_0..e_{n-1} are its
+    # first width columns, and the targets e_1..e_n, right-aligned like the inputs they follow,
+    # its last width columns, but for e_0 in the column before the inputs.
     if parts.has_times:
         starts, lengths = _window_runs(parts, users, seeds, max_len + 1)
         n = np.maximum(lengths - 1, 0)
         width = _width(n)
-        cells = parts.run_cells(users, starts, n, width)
-        # Entries 1..n, right-aligned like the inputs they follow.
-        target = parts.run_cells(users, starts + 1, n, width)
+        window = parts.run_records(users, starts, lengths, width + 1, None)
     else:
-        window = draw_windows(parts, users, seeds, max_len + 1, shuffle=True)
-        n = np.maximum(window.lengths - 1, 0)
+        drawn = draw_windows(parts, users, seeds, max_len + 1, shuffle=True)
+        n = np.maximum(drawn.lengths - 1, 0)
         width = _width(n)
-        cells = _flat_cells(parts, window.first(n), width)
-        target = _flat_cells(parts, Drawn(window.rows[window.within > 0], n), width)
-    block = _encode_cells(parts, cells, n, episodes=None)
-    return {
-        **dict(zip(FIELDS, block, strict=True)),
-        "target_items": _targets(parts, target, None)[0],
-    }
+        window = _flat_records(parts, drawn, width + 1, None)
+    block = _encode_records(parts, window[:, :width])
+    target = _targets(window[:, 1:])[0]
+    before = np.flatnonzero(n < width)
+    target[before, width - 1 - n[before]] = -1  # e_0
+    return {**dict(zip(FIELDS, block, strict=True)), "target_items": target}
 
 
 @dataclass(frozen=True)
