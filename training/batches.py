@@ -64,6 +64,7 @@ class UserParts:
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
         self._tokens: tuple[np.ndarray | None, np.ndarray, int] | None = None
+        self._windows: dict[int, np.ndarray] = {}  # sliding-window views of the tokens, by width
         self._index: np.ndarray | None = None
 
     @property
@@ -94,6 +95,7 @@ class UserParts:
             margin = max(256, 2 * margin)
             table = entry_tokens(self.columns, episodes, margin=margin)
             self._tokens = (episodes, table, margin)
+            self._windows = {}
         return self._tokens[1], self._tokens[2]
 
     def run_cells(
@@ -147,10 +149,13 @@ class UserParts:
         begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
         if right:
             begin -= width - lengths
-        pairs = table.view(np.int64).reshape(-1, 2)
-        windows = np.lib.stride_tricks.as_strided(
-            pairs, shape=(len(pairs) - width + 1, width, 2), strides=(16, 16, 8), writeable=False
-        )
+        windows = self._windows.get(width)
+        if windows is None:
+            pairs = table.view(np.int64).reshape(-1, 2)
+            windows = np.lib.stride_tricks.as_strided(
+                pairs, (len(pairs) - width + 1, width, 2), (16, 16, 8), writeable=False
+            )
+            self._windows[width] = windows
         out = windows[begin].reshape(len(begin), 2 * width)
         keep = _keep_table(margin)
         cut = (width - lengths) if right else lengths
@@ -308,11 +313,14 @@ _WINDOW, _ORDER, _MASK, _QUERY, _PICK, _CUT = 1, 2, 3, 4, 5, 6
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """The SplitMix64 finaliser, in place (uint64 arithmetic wraps, as the algorithm wants)."""
-    x ^= x >> np.uint64(30)
+    shifted = np.right_shift(x, np.uint64(30))  # one scratch array for the three shifts
+    x ^= shifted
     x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
+    np.right_shift(x, np.uint64(27), out=shifted)
+    x ^= shifted
     x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
+    np.right_shift(x, np.uint64(31), out=shifted)
+    x ^= shifted
     return x
 
 
@@ -507,20 +515,39 @@ def _encode_records(
     return block
 
 
-def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The raw items, scores and statuses of token `records` as int64: -1, 0, -1 in padding."""
-    items = np.subtract(records["item"], ITEM_OFFSET, dtype=np.int64)
+def _mask_word() -> np.int64:
+    """The first 8 bytes of a hidden entry's record: MASK item, score and status, progress unknown."""
+    record = np.zeros(1, dtype=ENTRY_TOKENS)
+    record["item"], record["score"], record["status"] = MASK_ITEM, SCORE_MASK, STATUS_MASK
+    record["progress"], record["entry"] = PROGRESS_UNKNOWN, 1
+    return record.view(np.int64)[0]
+
+
+_MASK_WORD = _mask_word()
+
+
+def _targets(
+    records: np.ndarray, out: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw items, scores and statuses of token `records` as int64: -1, 0, -1 in padding
+    (written into the three int64 arrays `out` if given)."""
+    if out is None:
+        out = [np.empty(records.shape, dtype=np.int64) for _ in range(3)]
+    items, scores, statuses = out
+    np.subtract(records["item"], ITEM_OFFSET, out=items, dtype=np.int64)
     np.maximum(items, -1, out=items)  # padding: PAD_ITEM - ITEM_OFFSET = -2
-    scores = records["score"].astype(np.int64)
-    statuses = np.subtract(records["status"], 1, dtype=np.int64)
+    np.copyto(scores, records["score"])
+    np.subtract(records["status"], 1, out=statuses, dtype=np.int64)
     return items, scores, statuses
 
 
 def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarray:
     """Rows laid end to end -> [batch, longest] int64, left-aligned, `fill` after each row."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    out = np.full((len(lengths), _width(lengths)), fill, dtype=np.int64)
-    out[np.arange(out.shape[1]) < lengths[:, None]] = values  # row-major: the rows in order
+    width = _width(lengths)
+    out = np.full((len(lengths), width), fill, dtype=np.int64)
+    # An index per value, not a mask per cell: rows can be far wider than most of their values.
+    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values
     return out
 
 
@@ -621,19 +648,15 @@ def pretrain_batch(
     chosen, query = _mask_cells(
         parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
     )
-    block = _encode_records(parts, records)
-    items, scores, statuses, times, progress, _ = block
-    # The hidden tokens in row-major order (np.nonzero's).
+    # The hidden tokens in row-major order (np.nonzero's), read before they are hidden.
     flat = np.flatnonzero(chosen)
     rows, cols = np.divmod(flat, width)
-    target_items = np.take(items, flat) - ITEM_OFFSET
-    target_scores = np.take(scores, flat)
-    target_statuses = np.take(statuses, flat) - 1
-    np.putmask(items, chosen, MASK_ITEM)
-    np.putmask(scores, chosen, SCORE_MASK)
-    np.putmask(statuses, chosen, STATUS_MASK)
-    np.putmask(progress, chosen, PROGRESS_UNKNOWN)
-    times[query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
+    target_items, target_scores, target_statuses = _targets(np.take(records, flat))
+    # Hiding keeps the time (and the position); the rest of the record becomes the MASK token.
+    words = records.view(np.int64)[:, ::2]
+    np.putmask(words, chosen, _MASK_WORD)
+    block = _encode_records(parts, records)
+    block[3][query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
     return {
         **dict(zip(FIELDS, block, strict=True)),
         "target_rows": rows,
@@ -762,20 +785,17 @@ def next_entries_batch(
         np.multiply(query, n[:, None] - k, out=positions)
     else:
         positions.fill(0)
-    query_sees = np.full((batch, total), -1, dtype=np.int64)
+    query_sees = np.empty((batch, total), dtype=np.int64)
+    query_sees[:, : width - 1] = -1
     query_sees[:, width - 1] = width - 2
-    query_sees[:, width:][query] = (width - 2 - n[:, None] + k)[query]
+    np.copyto(query_sees[:, width:], np.where(query, width - 2 - n[:, None] + k, -1))
     # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
     later = parts.run_records(users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False)
-    targets = []
-    for fill, first, rest in zip(
-        (-1, 0, -1), _targets(window[:, -1:]), _targets(later), strict=True
-    ):
-        target = np.empty((batch, total), dtype=np.int64)
+    targets = [np.empty((batch, total), dtype=np.int64) for _ in range(3)]
+    _targets(window[:, -1:], [t[:, width - 1 : width] for t in targets])
+    _targets(later, [t[:, width:] for t in targets])
+    for target, fill in zip(targets, (-1, 0, -1), strict=True):
         target[:, : width - 1] = fill
-        target[:, width - 1 : width] = first
-        target[:, width:] = rest
-        targets.append(target)
     return {
         **dict(zip(FIELDS, block, strict=True)),
         "query_sees": query_sees,
