@@ -324,9 +324,13 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _stream(seeds: np.ndarray, stream: int) -> np.ndarray:
-    """One uint64 state per sample for one kind of draw (windows, masks...)."""
-    offset = np.uint64((stream * _GOLDEN) & _MASK64)
+def _stream(seeds: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
+    """One uint64 state per sample for one kind of draw (windows, masks...); for several kinds
+    at once, `stream` an int array that broadcasts against `seeds`."""
+    if isinstance(stream, int):
+        offset: np.ndarray | np.uint64 = np.uint64((stream * _GOLDEN) & _MASK64)
+    else:
+        offset = np.asarray(stream, dtype=np.uint64) * np.uint64(_GOLDEN)  # arrays wrap quietly
     return _mix(np.asarray(seeds, dtype=np.uint64) + offset)
 
 
@@ -575,18 +579,36 @@ def _mask_cells(
     """
     n = lengths
     lo = width - n
-    state = _stream(seeds, _MASK) + (1 - lo).astype(np.uint64) * np.uint64(_GOLDEN)  # wraps
-    cols = np.arange(width)
-    draws = np.add(cols.astype(np.uint64) * np.uint64(_GOLDEN), state[:, None])
+    states = _stream(np.asarray(seeds, dtype=np.uint64)[None, :], np.array([[_MASK], [_QUERY]]))
+    state = states[0] + (1 - lo).astype(np.uint64) * np.uint64(_GOLDEN)  # wraps
+    draws = np.add(_column_counters(width), state[:, None])
     chosen = _mix(draws) < _threshold(mask_prob)
-    chosen &= cols >= lo[:, None]
-    query = (_uniform(_bits(_stream(seeds, _QUERY))) < query_prob) & (n > 0) & parts.has_times
+    chosen &= _right_aligned(width)[lo]
+    query = (_uniform(_bits(states[1])) < query_prob) & (n > 0) & parts.has_times
     chosen[query, width - 1] = True
-    # At least one hidden entry per sample.
+    # At least one hidden entry per sample (rarely needed: the draw waits for it).
     none = ~chosen.any(axis=1) & (n > 0)
-    pick = _below(_bits(_stream(seeds, _PICK)), np.maximum(n, 1))
-    chosen[np.flatnonzero(none), (lo + pick)[none]] = True
+    if none.any():
+        pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
+        chosen[np.flatnonzero(none), (lo[none] + pick)] = True
     return chosen, query
+
+
+@cache
+def _column_counters(width: int) -> np.ndarray:
+    """c * GOLDEN for columns c < width (uint64, wrapping): read-only, shared."""
+    out = np.arange(width, dtype=np.uint64) * np.uint64(_GOLDEN)
+    out.flags.writeable = False
+    return out
+
+
+@cache
+def _right_aligned(width: int) -> np.ndarray:
+    """bool [width + 1, width]: row k is true from column k on (the cells of a right-aligned row
+    of width - k entries). Read-only, shared."""
+    out = np.arange(width) >= np.arange(width + 1)[:, None]
+    out.flags.writeable = False
+    return out
 
 
 def _pretrain_window(
