@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -794,23 +794,18 @@ def next_entries_batch(
     # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
     # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
-    k = 1 + np.arange(extra)
-    query = k < n[:, None]
+    # All of it depends on n alone: each row is a copy of its n's row of a template.
+    template = _query_template(width, parts.has_times)
     items, scores, statuses, times, progress, positions = block[:, :, width:]
-    np.multiply(query, MASK_ITEM - PAD_ITEM, out=items)
-    items += PAD_ITEM
-    np.multiply(query, SCORE_MASK, out=scores)  # 0: padding
-    np.multiply(query, STATUS_MASK, out=statuses)
+    for field, name in ((items, "items"), (scores, "scores"), (statuses, "statuses")):
+        field[...] = template[name][n]
     times.fill(TIME_NOW)
     progress.fill(PROGRESS_UNKNOWN)
-    if parts.has_times:
-        np.multiply(query, n[:, None] - k, out=positions)
-    else:
-        positions.fill(0)
+    positions[...] = template["positions"][n]
     query_sees = np.empty((batch, total), dtype=np.int64)
     query_sees[:, : width - 1] = -1
     query_sees[:, width - 1] = width - 2
-    np.copyto(query_sees[:, width:], np.where(query, width - 2 - n[:, None] + k, -1))
+    query_sees[:, width:] = template["query_sees"][n]
     # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
     later = parts.run_records(users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False)
     targets = [np.empty((batch, total), dtype=np.int64) for _ in range(3)]
@@ -825,6 +820,27 @@ def next_entries_batch(
         "target_scores": targets[1],
         "target_statuses": targets[2],
     }
+
+
+@lru_cache(maxsize=4)
+def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
+    """`next_entries_batch`'s columns behind the first query, for rows of n = 0..width - 1
+    encoded entries: [width, width - 2 (at least 1)] int64 per field, read-only."""
+    extra = max(width - 2, 1)
+    n = np.arange(width)[:, None]
+    k = 1 + np.arange(extra)
+    query = k < n  # a query for e_k, k = 1..n-1
+    out = {
+        "items": np.where(query, MASK_ITEM, PAD_ITEM),
+        "scores": np.where(query, SCORE_MASK, 0),  # 0: padding
+        "statuses": np.where(query, STATUS_MASK, 0),
+        "positions": np.where(query, n - k, 0) if has_times else np.zeros(query.shape),
+        "query_sees": np.where(query, width - 2 - n + k, -1),
+    }
+    for name, array in out.items():
+        out[name] = array.astype(np.int64)
+        out[name].flags.writeable = False
+    return out
 
 
 def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_len: int) -> Batch:
