@@ -180,16 +180,9 @@ def encode(
     return Encoded(**arrays, lengths=lengths)
 
 
-TIME_SHIFT = 2**40  # `ENTRY_TOKENS` times are seconds + TIME_SHIFT, 0 for NO_TIME (and padding)
+TIME_SHIFT = 2**40  # `entry_times` are seconds + TIME_SHIFT, 0 for NO_TIME (and padding)
 ENTRY_TOKENS = np.dtype(
-    [
-        ("item", "<i4"),
-        ("score", "u1"),
-        ("status", "u1"),
-        ("progress", "u1"),
-        ("entry", "u1"),
-        ("time", "<i8"),
-    ]
+    [("item", "<i4"), ("score", "u1"), ("status", "u1"), ("progress", "u1"), ("entry", "u1")]
 )
 
 
@@ -201,12 +194,12 @@ def entry_tokens(
     chunk: int = 1 << 22,
 ) -> np.ndarray:
     """Each entry's own tokens, as `encode` writes them: item + ITEM_OFFSET, score, status + 1 and
-    progress bucket, with `entry` 1 and its time + TIME_SHIFT (0 unknown): one 16-byte
-    `ENTRY_TOKENS` record per entry, with `margin` all-zero records before and after them. An all-zero record is
-    exactly a padding token (PAD_ITEM, no score, status 0, progress and time unknown; `entry` 0).
+    progress bucket, and `entry` 1: one 8-byte `ENTRY_TOKENS` record per entry, with `margin`
+    all-zero records before and after them. An all-zero record is exactly a padding token
+    (PAD_ITEM, no score, status 0, progress unknown; `entry` 0).
 
     Training builds this once per dataset, so that a batch gathers one record per token instead of
-    encoding five fields afresh. In chunks of `chunk` entries: the progress buckets go through
+    encoding four fields afresh. In chunks of `chunk` entries: the progress buckets go through
     float64 temporaries.
     """
     n = len(entries.items)
@@ -221,8 +214,17 @@ def entry_tokens(
         records["entry"] = 1
         if episodes is not None:
             records["progress"] = progress_buckets(items, entries.progress[lo:hi], episodes)
-        times = np.asarray(entries.times[lo:hi], dtype=np.int64)
-        records["time"] = np.where(times == NO_TIME, 0, times + TIME_SHIFT)
+    return out
+
+
+def entry_times(times: np.ndarray, *, margin: int = 1, chunk: int = 1 << 22) -> np.ndarray:
+    """int64: each time + TIME_SHIFT, 0 for NO_TIME, with `margin` zeros (padding) before and
+    after them, as `time_buckets_shifted` reads them."""
+    n = len(times)
+    out = np.zeros(margin + n + margin, dtype=np.int64)
+    for lo in range(0, n, chunk):
+        part = np.asarray(times[lo : lo + chunk], dtype=np.int64)
+        out[margin + lo : margin + lo + len(part)] = np.where(part == NO_TIME, 0, part + TIME_SHIFT)
     return out
 
 
@@ -245,7 +247,7 @@ def time_buckets_shifted(out: np.ndarray, times: np.ndarray, now: np.ndarray) ->
     """`time_buckets` of each row of `times` [batch, width] before its own `now[row]`, written
     into the int64 array `out` (a view of any strides): the training batches' version.
 
-    Times and "now" are `ENTRY_TOKENS` times (seconds + TIME_SHIFT, 0 unknown), so an unknown one
+    Times and "now" are `entry_times` (seconds + TIME_SHIFT, 0 unknown), so an unknown one
     puts delta beyond 2^39 either way. floor(log2(1 + delta)) is the float64 exponent of 1 + delta
     (exact for integers below 2^53), read with the sign from the top 12 bits through a table: the
     result is `time_buckets`' to the bit.

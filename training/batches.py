@@ -35,6 +35,7 @@ from inference.encoding import (
     STATUS_MASK,
     TIME_NOW,
     TIME_UNKNOWN,
+    entry_times,
     entry_tokens,
     time_buckets_shifted,
 )
@@ -63,8 +64,10 @@ class UserParts:
         self.counts = counts
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
-        self._tokens: tuple[np.ndarray | None, np.ndarray, int] | None = None
-        self._windows: dict[int, np.ndarray] = {}  # sliding-window views of the tokens, by width
+        self._tokens: tuple[np.ndarray | None, np.ndarray] | None = None
+        self._times: np.ndarray | None = None
+        self._margin = 0  # of both tables
+        self._windows: dict[tuple[str, int], np.ndarray] = {}  # sliding-window views of them
         self._index: np.ndarray | None = None
 
     @property
@@ -87,16 +90,28 @@ class UserParts:
         return self.dataset.n_items
 
     def tokens(self, episodes: np.ndarray | None, margin: int = 0) -> tuple[np.ndarray, int]:
-        """Every interaction's own tokens (`encoding.entry_tokens`) behind at least `margin` + 1
-        padding records, and that margin: row r's record is at index margin + r, index 0 padding.
-        Built on first use for these `episodes` (16 bytes per interaction), kept while they stay;
-        rebuilt, wider, if a batch asks for more margin."""
-        if self._tokens is None or self._tokens[0] is not episodes or self._tokens[2] <= margin:
-            margin = max(256, 2 * margin)
-            table = entry_tokens(self.columns, episodes, margin=margin)
-            self._tokens = (episodes, table, margin)
+        """Every interaction's own tokens (`encoding.entry_tokens`) between at least `margin` + 1
+        padding records each side, and that margin: row r's record is at index margin + r, index
+        0 padding. Built on first use for these `episodes` (8 bytes per interaction), kept while
+        they stay; rebuilt, wider, if a batch asks for more margin."""
+        if self._tokens is None or self._tokens[0] is not episodes or self._margin <= margin:
+            if self._margin <= margin:
+                self._margin = max(256, 2 * margin)
+                self._times = None
+            self._tokens = (episodes, entry_tokens(self.columns, episodes, margin=self._margin))
             self._windows = {}
-        return self._tokens[1], self._tokens[2]
+        return self._tokens[1], self._margin
+
+    def times(self, margin: int) -> np.ndarray:
+        """Every interaction's time as `encoding.entry_times`, laid out as `tokens` (8 bytes per
+        interaction, built on first use)."""
+        if self._times is None or self._margin <= margin:
+            if self._margin <= margin:
+                self._margin = max(256, 2 * margin)
+                self._tokens = None
+            self._times = entry_times(self.columns.times, margin=self._margin)
+            self._windows = {}
+        return self._times
 
     def run_cells(
         self,
@@ -135,33 +150,46 @@ class UserParts:
         episodes: np.ndarray | None,
         *,
         right: bool = True,
-    ) -> np.ndarray:
-        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, zero in padding).
+        times: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, zero in padding),
+        and with `times` their `times` (0 in padding).
 
-        Where every user's training part is one run of rows, each row is a slice of the table:
+        Where every user's training part is one run of rows, each row is a slice of the tables:
         one copy per row through a sliding-window view, then one mask for the padding."""
         first, index = self._train_layout()
         table, margin = self.tokens(episodes, width)
+        time_table = self.times(width) if times else None
+        table, margin = self.tokens(episodes, width)  # (unchanged unless `times` widened both)
         if index is not None:
             cells = self.run_cells(users, starts, lengths, width, right=right, margin=margin)
-            return _records(table, cells)
+            records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+            if time_table is None:
+                return records, None
+            return records, np.take(time_table, cells, mode="clip")
         lengths = np.asarray(lengths, dtype=np.int64)
         begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
         if right:
             begin -= width - lengths
-        windows = self._windows.get(width)
-        if windows is None:
-            pairs = table.view(np.int64).reshape(-1, 2)
-            windows = np.lib.stride_tricks.as_strided(
-                pairs, (len(pairs) - width + 1, width, 2), (16, 16, 8), writeable=False
-            )
-            self._windows[width] = windows
-        out = windows[begin].reshape(len(begin), 2 * width)
         keep = _keep_table(margin)
-        cut = (width - lengths) if right else lengths
-        mask = keep[cut, : 2 * width] if right else ~keep[cut, : 2 * width]
-        np.bitwise_and(out, mask, out=out)
-        return out.view(ENTRY_TOKENS)
+        mask = keep[width - lengths, :width] if right else ~keep[lengths, :width]
+        words = self._window(table.view(np.int64), "tokens", width)[begin]
+        words &= mask
+        if time_table is None:
+            return words.view(ENTRY_TOKENS), None
+        entry_times = self._window(time_table, "times", width)[begin]
+        entry_times &= mask
+        return words.view(ENTRY_TOKENS), entry_times
+
+    def _window(self, table: np.ndarray, name: str, width: int) -> np.ndarray:
+        """A read-only [len - width + 1, width] sliding-window view of an 8-byte table."""
+        view = self._windows.get((name, width))
+        if view is None:
+            view = np.lib.stride_tricks.as_strided(
+                table, (len(table) - width + 1, width), (8, 8), writeable=False
+            )
+            self._windows[(name, width)] = view
+        return view
 
     def part(self, user: int, labels: tuple[int, ...] = (TRAIN,)) -> History:
         lo, hi = int(self.dataset.offsets[user]), int(self.dataset.offsets[user + 1])
@@ -218,17 +246,13 @@ def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
     return np.array([item.episodes or 0 for item in catalog], dtype=np.int64)
 
 
-def _records(table: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """table[cells] for a `tokens` table (a gather of 16-byte numbers, faster than of records)."""
-    return np.take(table.view(np.complex128), cells, mode="clip").view(ENTRY_TOKENS)
-
-
 @cache
 def _keep_table(width: int) -> np.ndarray:
-    """int64 [width + 1, 2 * width]: row k is all ones (-1) from record k on (two words each),
-    0 before: the mask that keeps the last width - k records of a row."""
-    cols = np.arange(2 * width) // 2
-    return np.where(cols >= np.arange(width + 1)[:, None], -1, 0).astype(np.int64)
+    """int64 [width + 1, width]: row k is all ones (-1) from column k on, 0 before: the mask that
+    keeps the last width - k words of a row (its complement, the first k). Read-only, shared."""
+    out = np.where(np.arange(width) >= np.arange(width + 1)[:, None], -1, 0).astype(np.int64)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(frozen=True)
@@ -468,29 +492,34 @@ def _flat_records(
     episodes: np.ndarray | None,
     *,
     right: bool = True,
-) -> np.ndarray:
+    times: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order."""
+    table, margin = parts.tokens(episodes, width)
+    time_table = parts.times(width) if times else None
     table, margin = parts.tokens(episodes, width)
     cols = np.arange(width)
     lo = width - drawn.lengths if right else np.zeros_like(drawn.lengths)
     used = (cols >= lo[:, None]) & (cols < (lo + drawn.lengths)[:, None])
     cells = np.zeros((len(drawn.lengths), width), dtype=np.int64)
     cells[used] = drawn.rows + margin  # row-major order of the cells is the drawn order
-    return _records(table, cells)
+    records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+    return records, None if time_table is None else np.take(time_table, cells, mode="clip")
 
 
 def _encode_records(
     parts: UserParts,
     records: np.ndarray,
+    entry_times: np.ndarray | None,
     *,
     query: bool = False,
     use_times: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """[6 fields (FIELDS order), batch, width] int64: right-aligned rows of token `records`
-    encoded as `encoding.encode` encodes them, "now" the time of each row's last entry, and with
-    `query` the MASK query stamped "now" behind them (one more column). Written into
-    out[:, :, :width] if given."""
+    encoded as `encoding.encode` encodes them (with their `entry_times`, None where times are not
+    used), "now" the time of each row's last entry, and with `query` the MASK query stamped "now"
+    behind them (one more column). Written into out[:, :, :width] if given."""
     batch, entries = records.shape
     width = entries + int(query)
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
@@ -500,8 +529,8 @@ def _encode_records(
     np.copyto(statuses[:, :entries], records["status"])
     np.copyto(progress[:, :entries], records["progress"])
     if parts.has_times and use_times and entries:
-        time = records["time"]
-        time_buckets_shifted(times[:, :entries], time, time[:, -1])
+        assert entry_times is not None
+        time_buckets_shifted(times[:, :entries], entry_times, entry_times[:, -1])
     else:
         times[:, :entries].fill(TIME_UNKNOWN)
     if parts.has_times:  # counted back from the last column, 0 in padding
@@ -664,9 +693,11 @@ def pretrain_batch(
     lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
     width = _width(lengths)
     if drawn is None:
-        records = parts.run_records(users, starts, lengths, width, episodes)
+        records, times = parts.run_records(
+            users, starts, lengths, width, episodes, times=parts.has_times
+        )
     else:
-        records = _flat_records(parts, drawn, width, episodes)
+        records, times = _flat_records(parts, drawn, width, episodes, times=parts.has_times)
     chosen, query = _mask_cells(
         parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
     )
@@ -675,9 +706,8 @@ def pretrain_batch(
     rows, cols = np.divmod(flat, width)
     target_items, target_scores, target_statuses = _targets(np.take(records, flat))
     # Hiding keeps the time (and the position); the rest of the record becomes the MASK token.
-    words = records.view(np.int64)[:, ::2]
-    np.putmask(words, chosen, _MASK_WORD)
-    block = _encode_records(parts, records)
+    np.putmask(records.view(np.int64), chosen, _MASK_WORD)
+    block = _encode_records(parts, records, times)
     block[3][query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
     return {
         **dict(zip(FIELDS, block, strict=True)),
@@ -735,17 +765,21 @@ def finetune_batch(
         cut, n = _cuts(parts, users, seeds)
         kept = np.minimum(cut, max_len - 1)
         n_targets = np.minimum(n, cut + n_next) - cut
-        records = parts.run_records(users, cut - kept, kept, _width(kept), episodes)
-        target = parts.run_records(users, cut, n_targets, _width(n_targets), episodes, right=False)
+        records, times = parts.run_records(
+            users, cut - kept, kept, _width(kept), episodes, times=True
+        )
+        target, _ = parts.run_records(
+            users, cut, n_targets, _width(n_targets), episodes, right=False
+        )
         history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
     else:
         history, drawn = finetune_draw(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
         )
         newest = history.last(np.minimum(history.lengths, max_len - 1))
-        records = _flat_records(parts, newest, _width(newest.lengths), episodes)
-        target = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
-    block = _encode_records(parts, records, query=True)
+        records, times = _flat_records(parts, newest, _width(newest.lengths), episodes)
+        target, _ = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
+    block = _encode_records(parts, records, times, query=True)
     target_items, target_scores, target_statuses = _targets(target)
     return {
         **dict(zip(FIELDS, block, strict=True)),
@@ -789,8 +823,15 @@ def next_entries_batch(
     total = width + extra
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
     # The whole window e_0..e_n, right-aligned: e_n in the query's column, then replaced.
-    window = parts.run_records(users, starts, lengths, width, episodes)
-    _encode_records(parts, window[:, :-1], query=True, use_times=use_times, out=block)
+    window, times = parts.run_records(users, starts, lengths, width, episodes, times=use_times)
+    _encode_records(
+        parts,
+        window[:, :-1],
+        None if times is None else times[:, :-1],
+        query=True,
+        use_times=use_times,
+        out=block,
+    )
     # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
     # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
@@ -807,7 +848,9 @@ def next_entries_batch(
     query_sees[:, width - 1] = width - 2
     query_sees[:, width:] = template["query_sees"][n]
     # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
-    later = parts.run_records(users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False)
+    later, _ = parts.run_records(
+        users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False
+    )
     targets = [np.empty((batch, total), dtype=np.int64) for _ in range(3)]
     _targets(window[:, -1:], [t[:, width - 1 : width] for t in targets])
     _targets(later, [t[:, width:] for t in targets])
@@ -853,13 +896,13 @@ def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_
         starts, lengths = _window_runs(parts, users, seeds, max_len + 1)
         n = np.maximum(lengths - 1, 0)
         width = _width(n)
-        window = parts.run_records(users, starts, lengths, width + 1, None)
+        window, times = parts.run_records(users, starts, lengths, width + 1, None, times=True)
     else:
         drawn = draw_windows(parts, users, seeds, max_len + 1, shuffle=True)
         n = np.maximum(drawn.lengths - 1, 0)
         width = _width(n)
-        window = _flat_records(parts, drawn, width + 1, None)
-    block = _encode_records(parts, window[:, :width])
+        window, times = _flat_records(parts, drawn, width + 1, None)
+    block = _encode_records(parts, window[:, :width], None if times is None else times[:, :width])
     target = _targets(window[:, 1:])[0]
     before = np.flatnonzero(n < width)
     target[before, width - 1 - n[before]] = -1  # e_0
