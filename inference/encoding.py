@@ -293,8 +293,9 @@ def encode_flat(
     """`encode` for histories laid end to end: row b is the next `lengths[b]` entries of `entries`.
 
     Equal to `encode` of the same histories (pinned by a test), but in whole-batch array operations
-    instead of a Python loop per row: training builds every batch through it. "Now" is each row's
-    last entry time, as `encode` takes it by default.
+    instead of a Python loop per row. "Now" is each row's last entry time, as `encode` takes it by
+    default. (Training batches no longer come through here: they gather `entry_tokens` records,
+    see `training.batches`.)
     """
     if max_len < 1 + int(append_query):
         raise ValueError(f"max_len {max_len} leaves no room for a history")

@@ -1,10 +1,16 @@
 """CSR dataset -> training batches, through `inference.encoding` (the encoder serving uses too).
 
-A batch is built in whole-batch array operations, with no Python loop per sample: the samples'
-entries are drawn as dataset row indices laid end to end (`Drawn`), gathered from the memory-mapped
-arrays with one index per field, and encoded by `encoding.encode_flat`, which a test pins to the
-serving `encode` row by row. `tests/training/rowwise_batches.py` keeps the row-by-row builders
-this replaced, as the reference the tests compare against and the benchmark's baseline.
+A batch is built in whole-batch array operations, with no Python loop per sample. Each
+interaction's own tokens (item, score, status, progress: `encoding.entry_tokens`) are encoded once
+per dataset into an 8-byte record, and its time into a second 8-byte table; a batch gathers
+[batch, width] records, right-aligned with zero records (exactly the padding `encode` writes)
+before them, and unpacks each field in one copy. Timed data draws runs of consecutive training
+entries, copied as one slice per sample through a sliding-window view; shuffled draws (`Drawn`,
+dataset rows laid end to end) gather one record per token. The tables cost 16 bytes per
+interaction in each training process (8 without times).
+`tests/training/rowwise_batches.py` keeps the row-by-row builders this replaced, through the
+serving `encode`: the reference the tests compare every builder against, array by array, and the
+benchmark's baseline.
 
 Every random choice about a sample (its window, masked tokens, cut point, shuffled order) is a
 counter-based hash of its own seed, drawn from (seed, epoch, step): a batch is a pure function of
