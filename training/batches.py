@@ -499,13 +499,15 @@ def _flat_records(
     *,
     right: bool = True,
     times: bool = False,
+    query: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order."""
+    """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order
+    (with `query`, ending one column early: the last is left for the query)."""
     table, margin = parts.tokens(episodes, width)
     time_table = parts.times(width) if times else None
     table, margin = parts.tokens(episodes, width)
     cols = np.arange(width)
-    lo = width - drawn.lengths if right else np.zeros_like(drawn.lengths)
+    lo = width - int(query) - drawn.lengths if right else np.zeros_like(drawn.lengths)
     used = (cols >= lo[:, None]) & (cols < (lo + drawn.lengths)[:, None])
     cells = np.zeros((len(drawn.lengths), width), dtype=np.int64)
     cells[used] = drawn.rows + margin  # row-major order of the cells is the drawn order
@@ -523,27 +525,26 @@ def _encode_records(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """[6 fields (FIELDS order), batch, width] int64: right-aligned rows of token `records`
-    encoded as `encoding.encode` encodes them (with their `entry_times`, None where times are not
-    used), "now" the time of each row's last entry, and with `query` the MASK query stamped "now"
-    behind them (one more column). Written into out[:, :, :width] if given."""
-    batch, entries = records.shape
-    width = entries + int(query)
+    ([batch, width]) encoded as `encoding.encode` encodes them (with their `entry_times`, None
+    where times are not used), "now" the time of each row's last entry. With `query`, the last
+    column is the MASK query stamped "now" instead, whatever record it holds, and the entries end
+    one column before it. Written into out[:, :, :width] if given."""
+    batch, width = records.shape
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
     items, scores, statuses, times, progress, positions = block[:, :, :width]
-    np.copyto(items[:, :entries], records["item"])
-    np.copyto(scores[:, :entries], records["score"])
-    np.copyto(statuses[:, :entries], records["status"])
-    np.copyto(progress[:, :entries], records["progress"])
-    if parts.has_times and use_times and entries:
+    np.copyto(items, records["item"])
+    np.copyto(scores, records["score"])
+    np.copyto(statuses, records["status"])
+    np.copyto(progress, records["progress"])
+    if parts.has_times and use_times and width > int(query):
         assert entry_times is not None
-        time_buckets_shifted(times[:, :entries], entry_times, entry_times[:, -1])
+        time_buckets_shifted(times, entry_times, entry_times[:, width - 1 - int(query)])
     else:
-        times[:, :entries].fill(TIME_UNKNOWN)
+        times.fill(TIME_UNKNOWN)
     if parts.has_times:  # counted back from the last column, 0 in padding
-        reverse = np.arange(width - 1, width - 1 - entries, -1)
-        np.multiply(records["entry"], reverse, out=positions[:, :entries])
+        np.multiply(records["entry"], np.arange(width - 1, -1, -1), out=positions)
     else:
-        positions[:, :entries].fill(0)
+        positions.fill(0)
     if query:
         items[:, -1] = MASK_ITEM
         scores[:, -1] = SCORE_MASK
@@ -771,8 +772,9 @@ def finetune_batch(
         cut, n = _cuts(parts, users, seeds)
         kept = np.minimum(cut, max_len - 1)
         n_targets = np.minimum(n, cut + n_next) - cut
+        # The newest `kept` entries before the cut and, in the query's column, the entry at it.
         records, times = parts.run_records(
-            users, cut - kept, kept, _width(kept), episodes, times=True
+            users, cut - kept, kept + 1, _width(kept + 1), episodes, times=True
         )
         target, _ = parts.run_records(
             users, cut, n_targets, _width(n_targets), episodes, right=False
@@ -783,7 +785,9 @@ def finetune_batch(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
         )
         newest = history.last(np.minimum(history.lengths, max_len - 1))
-        records, times = _flat_records(parts, newest, _width(newest.lengths), episodes)
+        records, times = _flat_records(
+            parts, newest, _width(newest.lengths + 1), episodes, query=True
+        )
         target, _ = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
     block = _encode_records(parts, records, times, query=True)
     target_items, target_scores, target_statuses = _targets(target)
@@ -828,16 +832,9 @@ def next_entries_batch(
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
-    # The whole window e_0..e_n, right-aligned: e_n in the query's column, then replaced.
+    # The whole window e_0..e_n, right-aligned: e_n in the query's column, which the query takes.
     window, times = parts.run_records(users, starts, lengths, width, episodes, times=use_times)
-    _encode_records(
-        parts,
-        window[:, :-1],
-        None if times is None else times[:, :-1],
-        query=True,
-        use_times=use_times,
-        out=block,
-    )
+    _encode_records(parts, window, times, query=True, use_times=use_times, out=block)
     # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
     # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
