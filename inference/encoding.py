@@ -192,6 +192,7 @@ def entry_tokens(
     *,
     margin: int = 1,
     chunk: int = 1 << 22,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each entry's own tokens, as `encode` writes them: item + ITEM_OFFSET, score, status + 1 and
     progress bucket, and `entry` 1: one 8-byte `ENTRY_TOKENS` record per entry, with `margin`
@@ -200,10 +201,11 @@ def entry_tokens(
 
     Training builds this once per dataset, so that a batch gathers one record per token instead of
     encoding four fields afresh. In chunks of `chunk` entries: the progress buckets go through
-    float64 temporaries.
+    float64 temporaries. With `out` (ENTRY_TOKENS, margin + n + margin long: a memory-mapped file
+    being built, say), written there and returned, so that only a chunk is ever in memory.
     """
     n = len(entries.items)
-    out = np.zeros(margin + n + margin, dtype=ENTRY_TOKENS)
+    out = _table_out(out, n, margin, ENTRY_TOKENS)
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
         records = out[margin + lo : margin + hi]
@@ -217,14 +219,28 @@ def entry_tokens(
     return out
 
 
-def entry_times(times: np.ndarray, *, margin: int = 1, chunk: int = 1 << 22) -> np.ndarray:
+def entry_times(
+    times: np.ndarray, *, margin: int = 1, chunk: int = 1 << 22, out: np.ndarray | None = None
+) -> np.ndarray:
     """int64: each time + TIME_SHIFT, 0 for NO_TIME, with `margin` zeros (padding) before and
-    after them, as `time_buckets_shifted` reads them."""
+    after them, as `time_buckets_shifted` reads them (into `out`, as `entry_tokens`)."""
     n = len(times)
-    out = np.zeros(margin + n + margin, dtype=np.int64)
+    out = _table_out(out, n, margin, np.dtype(np.int64))
     for lo in range(0, n, chunk):
         part = np.asarray(times[lo : lo + chunk], dtype=np.int64)
         out[margin + lo : margin + lo + len(part)] = np.where(part == NO_TIME, 0, part + TIME_SHIFT)
+    return out
+
+
+def _table_out(out: np.ndarray | None, n: int, margin: int, dtype: np.dtype) -> np.ndarray:
+    """`entry_tokens`' and `entry_times`' output: a zeroed new table, or `out` checked and its
+    margins zeroed."""
+    if out is None:
+        return np.zeros(margin + n + margin, dtype=dtype)
+    if out.dtype != dtype or out.shape != (margin + n + margin,):
+        raise ValueError(f"out is {out.dtype} {out.shape}, not {dtype} ({margin + n + margin},)")
+    out[:margin] = 0
+    out[margin + n :] = 0
     return out
 
 

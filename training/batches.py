@@ -6,8 +6,11 @@ per dataset into an 8-byte record, and its time into a second 8-byte table; a ba
 [batch, width] records, right-aligned with zero records (exactly the padding `encode` writes)
 before them, and unpacks each field in one copy. Timed data draws runs of consecutive training
 entries, copied as one slice per sample through a sliding-window view; shuffled draws (`Drawn`,
-dataset rows laid end to end) gather one record per token. The tables cost 16 bytes per
-interaction in each training process (8 without times).
+dataset rows laid end to end) gather one record per token. The tables are files in the dataset's
+`cache/` folder, built once per dataset by the first process that needs them (16 bytes per
+interaction on disk, 8 without times) and memory-mapped read-only by every training process of the
+machine (DDP ranks, loader workers), which share their pages in the page cache instead of each
+holding a copy (`_cached_table`; in memory, with a log line, where no cache folder is writable).
 `tests/training/rowwise_batches.py` keeps the row-by-row builders this replaced, through the
 serving `encode`: the reference the tests compare every builder against, array by array, and the
 benchmark's baseline.
@@ -23,10 +26,18 @@ per-epoch check and test items the final evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,17 +56,19 @@ from inference.encoding import (
     entry_tokens,
     time_buckets_shifted,
 )
-from training.dataset import TRAIN, VALIDATION, Dataset, History
+from training.dataset import CACHE, TRAIN, VALIDATION, Dataset, History
 from training.errors import TrainingError
 
 Batch = dict[str, np.ndarray]
+log = logging.getLogger(__name__)
 
 
 class UserParts:
     """Each user's interactions of one split part (train, validation...), read lazily from memmaps."""
 
-    def __init__(self, dataset: Dataset, split: str) -> None:
+    def __init__(self, dataset: Dataset, split: str, *, cache: bool = True) -> None:
         self.dataset = dataset
+        self.cache = cache  # the token tables in shared files (`_cached_table`), else in memory
         self.labels = dataset.split(split)
         if len(self.labels) != dataset.n_interactions:
             raise TrainingError(
@@ -70,7 +83,7 @@ class UserParts:
         self.counts = counts
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
-        self._tokens: tuple[np.ndarray | None, np.ndarray] | None = None
+        self._tokens: tuple[np.ndarray | None, str, np.ndarray] | None = None  # episodes, key
         self._times: np.ndarray | None = None
         self._margin = 0  # of both tables
         self._windows: dict[tuple[str, int], np.ndarray] = {}  # sliding-window views of them
@@ -98,26 +111,61 @@ class UserParts:
     def tokens(self, episodes: np.ndarray | None, margin: int = 0) -> tuple[np.ndarray, int]:
         """Every interaction's own tokens (`encoding.entry_tokens`) between at least `margin` + 1
         padding records each side, and that margin: row r's record is at index margin + r, index
-        0 padding. Built on first use for these `episodes` (8 bytes per interaction), kept while
-        they stay; rebuilt, wider, if a batch asks for more margin."""
-        if self._tokens is None or self._tokens[0] is not episodes or self._margin <= margin:
-            if self._margin <= margin:
-                self._margin = max(256, 2 * margin)
-                self._times = None
-            self._tokens = (episodes, entry_tokens(self.columns, episodes, margin=self._margin))
-            self._windows = {}
-        return self._tokens[1], self._margin
+        0 padding. 8 bytes per interaction, for these `episodes`: a memory-mapped file of the
+        dataset's `cache/` shared by every process (`_cached_table`), built by the first that asks;
+        reopened, with a wider margin, if a batch asks for more."""
+        self._widen(margin)
+        held = self._tokens
+        if held is None or held[0] is not episodes:
+            key = _episodes_key(episodes)
+            if held is None or held[1] != key:
+                margin_now = self._margin
+
+                def build(out: np.ndarray | None) -> np.ndarray:
+                    return entry_tokens(self.columns, episodes, margin=margin_now, out=out)
+
+                table = self._table(f"tokens-{key}", ENTRY_TOKENS, build)
+                self._windows = {k: v for k, v in self._windows.items() if k[0] != "tokens"}
+                held = (episodes, key, table)
+            self._tokens = held = (episodes, held[1], held[2])
+        return held[2], self._margin
 
     def times(self, margin: int) -> np.ndarray:
-        """Every interaction's time as `encoding.entry_times`, laid out as `tokens` (8 bytes per
-        interaction, built on first use)."""
-        if self._times is None or self._margin <= margin:
-            if self._margin <= margin:
-                self._margin = max(256, 2 * margin)
-                self._tokens = None
-            self._times = entry_times(self.columns.times, margin=self._margin)
-            self._windows = {}
+        """Every interaction's time as `encoding.entry_times`, laid out as `tokens` with the same
+        margin (either call widens both): 8 bytes per interaction, a shared file as `tokens`."""
+        self._widen(margin)
+        if self._times is None:
+            margin_now = self._margin
+
+            def build(out: np.ndarray | None) -> np.ndarray:
+                return entry_times(self.columns.times, margin=margin_now, out=out)
+
+            self._times = self._table("times", np.dtype(np.int64), build)
         return self._times
+
+    def _widen(self, margin: int) -> None:
+        """Make both tables' margin exceed `margin`: a power of two, at least 256, so that processes
+        asking for different widths mostly share one file."""
+        if self._margin <= margin:
+            self._margin = max(256, 1 << int(margin).bit_length())
+            self._tokens = self._times = None
+            self._windows = {}
+
+    def _table(
+        self, name: str, dtype: np.dtype, build: Callable[[np.ndarray | None], np.ndarray]
+    ) -> np.ndarray:
+        """A table of the current margin: the shared cache file, or built in memory without one."""
+        length = self.dataset.n_interactions + 2 * self._margin
+        table = None
+        if self.cache:
+            table = _cached_table(self.dataset, f"{name}-m{self._margin}", dtype, length, build)
+        return build(None) if table is None else table
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a spawned loader worker) without the tables: the worker reopens the files."""
+        state = self.__dict__.copy()
+        state.update(_tokens=None, _times=None, _windows={}, _columns=None)
+        return state
 
     def run_cells(
         self,
@@ -166,7 +214,6 @@ class UserParts:
         first, index = self._train_layout()
         table, margin = self.tokens(episodes, width)
         time_table = self.times(width) if times else None
-        table, margin = self.tokens(episodes, width)  # (unchanged unless `times` widened both)
         if index is not None:
             cells = self.run_cells(users, starts, lengths, width, right=right, margin=margin)
             records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
@@ -236,6 +283,127 @@ class UserParts:
         if label is not None:
             ok &= self.counts[label] > 0
         return np.flatnonzero(ok)
+
+
+# ------------------------------------------------------------------------ shared token tables
+#
+# `UserParts.tokens` and `times` are files in the dataset folder's `cache/`, named by what their
+# content depends on, opened read-only as memory maps: every process on a machine (DDP ranks,
+# loader workers) shares one copy in the page cache. The first process to ask builds a file in
+# chunks into a temporary memory-mapped file and renames it into place, holding a lock on the name
+# meanwhile so that the others wait for it instead of building their own. `training build` and
+# `write_dataset` delete `cache/`; the dataset's identity in every name (`_dataset_identity`) keeps
+# a dataset rewritten any other way from reading a stale table.
+
+CACHE_DIR_ENV = "ANIMEREC_CACHE_DIR"  # where tables go when a dataset folder is not writable
+_TABLE_ARRAYS = ("items", "scores", "statuses", "progress", "times", "offsets")
+_reported: set[Path] = set()  # dataset folders whose cache fallback was logged
+
+
+def _episodes_key(episodes: np.ndarray | None) -> str:
+    if episodes is None:
+        return "none"
+    values = np.ascontiguousarray(episodes, dtype=np.int64)
+    return hashlib.blake2b(values.tobytes(), digest_size=8).hexdigest()
+
+
+def _dataset_identity(dataset: Dataset) -> str:
+    """A hash of the size, modification time and inode of each array the tables are made from."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in _TABLE_ARRAYS:
+        stat = (dataset.path / f"{name}.npy").stat()
+        digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino};".encode())
+    return digest.hexdigest()
+
+
+def _cache_folders(dataset: Dataset) -> list[Path]:
+    """The dataset's own `cache/`, then one under $ANIMEREC_CACHE_DIR (else the temp directory)."""
+    root = Path(os.environ.get(CACHE_DIR_ENV) or Path(tempfile.gettempdir()) / "animerec-cache")
+    where = hashlib.blake2b(str(dataset.path.resolve()).encode(), digest_size=8).hexdigest()
+    return [dataset.path / CACHE, root / f"{dataset.path.name}-{where}"]
+
+
+def _cached_table(
+    dataset: Dataset,
+    stem: str,
+    dtype: np.dtype,
+    length: int,
+    build: Callable[[np.ndarray | None], np.ndarray],
+) -> np.ndarray | None:
+    """The table `stem` (`length` records of `dtype`) of this dataset as a read-only memory map,
+    built by `build(out)` if no process has yet; None where no cache folder can be written."""
+    identity = _dataset_identity(dataset)
+    name = f"{stem}-{identity}.npy"
+    failures = []
+    for folder in _cache_folders(dataset):
+        path = folder / name
+        table = _open_table(path, dtype, length)
+        if table is None:
+            try:
+                table = _build_table(path, dtype, length, build, identity)
+            except OSError as exc:
+                failures.append(f"{folder}: {exc.strerror or exc}")
+                continue
+        if failures and dataset.path not in _reported:
+            _reported.add(dataset.path)
+            log.warning("token tables cached in %s (%s)", folder, "; ".join(failures))
+        return table
+    if dataset.path not in _reported:
+        _reported.add(dataset.path)
+        log.warning(
+            "token tables kept in memory, 16 bytes per interaction in each process (%s)",
+            "; ".join(failures),
+        )
+    return None
+
+
+def _open_table(path: Path, dtype: np.dtype, length: int) -> np.ndarray | None:
+    """The finished table at `path` as a plain read-only array over its memory map, or None."""
+    try:
+        table = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if table.dtype != dtype or table.shape != (length,):
+        return None
+    return np.asarray(table)  # fancy indexing on an np.memmap costs Python-level wrapping
+
+
+def _build_table(
+    path: Path,
+    dtype: np.dtype,
+    length: int,
+    build: Callable[[np.ndarray | None], np.ndarray],
+    identity: str,
+) -> np.ndarray:
+    """Build the table at `path` (unless another process finished it while this one waited for
+    the lock), atomically: a temporary file renamed into place. Raises OSError where the folder
+    cannot be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "ab") as lock:
+        # (Without locks on this file system, every waiting process builds; the renames race.)
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        table = _open_table(path, dtype, length)
+        if table is not None:
+            return table
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(length,))
+            build(out)
+            out.flush()
+            del out
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for stale in path.parent.glob("*.npy"):  # tables of an earlier dataset in this folder
+            if not stale.stem.endswith(identity):
+                stale.unlink(missing_ok=True)
+    table = _open_table(path, dtype, length)
+    if table is None:
+        raise OSError(f"{path} unreadable after it was written")
+    return table
 
 
 def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
@@ -505,7 +673,6 @@ def _flat_records(
     (with `query`, ending one column early: the last is left for the query)."""
     table, margin = parts.tokens(episodes, width)
     time_table = parts.times(width) if times else None
-    table, margin = parts.tokens(episodes, width)
     cols = np.arange(width)
     lo = width - int(query) - drawn.lengths if right else np.zeros_like(drawn.lengths)
     used = (cols >= lo[:, None]) & (cols < (lo + drawn.lengths)[:, None])
