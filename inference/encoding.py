@@ -180,6 +180,103 @@ def encode(
     return Encoded(**arrays, lengths=lengths)
 
 
+TIME_SHIFT = 2**40  # `entry_times` are seconds + TIME_SHIFT, 0 for NO_TIME (and padding)
+ENTRY_TOKENS = np.dtype(
+    [("item", "<i4"), ("score", "u1"), ("status", "u1"), ("progress", "u1"), ("entry", "u1")]
+)
+
+
+def entry_tokens(
+    entries: EntryArrays,
+    episodes: np.ndarray | None = None,
+    *,
+    margin: int = 1,
+    chunk: int = 1 << 22,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each entry's own tokens, as `encode` writes them: item + ITEM_OFFSET, score, status + 1 and
+    progress bucket, and `entry` 1: one 8-byte `ENTRY_TOKENS` record per entry, with `margin`
+    all-zero records before and after them. An all-zero record is exactly a padding token
+    (PAD_ITEM, no score, status 0, progress unknown; `entry` 0).
+
+    Training builds this once per dataset, so that a batch gathers one record per token instead of
+    encoding four fields afresh. In chunks of `chunk` entries: the progress buckets go through
+    float64 temporaries. With `out` (ENTRY_TOKENS, margin + n + margin long: a memory-mapped file
+    being built, say), written there and returned, so that only a chunk is ever in memory.
+    """
+    n = len(entries.items)
+    out = _table_out(out, n, margin, ENTRY_TOKENS)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        records = out[margin + lo : margin + hi]
+        items = np.asarray(entries.items[lo:hi], dtype=np.int64)
+        records["item"] = items + ITEM_OFFSET
+        records["score"] = entries.scores[lo:hi]
+        records["status"] = np.asarray(entries.statuses[lo:hi], dtype=np.int64) + 1
+        records["entry"] = 1
+        if episodes is not None:
+            records["progress"] = progress_buckets(items, entries.progress[lo:hi], episodes)
+    return out
+
+
+def entry_times(
+    times: np.ndarray, *, margin: int = 1, chunk: int = 1 << 22, out: np.ndarray | None = None
+) -> np.ndarray:
+    """int64: each time + TIME_SHIFT, 0 for NO_TIME, with `margin` zeros (padding) before and
+    after them, as `time_buckets_shifted` reads them (into `out`, as `entry_tokens`)."""
+    n = len(times)
+    out = _table_out(out, n, margin, np.dtype(np.int64))
+    for lo in range(0, n, chunk):
+        part = np.asarray(times[lo : lo + chunk], dtype=np.int64)
+        out[margin + lo : margin + lo + len(part)] = np.where(part == NO_TIME, 0, part + TIME_SHIFT)
+    return out
+
+
+def _table_out(out: np.ndarray | None, n: int, margin: int, dtype: np.dtype) -> np.ndarray:
+    """`entry_tokens`' and `entry_times`' output: a zeroed new table, or `out` checked and its
+    margins zeroed."""
+    if out is None:
+        return np.zeros(margin + n + margin, dtype=dtype)
+    if out.dtype != dtype or out.shape != (margin + n + margin,):
+        raise ValueError(f"out is {out.dtype} {out.shape}, not {dtype} ({margin + n + margin},)")
+    out[:margin] = 0
+    out[margin + n :] = 0
+    return out
+
+
+def _time_bucket_table() -> np.ndarray:
+    """int64 [4096]: the time token of a float64 delta = 1 + seconds before "now", indexed by its
+    top 12 bits (sign and exponent), for `time_buckets_shifted`'s deltas."""
+    bits = np.arange(4096)
+    exponent, negative = bits & 2047, bits >= 2048
+    table = np.minimum(exponent - (1023 - 2), 1 + N_TIME_LOG_BUCKETS)  # 2 + floor(log2(delta))
+    table[negative | (exponent < 1023)] = 2  # delta <= 0: a time after "now" counts as 0 s before
+    # |delta| >= 2^37 only where a time or "now" is unknown (int32 times differ by under 2^32).
+    table[exponent >= 1023 + 37] = TIME_UNKNOWN
+    return table
+
+
+_TIME_BUCKETS = _time_bucket_table()
+
+
+def time_buckets_shifted(out: np.ndarray, times: np.ndarray, now: np.ndarray) -> None:
+    """`time_buckets` of each row of `times` [batch, width] before its own `now[row]`, written
+    into the int64 array `out` (a view of any strides): the training batches' version.
+
+    Times and "now" are `entry_times` (seconds + TIME_SHIFT, 0 unknown), so an unknown one
+    puts delta beyond 2^39 either way. floor(log2(1 + delta)) is the float64 exponent of 1 + delta
+    (exact for integers below 2^53), read with the sign from the top 12 bits through a table: the
+    result is `time_buckets`' to the bit.
+    """
+    now = np.asarray(now, dtype=np.int64)
+    # Without "now", each delta is below -2^41 + 1, whether the entry's time is known or not.
+    shifted_now = np.where(now == 0, -2.0 * TIME_SHIFT, now + 1.0)
+    delta = out.view(np.float64)
+    np.subtract(shifted_now[:, None], times, out=delta)
+    top = np.right_shift(delta.view(np.uint64), np.uint64(52))
+    np.take(_TIME_BUCKETS, top.view(np.int64), out=out, mode="clip")
+
+
 def _time_buckets_per_row(times: np.ndarray, now: np.ndarray) -> np.ndarray:
     """`time_buckets` with each entry's own "now" (NO_TIME: unknown), for whole seconds.
 
@@ -212,8 +309,9 @@ def encode_flat(
     """`encode` for histories laid end to end: row b is the next `lengths[b]` entries of `entries`.
 
     Equal to `encode` of the same histories (pinned by a test), but in whole-batch array operations
-    instead of a Python loop per row: training builds every batch through it. "Now" is each row's
-    last entry time, as `encode` takes it by default.
+    instead of a Python loop per row. "Now" is each row's last entry time, as `encode` takes it by
+    default. (Training batches no longer come through here: they gather `entry_tokens` records,
+    see `training.batches`.)
     """
     if max_len < 1 + int(append_query):
         raise ValueError(f"max_len {max_len} leaves no room for a history")

@@ -1,10 +1,19 @@
 """CSR dataset -> training batches, through `inference.encoding` (the encoder serving uses too).
 
-A batch is built in whole-batch array operations, with no Python loop per sample: the samples'
-entries are drawn as dataset row indices laid end to end (`Drawn`), gathered from the memory-mapped
-arrays with one index per field, and encoded by `encoding.encode_flat`, which a test pins to the
-serving `encode` row by row. `tests/training/rowwise_batches.py` keeps the row-by-row builders
-this replaced, as the reference the tests compare against and the benchmark's baseline.
+A batch is built in whole-batch array operations, with no Python loop per sample. Each
+interaction's own tokens (item, score, status, progress: `encoding.entry_tokens`) are encoded once
+per dataset into an 8-byte record, and its time into a second 8-byte table; a batch gathers
+[batch, width] records, right-aligned with zero records (exactly the padding `encode` writes)
+before them, and unpacks each field in one copy. Timed data draws runs of consecutive training
+entries, copied as one slice per sample through a sliding-window view; shuffled draws (`Drawn`,
+dataset rows laid end to end) gather one record per token. The tables are files in the dataset's
+`cache/` folder, built once per dataset by the first process that needs them (16 bytes per
+interaction on disk, 8 without times) and memory-mapped read-only by every training process of the
+machine (DDP ranks, loader workers), which share their pages in the page cache instead of each
+holding a copy (`_cached_table`; in memory, with a log line, where no cache folder is writable).
+`tests/training/rowwise_batches.py` keeps the row-by-row builders this replaced, through the
+serving `encode`: the reference the tests compare every builder against, array by array, and the
+benchmark's baseline.
 
 Every random choice about a sample (its window, masked tokens, cut point, shuffled order) is a
 counter-based hash of its own seed, drawn from (seed, epoch, step): a batch is a pure function of
@@ -17,14 +26,23 @@ per-epoch check and test items the final evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from inference.encoding import (
+    ENTRY_TOKENS,
     FIELDS,
     ITEM_OFFSET,
     MASK_ITEM,
@@ -33,20 +51,24 @@ from inference.encoding import (
     SCORE_MASK,
     STATUS_MASK,
     TIME_NOW,
-    encode_flat,
-    mask_tokens,
+    TIME_UNKNOWN,
+    entry_times,
+    entry_tokens,
+    time_buckets_shifted,
 )
-from training.dataset import TRAIN, VALIDATION, Dataset, History
+from training.dataset import CACHE, TRAIN, VALIDATION, Dataset, History
 from training.errors import TrainingError
 
 Batch = dict[str, np.ndarray]
+log = logging.getLogger(__name__)
 
 
 class UserParts:
     """Each user's interactions of one split part (train, validation...), read lazily from memmaps."""
 
-    def __init__(self, dataset: Dataset, split: str) -> None:
+    def __init__(self, dataset: Dataset, split: str, *, cache: bool = True) -> None:
         self.dataset = dataset
+        self.cache = cache  # the token tables in shared files (`_cached_table`), else in memory
         self.labels = dataset.split(split)
         if len(self.labels) != dataset.n_interactions:
             raise TrainingError(
@@ -61,6 +83,11 @@ class UserParts:
         self.counts = counts
         self._layout: tuple[np.ndarray, np.ndarray | None] | None = None
         self._columns: History | None = None
+        self._tokens: tuple[np.ndarray | None, str, np.ndarray] | None = None  # episodes, key
+        self._times: np.ndarray | None = None
+        self._margin = 0  # of both tables
+        self._windows: dict[tuple[str, int], np.ndarray] = {}  # sliding-window views of them
+        self._index: np.ndarray | None = None
 
     @property
     def has_times(self) -> bool:
@@ -80,6 +107,142 @@ class UserParts:
     @property
     def n_items(self) -> int:
         return self.dataset.n_items
+
+    def tokens(self, episodes: np.ndarray | None, margin: int = 0) -> tuple[np.ndarray, int]:
+        """Every interaction's own tokens (`encoding.entry_tokens`) between at least `margin` + 1
+        padding records each side, and that margin: row r's record is at index margin + r, index
+        0 padding. 8 bytes per interaction, for these `episodes`: a memory-mapped file of the
+        dataset's `cache/` shared by every process (`_cached_table`), built by the first that asks;
+        reopened, with a wider margin, if a batch asks for more."""
+        self._widen(margin)
+        held = self._tokens
+        if held is None or held[0] is not episodes:
+            key = _episodes_key(episodes)
+            if held is None or held[1] != key:
+                margin_now = self._margin
+
+                def build(out: np.ndarray | None) -> np.ndarray:
+                    return entry_tokens(self.columns, episodes, margin=margin_now, out=out)
+
+                table = self._table(f"tokens-{key}", ENTRY_TOKENS, build)
+                self._windows = {k: v for k, v in self._windows.items() if k[0] != "tokens"}
+                held = (episodes, key, table)
+            self._tokens = held = (episodes, held[1], held[2])
+        return held[2], self._margin
+
+    def times(self, margin: int) -> np.ndarray:
+        """Every interaction's time as `encoding.entry_times`, laid out as `tokens` with the same
+        margin (either call widens both): 8 bytes per interaction, a shared file as `tokens`."""
+        self._widen(margin)
+        if self._times is None:
+            margin_now = self._margin
+
+            def build(out: np.ndarray | None) -> np.ndarray:
+                return entry_times(self.columns.times, margin=margin_now, out=out)
+
+            self._times = self._table("times", np.dtype(np.int64), build)
+        return self._times
+
+    def _widen(self, margin: int) -> None:
+        """Make both tables' margin exceed `margin`: a power of two, at least 256, so that processes
+        asking for different widths mostly share one file."""
+        if self._margin <= margin:
+            self._margin = max(256, 1 << int(margin).bit_length())
+            self._tokens = self._times = None
+            self._windows = {}
+
+    def _table(
+        self, name: str, dtype: np.dtype, build: Callable[[np.ndarray | None], np.ndarray]
+    ) -> np.ndarray:
+        """A table of the current margin: the shared cache file, or built in memory without one."""
+        length = self.dataset.n_interactions + 2 * self._margin
+        table = None
+        if self.cache:
+            table = _cached_table(self.dataset, f"{name}-m{self._margin}", dtype, length, build)
+        return build(None) if table is None else table
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a spawned loader worker) without the tables: the worker reopens the files."""
+        state = self.__dict__.copy()
+        state.update(_tokens=None, _times=None, _windows={}, _columns=None)
+        return state
+
+    def run_cells(
+        self,
+        users: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        width: int,
+        *,
+        right: bool = True,
+        margin: int = 0,
+    ) -> np.ndarray:
+        """[len(users), width] int64: entries starts[b] .. starts[b] + lengths[b] - 1 of user b's
+        training part in row b, right- or left-aligned, as indices into a `tokens` table of this
+        `margin` (index 0, padding, in every other cell)."""
+        first, index = self._train_layout()
+        lengths = np.asarray(lengths, dtype=np.int64)
+        lo = (width - lengths) if right else np.zeros_like(lengths)
+        cells = np.subtract(np.arange(width), lo[:, None])  # the entry in each cell
+        outside = cells.view(np.uint64) >= lengths.astype(np.uint64)[:, None]  # < 0 or past
+        cells += (first[np.asarray(users, dtype=np.int64)] + starts)[:, None]
+        if index is not None:
+            if self._index is None:
+                self._index = np.concatenate([index, [0]])
+            np.putmask(cells, outside, len(index))
+            cells = np.take(self._index, cells, mode="clip")
+        cells += margin
+        np.putmask(cells, outside, 0)
+        return cells
+
+    def run_records(
+        self,
+        users: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        width: int,
+        episodes: np.ndarray | None,
+        *,
+        right: bool = True,
+        times: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, zero in padding),
+        and with `times` their `times` (0 in padding).
+
+        Where every user's training part is one run of rows, each row is a slice of the tables:
+        one copy per row through a sliding-window view, then one mask for the padding."""
+        first, index = self._train_layout()
+        table, margin = self.tokens(episodes, width)
+        time_table = self.times(width) if times else None
+        if index is not None:
+            cells = self.run_cells(users, starts, lengths, width, right=right, margin=margin)
+            records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+            if time_table is None:
+                return records, None
+            return records, np.take(time_table, cells, mode="clip")
+        lengths = np.asarray(lengths, dtype=np.int64)
+        begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
+        if right:
+            begin -= width - lengths
+        keep = _keep_table(margin)
+        mask = keep[width - lengths, :width] if right else ~keep[lengths, :width]
+        words = self._window(table.view(np.int64), "tokens", width)[begin]
+        words &= mask
+        if time_table is None:
+            return words.view(ENTRY_TOKENS), None
+        entry_times = self._window(time_table, "times", width)[begin]
+        entry_times &= mask
+        return words.view(ENTRY_TOKENS), entry_times
+
+    def _window(self, table: np.ndarray, name: str, width: int) -> np.ndarray:
+        """A read-only [len - width + 1, width] sliding-window view of an 8-byte table."""
+        view = self._windows.get((name, width))
+        if view is None:
+            view = np.lib.stride_tricks.as_strided(
+                table, (len(table) - width + 1, width), (8, 8), writeable=False
+            )
+            self._windows[(name, width)] = view
+        return view
 
     def part(self, user: int, labels: tuple[int, ...] = (TRAIN,)) -> History:
         lo, hi = int(self.dataset.offsets[user]), int(self.dataset.offsets[user + 1])
@@ -122,6 +285,127 @@ class UserParts:
         return np.flatnonzero(ok)
 
 
+# ------------------------------------------------------------------------ shared token tables
+#
+# `UserParts.tokens` and `times` are files in the dataset folder's `cache/`, named by what their
+# content depends on, opened read-only as memory maps: every process on a machine (DDP ranks,
+# loader workers) shares one copy in the page cache. The first process to ask builds a file in
+# chunks into a temporary memory-mapped file and renames it into place, holding a lock on the name
+# meanwhile so that the others wait for it instead of building their own. `training build` and
+# `write_dataset` delete `cache/`; the dataset's identity in every name (`_dataset_identity`) keeps
+# a dataset rewritten any other way from reading a stale table.
+
+CACHE_DIR_ENV = "ANIMEREC_CACHE_DIR"  # where tables go when a dataset folder is not writable
+_TABLE_ARRAYS = ("items", "scores", "statuses", "progress", "times", "offsets")
+_reported: set[Path] = set()  # dataset folders whose cache fallback was logged
+
+
+def _episodes_key(episodes: np.ndarray | None) -> str:
+    if episodes is None:
+        return "none"
+    values = np.ascontiguousarray(episodes, dtype=np.int64)
+    return hashlib.blake2b(values.tobytes(), digest_size=8).hexdigest()
+
+
+def _dataset_identity(dataset: Dataset) -> str:
+    """A hash of the size, modification time and inode of each array the tables are made from."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in _TABLE_ARRAYS:
+        stat = (dataset.path / f"{name}.npy").stat()
+        digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino};".encode())
+    return digest.hexdigest()
+
+
+def _cache_folders(dataset: Dataset) -> list[Path]:
+    """The dataset's own `cache/`, then one under $ANIMEREC_CACHE_DIR (else the temp directory)."""
+    root = Path(os.environ.get(CACHE_DIR_ENV) or Path(tempfile.gettempdir()) / "animerec-cache")
+    where = hashlib.blake2b(str(dataset.path.resolve()).encode(), digest_size=8).hexdigest()
+    return [dataset.path / CACHE, root / f"{dataset.path.name}-{where}"]
+
+
+def _cached_table(
+    dataset: Dataset,
+    stem: str,
+    dtype: np.dtype,
+    length: int,
+    build: Callable[[np.ndarray | None], np.ndarray],
+) -> np.ndarray | None:
+    """The table `stem` (`length` records of `dtype`) of this dataset as a read-only memory map,
+    built by `build(out)` if no process has yet; None where no cache folder can be written."""
+    identity = _dataset_identity(dataset)
+    name = f"{stem}-{identity}.npy"
+    failures = []
+    for folder in _cache_folders(dataset):
+        path = folder / name
+        table = _open_table(path, dtype, length)
+        if table is None:
+            try:
+                table = _build_table(path, dtype, length, build, identity)
+            except OSError as exc:
+                failures.append(f"{folder}: {exc.strerror or exc}")
+                continue
+        if failures and dataset.path not in _reported:
+            _reported.add(dataset.path)
+            log.warning("token tables cached in %s (%s)", folder, "; ".join(failures))
+        return table
+    if dataset.path not in _reported:
+        _reported.add(dataset.path)
+        log.warning(
+            "token tables kept in memory, 16 bytes per interaction in each process (%s)",
+            "; ".join(failures),
+        )
+    return None
+
+
+def _open_table(path: Path, dtype: np.dtype, length: int) -> np.ndarray | None:
+    """The finished table at `path` as a plain read-only array over its memory map, or None."""
+    try:
+        table = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if table.dtype != dtype or table.shape != (length,):
+        return None
+    return np.asarray(table)  # fancy indexing on an np.memmap costs Python-level wrapping
+
+
+def _build_table(
+    path: Path,
+    dtype: np.dtype,
+    length: int,
+    build: Callable[[np.ndarray | None], np.ndarray],
+    identity: str,
+) -> np.ndarray:
+    """Build the table at `path` (unless another process finished it while this one waited for
+    the lock), atomically: a temporary file renamed into place. Raises OSError where the folder
+    cannot be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "ab") as lock:
+        # (Without locks on this file system, every waiting process builds; the renames race.)
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        table = _open_table(path, dtype, length)
+        if table is not None:
+            return table
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(length,))
+            build(out)
+            out.flush()
+            del out
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for stale in path.parent.glob("*.npy"):  # tables of an earlier dataset in this folder
+            if not stale.stem.endswith(identity):
+                stale.unlink(missing_ok=True)
+    table = _open_table(path, dtype, length)
+    if table is None:
+        raise OSError(f"{path} unreadable after it was written")
+    return table
+
+
 def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
     """Episode count per vocabulary item (0 = unknown) from a catalogue, or None without one."""
     if not catalog_path:
@@ -134,6 +418,15 @@ def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
             f"catalogue {catalog_path} has {len(catalog.items)} items, the dataset {n_items}"
         )
     return np.array([item.episodes or 0 for item in catalog], dtype=np.int64)
+
+
+@cache
+def _keep_table(width: int) -> np.ndarray:
+    """int64 [width + 1, width]: row k is all ones (-1) from column k on, 0 before: the mask that
+    keeps the last width - k words of a row (its complement, the first k). Read-only, shared."""
+    out = np.where(np.arange(width) >= np.arange(width + 1)[:, None], -1, 0).astype(np.int64)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(frozen=True)
@@ -218,17 +511,24 @@ _WINDOW, _ORDER, _MASK, _QUERY, _PICK, _CUT = 1, 2, 3, 4, 5, 6
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """The SplitMix64 finaliser, in place (uint64 arithmetic wraps, as the algorithm wants)."""
-    x ^= x >> np.uint64(30)
+    shifted = np.right_shift(x, np.uint64(30))  # one scratch array for the three shifts
+    x ^= shifted
     x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
+    np.right_shift(x, np.uint64(27), out=shifted)
+    x ^= shifted
     x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
+    np.right_shift(x, np.uint64(31), out=shifted)
+    x ^= shifted
     return x
 
 
-def _stream(seeds: np.ndarray, stream: int) -> np.ndarray:
-    """One uint64 state per sample for one kind of draw (windows, masks...)."""
-    offset = np.uint64((stream * _GOLDEN) & _MASK64)
+def _stream(seeds: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
+    """One uint64 state per sample for one kind of draw (windows, masks...); for several kinds
+    at once, `stream` an int array that broadcasts against `seeds`."""
+    if isinstance(stream, int):
+        offset: np.ndarray | np.uint64 = np.uint64((stream * _GOLDEN) & _MASK64)
+    else:
+        offset = np.asarray(stream, dtype=np.uint64) * np.uint64(_GOLDEN)  # arrays wrap quietly
     return _mix(np.asarray(seeds, dtype=np.uint64) + offset)
 
 
@@ -295,16 +595,6 @@ class Drawn:
         keep = self.within >= np.repeat(self.lengths - counts, self.lengths)
         return Drawn(self.rows[keep], counts)
 
-    def gather(self, parts: UserParts) -> History:
-        c = parts.columns
-        # The rows are valid by construction: "clip" skips numpy's bounds check (2x faster).
-        return History(
-            *(
-                np.take(a, self.rows, mode="clip")
-                for a in (c.items, c.scores, c.statuses, c.progress, c.times)
-            )
-        )
-
 
 def _runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """starts[b], starts[b] + 1, ... (lengths[b] of them) for every b, laid end to end."""
@@ -334,6 +624,17 @@ def _shuffled(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> Drawn:
     return Drawn(full.rows[order], n)
 
 
+def _window_runs(
+    parts: UserParts, users: np.ndarray, seeds: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each user's random run of `length` consecutive training entries starts, and its length
+    (all of them if fewer): `draw_windows` without shuffling, as runs."""
+    n = parts.counts[TRAIN][users]
+    take = np.minimum(n, length)
+    ends = take + _below(_bits(_stream(seeds, _WINDOW)), n - take + 1)
+    return ends - take, take
+
+
 def draw_windows(
     parts: UserParts, users: np.ndarray, seeds: np.ndarray, length: int, *, shuffle: bool
 ) -> Drawn:
@@ -343,25 +644,185 @@ def draw_windows(
     from it), a random `length` of them in a random order instead.
     """
     users = np.asarray(users, dtype=np.int64)
-    n = parts.counts[TRAIN][users]
-    take = np.minimum(n, length)
     if shuffle:
-        full = _shuffled(parts, users, seeds)
-        return full.first(take)
-    ends = take + _below(_bits(_stream(seeds, _WINDOW)), n - take + 1)
-    return _train_runs(parts, users, ends - take, take)
+        n = parts.counts[TRAIN][users]
+        return _shuffled(parts, users, seeds).first(np.minimum(n, length))
+    starts, take = _window_runs(parts, users, seeds, length)
+    return _train_runs(parts, users, starts, take)
+
+
+# ----------------------------------------------------------------------------- token records
+#
+# A batch is laid out as [batch, width] token records (`UserParts.tokens`), an all-zero record
+# (which encodes to exactly the padding `encode` writes) where a row has no entry. Timed data
+# draws runs of consecutive training entries, copied as slices (`UserParts.run_records`);
+# shuffled draws gather their flat rows (`_flat_records`). Each field is then one strided copy.
+
+
+def _flat_records(
+    parts: UserParts,
+    drawn: Drawn,
+    width: int,
+    episodes: np.ndarray | None,
+    *,
+    right: bool = True,
+    times: bool = False,
+    query: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order
+    (with `query`, ending one column early: the last is left for the query)."""
+    table, margin = parts.tokens(episodes, width)
+    time_table = parts.times(width) if times else None
+    cols = np.arange(width)
+    lo = width - int(query) - drawn.lengths if right else np.zeros_like(drawn.lengths)
+    used = (cols >= lo[:, None]) & (cols < (lo + drawn.lengths)[:, None])
+    cells = np.zeros((len(drawn.lengths), width), dtype=np.int64)
+    cells[used] = drawn.rows + margin  # row-major order of the cells is the drawn order
+    records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+    return records, None if time_table is None else np.take(time_table, cells, mode="clip")
+
+
+def _encode_records(
+    parts: UserParts,
+    records: np.ndarray,
+    entry_times: np.ndarray | None,
+    *,
+    query: bool = False,
+    use_times: bool = True,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """[6 fields (FIELDS order), batch, width] int64: right-aligned rows of token `records`
+    ([batch, width]) encoded as `encoding.encode` encodes them (with their `entry_times`, None
+    where times are not used), "now" the time of each row's last entry. With `query`, the last
+    column is the MASK query stamped "now" instead, whatever record it holds, and the entries end
+    one column before it. Written into out[:, :, :width] if given."""
+    batch, width = records.shape
+    block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
+    items, scores, statuses, times, progress, positions = block[:, :, :width]
+    np.copyto(items, records["item"])
+    np.copyto(scores, records["score"])
+    np.copyto(statuses, records["status"])
+    np.copyto(progress, records["progress"])
+    if parts.has_times and use_times and width > int(query):
+        assert entry_times is not None
+        time_buckets_shifted(times, entry_times, entry_times[:, width - 1 - int(query)])
+    else:
+        times.fill(TIME_UNKNOWN)
+    if parts.has_times:  # counted back from the last column, 0 in padding
+        np.multiply(records["entry"], np.arange(width - 1, -1, -1), out=positions)
+    else:
+        positions.fill(0)
+    if query:
+        items[:, -1] = MASK_ITEM
+        scores[:, -1] = SCORE_MASK
+        statuses[:, -1] = STATUS_MASK
+        times[:, -1] = TIME_NOW
+        progress[:, -1] = PROGRESS_UNKNOWN
+        positions[:, -1] = 0
+    return block
+
+
+def _mask_word() -> np.int64:
+    """The first 8 bytes of a hidden entry's record: MASK item, score and status, progress unknown."""
+    record = np.zeros(1, dtype=ENTRY_TOKENS)
+    record["item"], record["score"], record["status"] = MASK_ITEM, SCORE_MASK, STATUS_MASK
+    record["progress"], record["entry"] = PROGRESS_UNKNOWN, 1
+    return record.view(np.int64)[0]
+
+
+_MASK_WORD = _mask_word()
+
+
+def _targets(
+    records: np.ndarray, out: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw items, scores and statuses of token `records` as int64: -1, 0, -1 in padding
+    (written into the three int64 arrays `out` if given)."""
+    if out is None:
+        out = [np.empty(records.shape, dtype=np.int64) for _ in range(3)]
+    items, scores, statuses = out
+    np.subtract(records["item"], ITEM_OFFSET, out=items, dtype=np.int64)
+    np.maximum(items, -1, out=items)  # padding: PAD_ITEM - ITEM_OFFSET = -2
+    np.copyto(scores, records["score"])
+    np.subtract(records["status"], 1, out=statuses, dtype=np.int64)
+    return items, scores, statuses
 
 
 def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarray:
     """Rows laid end to end -> [batch, longest] int64, left-aligned, `fill` after each row."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    width = max(int(lengths.max(initial=0)), 1)
+    width = _width(lengths)
     out = np.full((len(lengths), width), fill, dtype=np.int64)
-    out[np.arange(width) < lengths[:, None]] = values  # row-major: the rows in order
+    # An index per value, not a mask per cell: rows can be far wider than most of their values.
+    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values
     return out
 
 
+def _width(lengths: np.ndarray) -> int:
+    return max(int(lengths.max(initial=0)), 1)
+
+
 # -------------------------------------------------------------------------------------- batches
+
+
+def _mask_cells(
+    parts: UserParts,
+    seeds: np.ndarray,
+    lengths: np.ndarray,
+    width: int,
+    *,
+    mask_prob: float,
+    query_prob: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pretraining's hidden entries as [batch, width] cells of right-aligned rows of `lengths`
+    entries, and which rows hide their last entry as the "now" query.
+
+    Entry k of row b is hidden when draw k of its _MASK stream falls below mask_prob: the hash of
+    (k + 1) * GOLDEN + state_b, which in cell c = lo_b + k is c * GOLDEN + a constant per row.
+    """
+    n = lengths
+    lo = width - n
+    states = _stream(np.asarray(seeds, dtype=np.uint64)[None, :], np.array([[_MASK], [_QUERY]]))
+    state = states[0] + (1 - lo).astype(np.uint64) * np.uint64(_GOLDEN)  # wraps
+    draws = np.add(_column_counters(width), state[:, None])
+    chosen = _mix(draws) < _threshold(mask_prob)
+    chosen &= _right_aligned(width)[lo]
+    query = (_uniform(_bits(states[1])) < query_prob) & (n > 0) & parts.has_times
+    chosen[query, width - 1] = True
+    # At least one hidden entry per sample (rarely needed: the draw waits for it).
+    none = ~chosen.any(axis=1) & (n > 0)
+    if none.any():
+        pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
+        chosen[np.flatnonzero(none), (lo[none] + pick)] = True
+    return chosen, query
+
+
+@cache
+def _column_counters(width: int) -> np.ndarray:
+    """c * GOLDEN for columns c < width (uint64, wrapping): read-only, shared."""
+    out = np.arange(width, dtype=np.uint64) * np.uint64(_GOLDEN)
+    out.flags.writeable = False
+    return out
+
+
+@cache
+def _right_aligned(width: int) -> np.ndarray:
+    """bool [width + 1, width]: row k is true from column k on (the cells of a right-aligned row
+    of width - k entries). Read-only, shared."""
+    out = np.arange(width) >= np.arange(width + 1)[:, None]
+    out.flags.writeable = False
+    return out
+
+
+def _pretrain_window(
+    parts: UserParts, users: np.ndarray, seeds: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Drawn | None]:
+    """Pretraining's windows: lengths, and runs' starts (timed) or the shuffled draw."""
+    if parts.has_times:
+        starts, lengths = _window_runs(parts, users, seeds, max_len)
+        return lengths, starts, None, None
+    drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
+    return drawn.lengths, np.zeros(0, dtype=np.int64), None, drawn
 
 
 def pretrain_draw(
@@ -375,17 +836,16 @@ def pretrain_draw(
 ) -> tuple[Drawn, np.ndarray, np.ndarray]:
     """Pretraining's draws: each sample's entries, which of them are hidden (flat, in the entries'
     order) and which samples hide their last entry as the "now" query."""
-    drawn = draw_windows(parts, users, seeds, max_len, shuffle=not parts.has_times)
-    row_of, n = drawn.row_of, drawn.lengths
-    chosen = _bits(_stream(seeds, _MASK)[row_of], drawn.within) < _threshold(mask_prob)
-    last = drawn.starts + n - 1
-    query = (_uniform(_bits(_stream(seeds, _QUERY))) < query_prob) & (n > 0) & parts.has_times
-    chosen[last[query]] = True
-    # At least one hidden entry per sample.
-    none = (np.bincount(row_of[chosen], minlength=len(n)) == 0) & (n > 0)
-    pick = _below(_bits(_stream(seeds, _PICK)), np.maximum(n, 1))
-    chosen[(drawn.starts + pick)[none]] = True
-    return drawn, chosen, query
+    users = np.asarray(users, dtype=np.int64)
+    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
+    width = _width(lengths)
+    chosen, query = _mask_cells(
+        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
+    )
+    if drawn is None:
+        drawn = _train_runs(parts, users, starts, lengths)
+    used = np.arange(width) >= (width - lengths)[:, None]
+    return drawn, chosen[used], query
 
 
 def pretrain_batch(
@@ -403,31 +863,28 @@ def pretrain_batch(
     With probability `query_prob` a row's last entry is also hidden and stamped "now", the exact
     form of the fine-tuning query, so pretraining already answers "what comes next?".
     """
-    drawn, chosen, query = pretrain_draw(
-        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
+    users = np.asarray(users, dtype=np.int64)
+    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
+    width = _width(lengths)
+    if drawn is None:
+        records, times = parts.run_records(
+            users, starts, lengths, width, episodes, times=parts.has_times
+        )
+    else:
+        records, times = _flat_records(parts, drawn, width, episodes, times=parts.has_times)
+    chosen, query = _mask_cells(
+        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
     )
-    enc = encode_flat(
-        drawn.gather(parts),
-        drawn.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-    )
-    width = enc.items.shape[1]
-    mask = np.zeros(enc.items.shape, dtype=bool)
-    # Entries are right-aligned, and row-major order over them is the order they were drawn in.
-    mask[np.arange(width) >= (width - drawn.lengths)[:, None]] = chosen
-    stamp = np.zeros(enc.items.shape, dtype=bool)
-    stamp[query, width - 1] = True
-    # The hidden tokens in row-major order (np.nonzero's), read from the flat draw.
-    rows = drawn.row_of[chosen]
-    cols = (width - drawn.lengths)[rows] + drawn.within[chosen]
-    target_items = enc.items[rows, cols] - ITEM_OFFSET
-    target_scores = enc.scores[rows, cols]
-    target_statuses = enc.statuses[rows, cols] - 1
-    masked = mask_tokens(enc, mask, stamp_now=stamp, in_place=True)
+    # The hidden tokens in row-major order (np.nonzero's), read before they are hidden.
+    flat = np.flatnonzero(chosen)
+    rows, cols = np.divmod(flat, width)
+    target_items, target_scores, target_statuses = _targets(np.take(records, flat))
+    # Hiding keeps the time (and the position); the rest of the record becomes the MASK token.
+    np.putmask(records.view(np.int64), chosen, _MASK_WORD)
+    block = _encode_records(parts, records, times)
+    block[3][query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
     return {
-        **masked.as_dict(),
+        **dict(zip(FIELDS, block, strict=True)),
         "target_rows": rows,
         "target_cols": cols,
         "target_items": target_items,
@@ -436,17 +893,23 @@ def pretrain_batch(
     }
 
 
+def _cuts(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Timed fine-tuning's cut per sample (1..n-1: history before it) and training entry count."""
+    n = parts.counts[TRAIN][users]
+    return 1 + _below(_bits(_stream(seeds, _CUT)), np.maximum(n - 1, 1)), n
+
+
 def finetune_draw(
     parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, holdout_share: float, n_next: int
 ) -> tuple[Drawn, Drawn]:
     """Fine-tuning's draws: each sample's whole history (in encoding order) and its targets."""
     users = np.asarray(users, dtype=np.int64)
-    n = parts.counts[TRAIN][users]
     if parts.has_times:
-        cut = 1 + _below(_bits(_stream(seeds, _CUT)), np.maximum(n - 1, 1))
+        cut, n = _cuts(parts, users, seeds)
         history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
         target = _train_runs(parts, users, cut, np.minimum(n, cut + n_next) - cut)
         return history, target
+    n = parts.counts[TRAIN][users]
     full = _shuffled(parts, users, seeds)
     k = np.clip(np.rint(holdout_share * n).astype(np.int64), 1, np.maximum(n - 1, 0))
     return full.last(n - k), full.first(k)
@@ -468,24 +931,41 @@ def finetune_batch(
     `n_next` entries. Untimed data: a random `holdout_share` of the entries (at least one) are the
     targets and the rest, shuffled, the history. Users need >= 2 training entries.
     """
-    history, target = finetune_draw(parts, users, seeds, holdout_share=holdout_share, n_next=n_next)
+    if max_len < 2:
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    users = np.asarray(users, dtype=np.int64)
     # Only the newest max_len - 1 history entries are encoded; `seen_items` holds them all.
-    newest = history.last(np.minimum(history.lengths, max_len - 1))
-    enc = encode_flat(
-        newest.gather(parts),
-        newest.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-        append_query=True,
-    )
-    columns = parts.columns
+    if parts.has_times:
+        cut, n = _cuts(parts, users, seeds)
+        kept = np.minimum(cut, max_len - 1)
+        n_targets = np.minimum(n, cut + n_next) - cut
+        # The newest `kept` entries before the cut and, in the query's column, the entry at it.
+        records, times = parts.run_records(
+            users, cut - kept, kept + 1, _width(kept + 1), episodes, times=True
+        )
+        target, _ = parts.run_records(
+            users, cut, n_targets, _width(n_targets), episodes, right=False
+        )
+        history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
+    else:
+        history, drawn = finetune_draw(
+            parts, users, seeds, holdout_share=holdout_share, n_next=n_next
+        )
+        newest = history.last(np.minimum(history.lengths, max_len - 1))
+        records, times = _flat_records(
+            parts, newest, _width(newest.lengths + 1), episodes, query=True
+        )
+        target, _ = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
+    block = _encode_records(parts, records, times, query=True)
+    target_items, target_scores, target_statuses = _targets(target)
     return {
-        **enc.as_dict(),
-        "target_items": _padded(columns.items[target.rows], target.lengths),
-        "target_scores": _padded(columns.scores[target.rows], target.lengths, fill=0),
-        "target_statuses": _padded(columns.statuses[target.rows], target.lengths),
-        "seen_items": _padded(columns.items[history.rows], history.lengths),
+        **dict(zip(FIELDS, block, strict=True)),
+        "target_items": target_items,
+        "target_scores": target_scores,
+        "target_statuses": target_statuses,
+        # Every history entry, left-aligned: as wide as the longest history, often far more
+        # than max_len, so from the flat rows rather than as records.
+        "seen_items": _padded(np.take(parts.columns.items, history.rows), history.lengths),
     }
 
 
@@ -507,79 +987,96 @@ def next_entries_batch(
     entry of the window is thus a target, as in SASRec, while each question keeps the serving
     form. Targets: `target_items` (-1 where none), with their scores and statuses.
     """
-    window = draw_windows(parts, users, seeds, max_len, shuffle=False)
-    if (window.lengths < 1).any():
+    if max_len < 2:
+        raise ValueError(f"max_len {max_len} leaves no room for a history")
+    users = np.asarray(users, dtype=np.int64)
+    starts, lengths = _window_runs(parts, users, seeds, max_len)
+    if (lengths < 1).any():
         raise TrainingError("next-entries batches need users with training entries")
-    lengths = window.lengths
-    head = window.first(lengths - 1)  # e_0..e_{n-1}
-    enc = encode_flat(
-        head.gather(parts),
-        head.lengths,
-        max_len,
-        has_times=parts.has_times,
-        episodes=episodes,
-        append_query=True,
-        use_times=use_times,
-    )
-    batch, width = enc.items.shape
+    n = lengths - 1  # e_0..e_{n-1} are encoded
+    width = _width(n + 1)
+    batch = len(users)
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
-    # Entry e_k (k = 1..n-1, n = entries before the last) -> a query in column width + k - 1 at
-    # e_k's position (n - k, counted back from the last column) that sees columns up to e_{k-1}'s
-    # (e_0 sits in column width - 1 - n).
-    n = head.lengths[:, None]
-    k = 1 + np.arange(extra)
-    query = k < n
-    block = np.zeros((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
-    out: Batch = dict(zip(FIELDS, block, strict=True))
-    for name, array in enc.as_dict().items():
-        out[name][:, :width] = array
-    # Behind the queries, padding: as encode pads, except time "now" (what the old code left).
-    out["items"][:, width:] = PAD_ITEM
-    out["items"][:, width:][query] = MASK_ITEM
-    np.multiply(query, SCORE_MASK, out=out["scores"][:, width:])  # 0: padding
-    np.multiply(query, STATUS_MASK, out=out["statuses"][:, width:])
-    out["times"][:, width:] = TIME_NOW
-    out["progress"][:, width:] = PROGRESS_UNKNOWN
-    if parts.has_times:
-        np.multiply(query, n - k, out=out["positions"][:, width:])
-    query_sees = np.full((batch, total), -1, dtype=np.int64)
+    block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
+    # The whole window e_0..e_n, right-aligned: e_n in the query's column, which the query takes.
+    window, times = parts.run_records(users, starts, lengths, width, episodes, times=use_times)
+    _encode_records(parts, window, times, query=True, use_times=use_times, out=block)
+    # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
+    # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
+    # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
+    # All of it depends on n alone: each row is a copy of its n's row of a template.
+    template = _query_template(width, parts.has_times)
+    items, scores, statuses, times, progress, positions = block[:, :, width:]
+    for field, name in ((items, "items"), (scores, "scores"), (statuses, "statuses")):
+        field[...] = template[name][n]
+    times.fill(TIME_NOW)
+    progress.fill(PROGRESS_UNKNOWN)
+    positions[...] = template["positions"][n]
+    query_sees = np.empty((batch, total), dtype=np.int64)
+    query_sees[:, : width - 1] = -1
     query_sees[:, width - 1] = width - 2
-    query_sees[:, width:][query] = (width - 2 - n + k)[query]
-    last = window.rows[window.starts + lengths - 1]
-    # e_1..e_{n-1}, in the row-major order of `query`.
-    rows = window.rows[(window.within >= 1) & (window.within < np.repeat(lengths - 1, lengths))]
-    columns = parts.columns
-    targets: Batch = {}
-    for name, fill in (("items", -1), ("scores", 0), ("statuses", -1)):
-        values = getattr(columns, name)
-        target = np.full((batch, total), fill, dtype=np.int64)
-        target[:, width - 1] = values[last]
-        target[:, width:][query] = values[rows]
-        targets[name] = target
+    query_sees[:, width:] = template["query_sees"][n]
+    # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
+    later, _ = parts.run_records(
+        users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False
+    )
+    targets = [np.empty((batch, total), dtype=np.int64) for _ in range(3)]
+    _targets(window[:, -1:], [t[:, width - 1 : width] for t in targets])
+    _targets(later, [t[:, width:] for t in targets])
+    for target, fill in zip(targets, (-1, 0, -1), strict=True):
+        target[:, : width - 1] = fill
     return {
-        **out,
+        **dict(zip(FIELDS, block, strict=True)),
         "query_sees": query_sees,
-        "target_items": targets["items"],
-        "target_scores": targets["scores"],
-        "target_statuses": targets["statuses"],
+        "target_items": targets[0],
+        "target_scores": targets[1],
+        "target_statuses": targets[2],
     }
+
+
+@lru_cache(maxsize=4)
+def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
+    """`next_entries_batch`'s columns behind the first query, for rows of n = 0..width - 1
+    encoded entries: [width, width - 2 (at least 1)] int64 per field, read-only."""
+    extra = max(width - 2, 1)
+    n = np.arange(width)[:, None]
+    k = 1 + np.arange(extra)
+    query = k < n  # a query for e_k, k = 1..n-1
+    out = {
+        "items": np.where(query, MASK_ITEM, PAD_ITEM),
+        "scores": np.where(query, SCORE_MASK, 0),  # 0: padding
+        "statuses": np.where(query, STATUS_MASK, 0),
+        "positions": np.where(query, n - k, 0) if has_times else np.zeros(query.shape),
+        "query_sees": np.where(query, width - 2 - n + k, -1),
+    }
+    for name, array in out.items():
+        out[name] = array.astype(np.int64)
+        out[name].flags.writeable = False
+    return out
 
 
 def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_len: int) -> Batch:
     """Next-item batch: a window of max_len + 1 entries; position t predicts entry t + 1."""
-    window = draw_windows(parts, users, seeds, max_len + 1, shuffle=not parts.has_times)
-    lengths = window.lengths
-    within = window.within
-    inputs = window.first(np.maximum(lengths - 1, 0))
-    enc = encode_flat(inputs.gather(parts), inputs.lengths, max_len, has_times=parts.has_times)
-    batch, width = enc.items.shape
-    target = np.full((batch, width), -1, dtype=np.int64)
-    # Entries 1..n-1, right-aligned like the inputs they follow (row-major: drawn order).
-    target[np.arange(width) >= (width - inputs.lengths)[:, None]] = parts.columns.items[
-        window.rows[within > 0]
-    ]
-    return {**enc.as_dict(), "target_items": target}
+    users = np.asarray(users, dtype=np.int64)
+    # The window e_0..e_n right-aligned in width + 1 columns: the inputs e_0..e_{n-1} are its
+    # first width columns, and the targets e_1..e_n, right-aligned like the inputs they follow,
+    # its last width columns, but for e_0 in the column before the inputs.
+    if parts.has_times:
+        starts, lengths = _window_runs(parts, users, seeds, max_len + 1)
+        n = np.maximum(lengths - 1, 0)
+        width = _width(n)
+        window, times = parts.run_records(users, starts, lengths, width + 1, None, times=True)
+    else:
+        drawn = draw_windows(parts, users, seeds, max_len + 1, shuffle=True)
+        n = np.maximum(drawn.lengths - 1, 0)
+        width = _width(n)
+        window, times = _flat_records(parts, drawn, width + 1, None)
+    block = _encode_records(parts, window[:, :width], None if times is None else times[:, :width])
+    target = _targets(window[:, 1:])[0]
+    before = np.flatnonzero(n < width)
+    target[before, width - 1 - n[before]] = -1  # e_0
+    return {**dict(zip(FIELDS, block, strict=True)), "target_items": target}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from inference.animelist import N_STATUS_CODES, NO_TIME
-from training.dataset import ARRAYS, FORMAT_VERSION, write_split
+from training.dataset import ARRAYS, FORMAT_VERSION, remove_cache, write_split
 from training.errors import TrainingError
 from training.npy_stream import NpyAppender
 from training.parquet_schema import check_schema, read_meta
@@ -334,6 +334,7 @@ def build(
     source_meta = read_meta(input_path)
     started = clock.monotonic()
     out.mkdir(parents=True, exist_ok=True)
+    remove_cache(out)
     for stale in [
         *out.glob("*.npy"),
         *out.glob("splits/*.npy"),

@@ -13,6 +13,8 @@ A dataset folder (written by `python -m training build`) holds:
     item_keys.json   the original item id of each item index (MAL ids for anime)
     user_keys.npy    the original user id of each user index (strings, pickled-free unicode array)
     splits/<name>.npy  int8 per interaction: 0 train, 1 validation, 2 test
+    cache/           tables derived from the arrays by training (`training.batches`), rebuilt on
+                     demand; deleted whenever the dataset is written
 
 Within a user, rows are in time order: unknown times first, ties broken by the original row order.
 """
@@ -20,6 +22,7 @@ Within a user, rows are in time order: unknown times first, ties broken by the o
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import numpy as np
 from training.errors import TrainingError
 
 FORMAT_VERSION = 1
+CACHE = "cache"  # the folder of derived tables
 TRAIN, VALIDATION, TEST = 0, 1, 2
 ARRAYS: dict[str, Any] = {
     "items": np.int32,
@@ -141,6 +145,7 @@ def write_dataset(
     """Write a small dataset in one go (tests, small imports). `build` streams large ones itself."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    remove_cache(path)
     for name, dtype in ARRAYS.items():
         np.save(path / f"{name}.npy", np.asarray(arrays[name], dtype=dtype))
     np.save(path / "offsets.npy", np.asarray(offsets, dtype=np.int64))
@@ -157,3 +162,8 @@ def write_split(path: Path | str, name: str, labels: np.ndarray) -> None:
     split_dir = Path(path) / "splits"
     split_dir.mkdir(parents=True, exist_ok=True)
     np.save(split_dir / f"{name}.npy", np.asarray(labels, dtype=np.int8))
+
+
+def remove_cache(path: Path | str) -> None:
+    """Delete a dataset folder's derived tables: called whenever its arrays are (re)written."""
+    shutil.rmtree(Path(path) / CACHE, ignore_errors=True)

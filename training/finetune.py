@@ -80,7 +80,9 @@ class FinetuneJob(ListJob):
             "status": cfg.finetune.status_weight,
         }
 
-    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+    def batches(
+        self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
         def build(users: np.ndarray, seeds: np.ndarray) -> Batch:
             if self.settings.next_entries:
                 return next_entries_batch(
@@ -101,7 +103,7 @@ class FinetuneJob(ListJob):
                 episodes=self.episodes,
             )
 
-        return self._batches(epoch, rank, world, build)
+        return self._batches(epoch, rank, world, build, shard)
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
         assert isinstance(model, ListTransformer)

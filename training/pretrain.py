@@ -83,23 +83,31 @@ class ListJob:
         return n_steps(len(self.samples), tc.batch_size, tc.steps_per_epoch)
 
     def _batches(
-        self, epoch: int, rank: int, world: int, build: Callable[..., Batch]
+        self,
+        epoch: int,
+        rank: int,
+        world: int,
+        build: Callable[..., Batch],
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
         tc = self.cfg.train
         if tc.batch_size % world:
             raise ConfigError(f"batch_size {tc.batch_size} is not divisible by {world} ranks")
         part = rank_slice(tc.batch_size, rank, world)
         keep_freed_memory()
-        for gb in global_batches(
-            len(self.samples),
-            tc.batch_size,
-            tc.seed,
-            epoch,
-            tc.steps_per_epoch,
-            lengths=self.parts.counts[TRAIN][self.samples],
-            bucket_batches=tc.bucket_batches,
+        for step, gb in enumerate(
+            global_batches(
+                len(self.samples),
+                tc.batch_size,
+                tc.seed,
+                epoch,
+                tc.steps_per_epoch,
+                lengths=self.parts.counts[TRAIN][self.samples],
+                bucket_batches=tc.bucket_batches,
+            )
         ):
-            yield build(self.samples[gb.samples[part]], gb.seeds[part])
+            if step % shard[1] == shard[0]:
+                yield build(self.samples[gb.samples[part]], gb.seeds[part])
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         if not self.validation.histories:
@@ -142,7 +150,9 @@ class PretrainJob(ListJob):
             "status": cfg.pretrain.status_weight,
         }
 
-    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+    def batches(
+        self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
         def build(users: np.ndarray, seeds: np.ndarray) -> Batch:
             return pretrain_batch(
                 self.parts,
@@ -154,7 +164,7 @@ class PretrainJob(ListJob):
                 episodes=self.episodes,
             )
 
-        return self._batches(epoch, rank, world, build)
+        return self._batches(epoch, rank, world, build, shard)
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
         assert isinstance(model, ListTransformer)

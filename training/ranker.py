@@ -340,15 +340,18 @@ class RankerJob:
     def steps_per_epoch(self) -> int:
         return n_steps(len(self.lists), self.cfg.train.batch_size, self.cfg.train.steps_per_epoch)
 
-    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+    def batches(
+        self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
         tc = self.cfg.train
         if tc.batch_size % world:
             raise ConfigError(f"batch_size {tc.batch_size} is not divisible by {world} ranks")
         part = rank_slice(tc.batch_size, rank, world)
-        for gb in global_batches(
-            len(self.lists), tc.batch_size, tc.seed, epoch, tc.steps_per_epoch
+        for step, gb in enumerate(
+            global_batches(len(self.lists), tc.batch_size, tc.seed, epoch, tc.steps_per_epoch)
         ):
-            yield self._batch(gb.samples[part], gb.seeds[part])
+            if step % shard[1] == shard[0]:
+                yield self._batch(gb.samples[part], gb.seeds[part])
 
     def _batch(self, samples: np.ndarray, seeds: np.ndarray) -> Batch:
         features = np.zeros((len(samples), self.width, N_RANKER_FEATURES), dtype=np.float32)

@@ -38,11 +38,13 @@ class SasrecJob(ListJob):
     def __init__(self, cfg: RunConfig, parts: UserParts) -> None:
         super().__init__(cfg, parts, parts.users_with(min_train=2), None)
 
-    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
+    def batches(
+        self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
         def build(users: np.ndarray, seeds: np.ndarray) -> Batch:
             return sasrec_batch(self.parts, users, seeds, max_len=self.cfg.model.max_len)
 
-        return self._batches(epoch, rank, world, build)
+        return self._batches(epoch, rank, world, build, shard)
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses:
         assert isinstance(model, ListTransformer)

@@ -72,6 +72,9 @@ class TrainConfig:
     val_users: int = 1000  # validation users scored after each epoch (0: no validation)
     val_k: int = 10
     time_limit_s: float = 0.0  # stop (resumably) after the epoch that passes this; 0: no limit
+    # >0: batches are built ahead in this many DataLoader worker processes (worker w builds steps
+    # w, w + n, ...; they arrive in step order, the same batches). 0: in the training loop.
+    loader_workers: int = 0
 
 
 @dataclass
@@ -219,14 +222,53 @@ def rank_slice(n: int, rank: int, world: int) -> slice:
 # ------------------------------------------------------------------------------------------- job
 
 
+def epoch_batches(job: Job, epoch: int, rank: int, world: int, workers: int = 0) -> Iterator[Batch]:
+    """The job's batches of one epoch, in step order: built here, or with `workers` > 0 ahead of
+    the loop in that many DataLoader worker processes, each building every workers-th step (a
+    batch is a function of (seed, epoch, step), so they are the same batches)."""
+    if workers <= 0:
+        return job.batches(epoch, rank, world)
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _EpochBatches(job, epoch, rank, world),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_built,
+        prefetch_factor=2,
+    )
+    return iter(loader)
+
+
+class _EpochBatches(torch.utils.data.IterableDataset):
+    """One epoch's batches for a DataLoader: each worker builds its shard of the steps. The
+    DataLoader takes one batch from each worker in turn, which is step order again."""
+
+    def __init__(self, job: Job, epoch: int, rank: int, world: int) -> None:
+        self.job, self.epoch, self.rank, self.world = job, epoch, rank, world
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        shard = (0, 1) if info is None else (info.id, info.num_workers)
+        return self.job.batches(self.epoch, self.rank, self.world, shard)
+
+
+def _as_built(batch: Any) -> Any:
+    """The DataLoader's collate: a batch stays the dict of numpy arrays its builder made."""
+    return batch
+
+
 class Job(Protocol):
     kind: str  # written into checkpoints: "pretrain", "finetune", "sasrec", "ranker"
     loss_weights: dict[str, float]
 
     def steps_per_epoch(self) -> int: ...
 
-    def batches(self, epoch: int, rank: int, world: int) -> Iterator[Batch]:
-        """This rank's slices of the epoch's global batches; a function of (seed, epoch) only."""
+    def batches(
+        self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
+        """This rank's slices of the epoch's global batches; a function of (seed, epoch) only.
+        With shard = (i, n), only those of steps i, i + n, ... (a loader worker's share)."""
         ...
 
     def losses(self, model: nn.Module, batch: Batch, device: torch.device) -> Losses: ...
@@ -450,7 +492,8 @@ def fit(
             disable=not dist.is_main,
             leave=False,
         )
-        for index, batch in enumerate(job.batches(epoch, dist.rank, dist.world)):
+        batches = epoch_batches(job, epoch, dist.rank, dist.world, tc.loader_workers)
+        for index, batch in enumerate(batches):
             if index < state.step_in_epoch:
                 continue  # done before the interruption; the batch was rebuilt only to skip it
             torch.manual_seed(_step_seed(tc.seed, state.step, dist.rank))
