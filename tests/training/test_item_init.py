@@ -134,19 +134,3 @@ def test_pretrain_from_svd_start_runs(tmp_path):
     assert code == 0
     payload = torch.load(tmp_path / "tiny" / "ckpt.pt", weights_only=False)
     assert payload["model_config"]["item_init"] == "svd"
-
-
-def test_a_content_model_starts_from_the_factors_alone():
-    """With an SVD start the content part adds nothing at first (it would bury the factors) and
-    still learns: its output layer gets gradients."""
-    items, labels, offsets = two_taste_lists()
-    cfg = ModelConfig(n_items=N_ITEMS, d_model=8, n_heads=2, n_layers=1, content_dim=3)
-    model = ListTransformer(cfg)
-    model.set_content(torch.randn(N_ITEMS, 3), torch.ones(N_ITEMS, dtype=torch.bool))
-    init_item_embeddings(model, "svd", items, labels, offsets)
-    model.eval()
-    factors = svd_item_factors(training_matrix(items, labels, offsets, N_ITEMS), dim=8)
-    assert torch.allclose(model.item_vectors(), torch.from_numpy(factors), atol=1e-6)
-    model.item_logits(torch.randn(2, 8)).sum().backward()
-    assert model.content_proj[-1].weight.grad is not None
-    assert model.content_proj[-1].weight.grad.abs().sum() > 0
