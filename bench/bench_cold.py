@@ -5,8 +5,8 @@
 
 On the `cold` split's test phase (history = every training entry, targets = the user's entries of
 the hidden titles), for our content model and the content-only baseline:
-- the share of hidden titles in each user's top 20 over the full ranking (the hidden titles are
-  ~10% of what is left to rank): a model that lifted every title it has no ID part for would win
+- the share of hidden titles in each user's top 20 over the full ranking (every title someone in
+  the data listed, as `evaluate` ranks; the hidden titles are ~10% of what is left to rank): a model that lifted every title it has no ID part for would win
   the full-ranking figures without reading content;
 - NDCG@10 and Recall@20 when only the hidden titles are ranked, so the comparison is between
   readings of content alone.
@@ -53,6 +53,7 @@ def main() -> None:
             scores = np.array(model.score(users, histories), dtype=np.float32)
             for row, history in enumerate(histories):
                 scores[row, history.items] = -np.inf
+            scores[:, phase.unlisted] = -np.inf  # as `evaluate` ranks: titles someone listed
             ranked = top_k(scores, 20)
             scores[:, ~hidden] = -np.inf
             ranked_hidden = top_k(scores, 20)
