@@ -1,10 +1,10 @@
 """Item embeddings that start from the co-occurrence structure (`model.item_init = "svd"`).
 
 A transformer trained from random item vectors first sits on a plateau where it predicts
-popularity; on a small sample (the anime data: 4.5k users) it hardly leaves it. Starting the ID
-embeddings from PureSVD factors of the training part (Cremonesi et al., 2010: a truncated SVD of
-the user x item matrix) and the output bias from log popularity puts the tied output where a factor
-model already is, so training refines a working recommender instead of discovering one.
+popularity. This starts the ID embeddings from PureSVD factors of the training part (Cremonesi et
+al., 2010: a truncated SVD of the user x item matrix) and the output bias from log popularity, so
+titles watched together start close. On the anime sample it did not beat masked pretraining from
+the random start (BENCHMARKS.md "Transformer experiments (anime)"); the default stays "random".
 
 Only the training part (label TRAIN) is read, so validation and test items never shape the start.
 Items without training interactions get a zero ID vector (their content part carries them).

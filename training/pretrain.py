@@ -121,8 +121,13 @@ class ListJob:
             device=device,
         )
         seen = [h.items for h in self.validation.histories]
+        listings = np.bincount(np.asarray(self.parts.dataset.items), minlength=self.parts.n_items)
         return ranking_metrics(
-            watch_logits(model, states), seen, self.validation.targets, self.cfg.train.val_k
+            watch_logits(model, states),
+            seen,
+            self.validation.targets,
+            self.cfg.train.val_k,
+            unlisted=listings == 0,
         )
 
     def checkpoint_extra(self) -> dict[str, Any]:

@@ -283,12 +283,19 @@ def to_device(batch: Batch, device: torch.device, names: Sequence[str]) -> dict[
 
 
 def ranking_metrics(
-    scores: np.ndarray, seen: Sequence[np.ndarray], targets: Sequence[np.ndarray], k: int
+    scores: np.ndarray,
+    seen: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    k: int,
+    unlisted: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """HR/Recall@k and NDCG@k over full rankings with each user's seen items removed."""
+    """HR/Recall@k and NDCG@k over full rankings with each user's seen items removed, and the
+    `unlisted` items (no one in the dataset has them) never ranked, as `evaluate` ranks."""
     scores = np.array(scores, dtype=np.float32, copy=True)
     for row, items in enumerate(seen):
         scores[row, items] = -np.inf
+    if unlisted is not None:
+        scores[:, unlisted] = -np.inf
     ranked = top_k(scores, k)
     hr = [recall_at_k(r, t, k) for r, t in zip(ranked, targets, strict=True)]
     ndcg = [ndcg_at_k(r, t, k) for r, t in zip(ranked, targets, strict=True)]

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from training.batches import UserParts
 from training.dataset import Dataset
 from training.model import ListTransformer
 from training.pretrain import PretrainConfig, PretrainJob
-from training.train import ConfigError, Dist, fit, load_checkpoint, load_config
+from training.train import ConfigError, Dist, fit, load_checkpoint, load_config, ranking_metrics
 
 TINY = "training/configs/tiny.toml"
 CPU = Dist(0, 1, torch.device("cpu"))
@@ -125,3 +126,13 @@ def test_bucketed_batches_weigh_every_term_alike():
     # A running mean of the counts: the short batch's terms no longer weigh 10x the long one's.
     assert bucketed == [[10.0, 2.0], [55.0, 3.0]]
     assert state.count_sums == [110.0, 6.0]
+
+
+def test_validation_never_ranks_titles_no_one_listed():
+    """The training loop's check ranks as `evaluate` does: a catalogue title absent from the data
+    can never be a target, so scoring it high must not cost the model its hit."""
+    scores = np.array([[0.1, 0.9, 0.5, 5.0]], dtype=np.float32)  # item 3: no one has it
+    seen, targets = [np.array([1])], [np.array([2])]
+    assert ranking_metrics(scores, seen, targets, k=1)["val_HR@1"] == 0.0
+    unlisted = np.array([False, False, False, True])
+    assert ranking_metrics(scores, seen, targets, k=1, unlisted=unlisted)["val_HR@1"] == 1.0
