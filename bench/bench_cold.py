@@ -6,8 +6,9 @@
 On the `cold` split's test phase (history = every training entry, targets = the user's entries of
 the hidden titles), for our content model and the content-only baseline:
 - the share of hidden titles in each user's top 20 over the full ranking (every title someone in
-  the data listed, as `evaluate` ranks; the hidden titles are ~10% of what is left to rank): a model that lifted every title it has no ID part for would win
-  the full-ranking figures without reading content;
+  the data listed, as `evaluate` ranks; the hidden titles are ~10% of what is left to rank): a
+  model that lifted every title it has no ID part for would win the full-ranking figures without
+  reading content;
 - NDCG@10 and Recall@20 when only the hidden titles are ranked, so the comparison is between
   readings of content alone.
 Prints one JSON object.

@@ -113,6 +113,11 @@ class Dataset:
     def synthetic(self) -> bool:
         return bool(self.meta.get("synthetic", False))
 
+    def unlisted_items(self) -> np.ndarray:
+        """[n_items] bool: vocabulary items no one in the dataset has (catalogue-only titles).
+        They can never be a held-out target, so rankings leave them out."""
+        return np.bincount(np.asarray(self.items), minlength=self.n_items) == 0
+
     def item_keys(self) -> list[Any]:
         return list(json.loads((self.path / "item_keys.json").read_text()))
 

@@ -134,8 +134,9 @@ def build_phase(
         n_items=dataset.n_items,
         has_times=dataset.has_times,
     )
-    unlisted = np.bincount(np.asarray(dataset.items), minlength=dataset.n_items) == 0
-    return Phase(name, data, np.asarray(users, dtype=np.int64), targets, grades, unlisted)
+    return Phase(
+        name, data, np.asarray(users, dtype=np.int64), targets, grades, dataset.unlisted_items()
+    )
 
 
 def evaluate_ranking(

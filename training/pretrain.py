@@ -77,6 +77,7 @@ class ListJob:
         self.samples = samples  # a user index per sample (a user may appear several times)
         self.episodes = episodes
         self.validation = validation_set(parts, cfg.train.val_users, cfg.train.seed)
+        self.unlisted = parts.dataset.unlisted_items()  # never ranked, as in `evaluate`
 
     def steps_per_epoch(self) -> int:
         tc = self.cfg.train
@@ -121,13 +122,12 @@ class ListJob:
             device=device,
         )
         seen = [h.items for h in self.validation.histories]
-        listings = np.bincount(np.asarray(self.parts.dataset.items), minlength=self.parts.n_items)
         return ranking_metrics(
             watch_logits(model, states),
             seen,
             self.validation.targets,
             self.cfg.train.val_k,
-            unlisted=listings == 0,
+            unlisted=self.unlisted,
         )
 
     def checkpoint_extra(self) -> dict[str, Any]:
