@@ -32,6 +32,7 @@ from training.pretrain import (
     prepare,
     run_command,
 )
+from training.teacher import EaseTeacher, distillation_loss
 from training.train import (
     FIELDS_IN,
     Batch,
@@ -56,6 +57,13 @@ class FinetuneSettings:
     score_weight: float = 0.5
     status_weight: float = 0.2
     next_entries: bool = False  # timed data: a query after every prefix (causal entry tokens)
+    # Distillation from EASE fitted on the training part (training.teacher; one-cut fine-tune only):
+    # the watch head also learns EASE's softmax over the titles each sample has not listed.
+    teacher_weight: float = 0.0  # 0: no teacher
+    teacher_lambda: float = 100.0  # EASE's λ
+    teacher_neighbours: int = 256  # EASE weights kept per item
+    teacher_temperature: float = 0.05  # EASE scores are a fraction of a unit apart
+    teacher_folds: int = 2  # cross-fitted: a user's samples are scored by an EASE fitted on others
 
 
 @dataclass
@@ -70,6 +78,8 @@ class FinetuneJob(ListJob):
         users = parts.users_with(min_train=2)
         super().__init__(cfg, parts, np.repeat(users, cfg.finetune.cuts_per_user), episodes)
         self.settings = cfg.finetune
+        if self.settings.teacher_weight > 0 and self.settings.next_entries:
+            raise ConfigError("finetune.teacher_weight works with one-cut fine-tuning only")
         if self.settings.next_entries and not parts.has_times:
             raise ConfigError(
                 "finetune.next_entries needs time-ordered data; this dataset has none"
@@ -79,6 +89,17 @@ class FinetuneJob(ListJob):
             "score": cfg.finetune.score_weight,
             "status": cfg.finetune.status_weight,
         }
+        self.teacher: EaseTeacher | None = None
+        if self.settings.teacher_weight > 0:
+            if self.settings.teacher_temperature <= 0:
+                raise ConfigError("finetune.teacher_temperature must be positive")
+            self.teacher = EaseTeacher(
+                parts,
+                self.settings.teacher_lambda,
+                self.settings.teacher_neighbours,
+                self.settings.teacher_folds,
+            )
+            self.loss_weights["teacher"] = self.settings.teacher_weight
 
     def batches(
         self, epoch: int, rank: int, world: int, shard: tuple[int, int] = (0, 1)
@@ -93,7 +114,7 @@ class FinetuneJob(ListJob):
                     use_times=self.cfg.model.use_times,
                     episodes=self.episodes,
                 )
-            return finetune_batch(
+            batch = finetune_batch(
                 self.parts,
                 users,
                 seeds,
@@ -102,6 +123,9 @@ class FinetuneJob(ListJob):
                 n_next=self.settings.n_next,
                 episodes=self.episodes,
             )
+            if self.teacher is not None:
+                batch["users"] = users  # which teacher fold scores each sample
+            return batch
 
         return self._batches(epoch, rank, world, build, shard)
 
@@ -126,8 +150,17 @@ class FinetuneJob(ListJob):
         picked = log_probs.gather(1, targets.clamp(min=0))
         item_loss = -(picked * valid).sum()
         rows = valid.nonzero()[:, 0]
+        teacher: Losses = {}
+        if self.teacher is not None:
+            scores = torch.from_numpy(self.teacher.scores(batch["users"], batch["seen_items"])).to(
+                device
+            )
+            # The student's own denominator without the history, targets included.
+            loss = distillation_loss(log_probs, scores, self.settings.teacher_temperature)
+            teacher["teacher"] = (loss, torch.tensor(len(logits), device=device))
         return {
             "item": (item_loss, valid.sum()),
+            **teacher,
             **entry_losses(
                 model,
                 states[rows],
