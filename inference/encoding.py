@@ -270,10 +270,14 @@ def time_buckets_shifted(out: np.ndarray, times: np.ndarray, now: np.ndarray) ->
     """
     now = np.asarray(now, dtype=np.int64)
     # Without "now", each delta is below -2^41 + 1, whether the entry's time is known or not.
-    shifted_now = np.where(now == 0, -2.0 * TIME_SHIFT, now + 1.0)
-    delta = out.view(np.float64)
-    np.subtract(shifted_now[:, None], times, out=delta)
-    top = np.right_shift(delta.view(np.uint64), np.uint64(52))
+    shifted_now = np.where(now == 0, -2 * TIME_SHIFT, now + 1)
+    # delta = 1 + seconds before "now", exact in int64. A row-wise copy then a flat subtraction:
+    # numpy takes three times as long over a broadcast operand, and longer still over mixed types.
+    delta = np.empty(np.shape(times), dtype=np.int64)
+    np.copyto(delta, shifted_now[:, None])
+    delta -= times
+    top = delta.astype(np.float64).view(np.uint64)  # exact: |delta| < 2^53
+    top >>= np.uint64(52)
     np.take(_TIME_BUCKETS, top.view(np.int64), out=out, mode="clip")
 
 
