@@ -817,7 +817,27 @@ def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarr
     else:
         out.fill(fill)
     # An index per value, not a mask per cell: rows can be far wider than most of their values.
-    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values
+    # int64 values: a scattered assignment converting as it goes takes twice as long.
+    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values.astype(np.int64)
+    return out
+
+
+def _first_items(parts: UserParts, users: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The items of the first counts[b] training entries of each user b: [batch, longest] int64,
+    left-aligned, -1 after. `_padded` of `train_rows`' items, with one index for both the cells
+    and the rows."""
+    first, index = parts._train_layout()
+    counts = np.asarray(counts, dtype=np.int64)
+    batch, width = len(counts), _width(counts)
+    out = np.empty((batch, width), dtype=np.int64)
+    out.view(np.uint8).fill(255)  # -1: a byte fill takes half the time of an int64 one
+    row_starts = np.arange(0, batch * width, width)
+    cells = _runs(row_starts, counts)
+    rows = cells + np.repeat(first[users] - row_starts, counts)
+    if index is not None:
+        rows = index[rows]
+    # int64 values: a scattered assignment converting as it goes takes twice as long.
+    out.reshape(-1)[cells] = np.take(parts.columns.items, rows).astype(np.int64)
     return out
 
 
@@ -1025,8 +1045,7 @@ def finetune_batch(
         target, _ = parts.run_records(
             users, cut, n_targets, _width(n_targets), episodes, right=False, pad=_NO_TARGET
         )
-        history_rows = parts.train_rows(users, np.zeros(len(users), dtype=np.int64), cut)
-        seen = _padded(np.take(parts.columns.items, history_rows), cut)
+        seen = _first_items(parts, users, cut)
     else:
         history, drawn = finetune_draw(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
