@@ -46,7 +46,6 @@ from inference.encoding import (
     FIELDS,
     ITEM_OFFSET,
     MASK_ITEM,
-    PAD_ITEM,
     PROGRESS_UNKNOWN,
     SCORE_MASK,
     STATUS_MASK,
@@ -569,11 +568,6 @@ def _uniform(bits: np.ndarray) -> np.ndarray:
     return (bits >> _SHIFT_UNIFORM).astype(np.float64) * 2.0**-53
 
 
-def _threshold(p: float) -> np.uint64:
-    """Draws below this are true with probability p (to 2^-64; p >= 1 as near 1 as that)."""
-    return np.uint64(min(max(p, 0.0), 1.0 - 2.0**-53) * 2.0**64)
-
-
 def _below(bits: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Integers in [0, n) (n >= 1) from uniform draws."""
     n = np.asarray(n, dtype=np.int64)
@@ -874,9 +868,14 @@ def _pretrain_draws(
 ) -> _PretrainDraws:
     """Pretraining's windows and hidden entries.
 
-    Entry k of row b is hidden when draw k of its _MASK stream falls below mask_prob: the hash of
-    (k + 1) * GOLDEN + state_b, which in cell c = lo_b + k is c * GOLDEN + a constant per row.
-    With probability query_prob (timed data), a row hides its last entry as the "now" query.
+    Each entry is hidden with probability mask_prob (to 2^-16), from 16 random bits: the entry r
+    places before the newest of its row takes bits 16 (3 - r mod 4) .. 16 (3 - r mod 4) + 15 of
+    hash r div 4 of the row's _MASK stream (`_bits`, counter r div 4). Four entries per hash make
+    the mask a quarter of the arithmetic of a hash per entry. Counting from the newest entry (each
+    row's last column), with the hashes in descending order, lays the draws out as the cells
+    whatever the batch's width: one view of the hashes, as 16-bit numbers, is the [batch, width]
+    grid (after the 0-3 draws past the oldest cell). With probability query_prob (timed data), a
+    row hides its last entry as the "now" query.
     """
     seeds = np.asarray(seeds, dtype=np.uint64)
     # The window's, mask's and query's streams in one call (a dozen array operations each).
@@ -891,14 +890,17 @@ def _pretrain_draws(
         n = drawn.lengths
     width = _width(n)
     batch = len(n)
-    lo = width - n
-    state = states[1] + (1 - lo).astype(np.uint64) * _GOLDEN_U  # wraps
-    # Each row's constant, then each column's counter: a row-wise copy and a flat addition
-    # (numpy takes three times as long over a broadcast operand).
-    draws = np.empty((batch, width), dtype=np.uint64)
-    np.copyto(draws, state[:, None])
-    draws += _column_counters(batch, width)
-    chosen = _mix(draws) < _threshold(mask_prob)
+    # Hash j of row b, in column q = n_hashes - 1 - j, is that of (j + 1) * GOLDEN + state_b: each
+    # row's state, then each column's counter (a row-wise copy and a flat addition: numpy takes
+    # three times as long over a broadcast operand).
+    n_hashes = (width + 3) // 4
+    hashes = np.empty((batch, n_hashes), dtype=np.uint64)
+    np.copyto(hashes, states[1][:, None])
+    hashes += _hash_counters(batch, n_hashes)
+    _mix(hashes)
+    # Little-endian 16-bit numbers: draw r in column 4 n_hashes - 1 - r (on any machine).
+    draws = hashes.astype("<u8", copy=False).view("<u2")
+    chosen = draws[:, 4 * n_hashes - width :] < _threshold16(mask_prob)
     chosen &= ~_padding(width, n)
     query = (_uniform(query_bits) < query_prob) & (n > 0) & parts.has_times
     chosen[query, width - 1] = True
@@ -908,19 +910,26 @@ def _pretrain_draws(
     none = (np.bincount(rows, minlength=batch) == 0) & (n > 0)
     if none.any():
         pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
-        chosen[np.flatnonzero(none), (lo[none] + pick)] = True
+        chosen[np.flatnonzero(none), (width - n[none] + pick)] = True
         hidden = np.flatnonzero(chosen)
         rows = hidden // width
     return _PretrainDraws(n, width, starts, drawn, chosen, hidden, rows, query)
 
 
 @lru_cache(maxsize=4)
-def _column_counters(batch: int, width: int) -> np.ndarray:
-    """uint64 [batch, width]: c * GOLDEN in column c (wrapping), in every row. Read-only, shared."""
+def _hash_counters(batch: int, width: int) -> np.ndarray:
+    """uint64 [batch, width]: (j + 1) * GOLDEN in column width - 1 - j (wrapping), in every row:
+    the counters of draws width - 1 .. 0 of `_bits`. Read-only, shared."""
     out = np.empty((batch, width), dtype=np.uint64)
-    np.copyto(out, np.arange(width, dtype=np.uint64) * _GOLDEN_U)
+    np.copyto(out, np.arange(width, 0, -1, dtype=np.uint64) * _GOLDEN_U)
     out.flags.writeable = False
     return out
+
+
+def _threshold16(p: float) -> np.uint16:
+    """16-bit draws below this are true with probability p (to 2^-16; p >= 1 as near 1 as
+    that)."""
+    return np.uint16(min(max(int(p * 2**16), 0), 2**16 - 1))
 
 
 def pretrain_draw(
