@@ -139,7 +139,7 @@ class UserParts:
             def build(out: np.ndarray | None) -> np.ndarray:
                 return entry_times(self.columns.times, margin=margin_now, out=out)
 
-            self._times = self._table("times", np.dtype(np.int64), build)
+            self._times = self._table("times-f8", np.dtype(np.float64), build)
         return self._times
 
     def _widen(self, margin: int) -> None:
@@ -1051,9 +1051,12 @@ def finetune_batch(
         records, times = parts.run_records(
             users, cut - kept, kept + 1, _width(kept + 1), episodes, times=True
         )
-        target, _ = parts.run_records(
-            users, cut, n_targets, _width(n_targets), episodes, right=False, pad=_NO_TARGET
-        )
+        if (n_targets == 1).all():  # n_next = 1: the entry at the cut, in the last column
+            target = records[:, -1:]
+        else:
+            target, _ = parts.run_records(
+                users, cut, n_targets, _width(n_targets), episodes, right=False, pad=_NO_TARGET
+            )
         seen = _first_items(parts, users, cut)
     else:
         history, drawn = finetune_draw(
