@@ -1119,7 +1119,9 @@ def next_entries_batch(
     # the query takes), then a MASK record per query for e_k (k = 1..n-1), then padding.
     window, times = parts.run_records(users, starts, lengths, width, episodes, times=use_times)
     template = _query_template(width, parts.has_times)
-    row_words = np.empty((batch, total), dtype=np.int64)
+    # (`width` words before the rows, for the targets' copy below.)
+    buffer = np.empty(width + batch * total, dtype=np.int64)
+    row_words = buffer[width:].reshape(batch, total)
     row_words[:, :width] = window.view(np.int64)
     row_words[:, width - 1] = _MASK_WORD
     row_words[:, width:] = template["words"][n]
@@ -1144,14 +1146,15 @@ def next_entries_batch(
     else:
         np.copyto(times_out, template["times"])
     # Targets, as records too: e_n behind the first query, e_1..e_{n-1} behind the others, and
-    # elsewhere the record whose fields are those of no target.
-    later, _ = parts.run_records(
-        users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False, pad=_NO_TARGET
+    # elsewhere the record whose fields are those of no target. Behind the query for e_k is e_k's
+    # record shifted n columns right: each row of them is one slice of the rows' words laid end to
+    # end (a copy per row through a sliding-window view, from memory just written).
+    shifted = np.lib.stride_tricks.as_strided(
+        buffer, (len(buffer) - total + 1, total), (8, 8), writeable=False
     )
-    target_words = np.empty((batch, total), dtype=np.int64)
-    target_words[:, : width - 1] = _NO_TARGET
+    target_words = shifted[np.arange(width, width + batch * total, total) - n]
+    np.copyto(target_words, _NO_TARGET, where=template["no_target"][n])
     target_words[:, width - 1] = window.view(np.int64)[:, width - 1]
-    target_words[:, width:] = later.view(np.int64)
     target_items, target_scores, target_statuses = _targets(target_words.view(ENTRY_TOKENS))
     return {
         **dict(zip(FIELDS, block, strict=True)),
@@ -1166,8 +1169,8 @@ def next_entries_batch(
 def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
     """`next_entries_batch`'s rows for n = 0..width - 1 encoded entries, as functions of n alone:
     "words", the records of the queries behind the first ([width, width - 2 (at least 1)]), and
-    over the whole row ([width, total]) "positions", "query_sees" and "times" (without entry
-    times). Read-only, shared."""
+    over the whole row ([width, total]) "positions", "query_sees", "times" (without entry times)
+    and "no_target" (bool: no query for an earlier entry). Read-only, shared."""
     extra = max(width - 2, 1)
     total = width + extra
     n = np.arange(width)[:, None]
@@ -1185,7 +1188,9 @@ def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
         out["positions"] = np.zeros_like(out["positions"])
     for name, array in out.items():
         out[name] = np.ascontiguousarray(array, dtype=np.int64)
-        out[name].flags.writeable = False
+    out["no_target"] = ~query
+    for array in out.values():
+        array.flags.writeable = False
     return out
 
 
