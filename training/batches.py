@@ -726,7 +726,7 @@ def _encode_records(
     batch, width = records.shape
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
     items, scores, statuses, times, progress, positions = block[:, :, :width]
-    np.copyto(items, records["item"])
+    _copy_items(items, records)
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
     np.copyto(progress, records["progress"])
@@ -788,12 +788,34 @@ def _no_target_word() -> np.int64:
 _NO_TARGET = _no_target_word()
 
 
+def _item_word_mask() -> int | None:
+    """The int64 mask that keeps a record's item when the record is read as one int64 word: its
+    low 32 bits on little-endian machines (None elsewhere)."""
+    probe = np.zeros(1, dtype=ENTRY_TOKENS)
+    probe["item"], probe["score"] = 0x12345678, 0x9A
+    return 0xFFFFFFFF if int(probe.view(np.int64)[0]) == 0x9A_12345678 else None
+
+
+_ITEM_WORD_MASK = _item_word_mask()
+
+
+def _copy_items(out: np.ndarray, records: np.ndarray) -> None:
+    """The records' items into the int64 array `out`. Where each record is a whole int64 word (a
+    row-major [batch, width] array), the item is one AND away: twice as fast as copying a field,
+    which numpy converts element by element. (Record items are never negative.)"""
+    words = records.view(np.int64)
+    if _ITEM_WORD_MASK is not None and words.flags.c_contiguous:
+        np.bitwise_and(words, _ITEM_WORD_MASK, out=out)
+    else:
+        np.copyto(out, records["item"])
+
+
 def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The raw items, scores and statuses of token `records` as int64; where no target, the
     records are `_NO_TARGET` (-1, 0, -1). A copy, then an operation over the contiguous result:
     numpy takes twice as long to convert and compute in one pass."""
     items, scores, statuses = (np.empty(records.shape, dtype=np.int64) for _ in range(3))
-    np.copyto(items, records["item"])
+    _copy_items(items, records)
     items -= ITEM_OFFSET
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
@@ -1128,7 +1150,7 @@ def next_entries_batch(
     records = row_words.view(ENTRY_TOKENS)
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
     items, scores, statuses, times_out, progress, positions = block
-    np.copyto(items, records["item"])
+    _copy_items(items, records)
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
     np.copyto(progress, records["progress"])  # unknown in every query, as in the padding
