@@ -205,10 +205,11 @@ class UserParts:
         right: bool = True,
         times: bool = False,
         pad: np.int64 | int = 0,
+        padding: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, the record `pad`
         (as an int64 word; default zero) in padding), and with `times` their `times` (0 in
-        padding).
+        padding). `padding`: `_padding(width, lengths, right=right)`, where the caller has it.
 
         Where every user's training part is one run of rows, each row is a slice of the tables:
         one copy per row through a sliding-window view, then one mask for the padding."""
@@ -227,7 +228,8 @@ class UserParts:
         begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
         if right:
             begin -= width - lengths
-        padding = _padding(width, lengths, right=right)
+        if padding is None:
+            padding = _padding(width, lengths, right=right)
         words = self._window(table.view(np.int64), "tokens", width)[begin]
         np.copyto(words, pad, where=padding)
         if time_table is None:
@@ -873,6 +875,7 @@ class _PretrainDraws:
     width: int
     starts: np.ndarray | None  # timed data: each sample's run of training entries
     drawn: Drawn | None  # data without times: each sample's shuffled entries
+    padding: np.ndarray  # bool [batch, width]: `_padding(width, lengths)`
     chosen: np.ndarray  # bool [batch, width]: the hidden cells
     hidden: np.ndarray  # their flat indices, in row-major order
     rows: np.ndarray  # and their rows
@@ -923,7 +926,8 @@ def _pretrain_draws(
     # Little-endian 16-bit numbers: draw r in column 4 n_hashes - 1 - r (on any machine).
     draws = hashes.astype("<u8", copy=False).view("<u2")
     chosen = draws[:, 4 * n_hashes - width :] < _threshold16(mask_prob)
-    chosen &= ~_padding(width, n)
+    padding = _padding(width, n)
+    chosen &= ~padding
     query = (_uniform(query_bits) < query_prob) & (n > 0) & parts.has_times
     chosen[query, width - 1] = True
     hidden = np.flatnonzero(chosen)
@@ -935,7 +939,7 @@ def _pretrain_draws(
         chosen[np.flatnonzero(none), (width - n[none] + pick)] = True
         hidden = np.flatnonzero(chosen)
         rows = hidden // width
-    return _PretrainDraws(n, width, starts, drawn, chosen, hidden, rows, query)
+    return _PretrainDraws(n, width, starts, drawn, padding, chosen, hidden, rows, query)
 
 
 @lru_cache(maxsize=4)
@@ -973,7 +977,7 @@ def pretrain_draw(
     if drawn is None:
         assert d.starts is not None
         drawn = _train_runs(parts, users, d.starts, d.lengths)
-    used = ~_padding(d.width, d.lengths)
+    used = ~d.padding
     return drawn, d.chosen[used], d.query
 
 
@@ -1000,7 +1004,7 @@ def pretrain_batch(
     if d.drawn is None:
         assert d.starts is not None
         records, times = parts.run_records(
-            users, d.starts, d.lengths, width, episodes, times=parts.has_times
+            users, d.starts, d.lengths, width, episodes, times=parts.has_times, padding=d.padding
         )
     else:
         records, times = _flat_records(parts, d.drawn, width, episodes, times=parts.has_times)
