@@ -2,11 +2,14 @@
 
 A batch is built in whole-batch array operations, with no Python loop per sample. Each
 interaction's own tokens (item, score, status, progress: `encoding.entry_tokens`) are encoded once
-per dataset into an 8-byte record, and its time into a second 8-byte table; a batch gathers
-[batch, width] records, right-aligned with zero records (exactly the padding `encode` writes)
-before them, and unpacks each field in one copy. Timed data draws runs of consecutive training
-entries, copied as one slice per sample through a sliding-window view; shuffled draws (`Drawn`,
-dataset rows laid end to end) gather one record per token. The tables are files in the dataset's
+per dataset into an 8-byte record, and its time into a second 8-byte table (a float64, so that
+the time deltas of a batch are one subtraction); a batch gathers [batch, width] records,
+right-aligned with zero records (exactly the padding `encode` writes) before them, and unpacks each
+field in one pass. Timed data draws runs of consecutive training entries, copied as one slice per
+sample through a sliding-window view; shuffled draws (`Drawn`, dataset rows laid end to end) gather
+one record per token. Whatever depends on a row's length alone (padding cells, positions, the
+next-entries queries) is a row of a shared table, and operations run over whole contiguous arrays:
+numpy takes two to three times as long over part of each row or over a broadcast operand. The tables are files in the dataset's
 `cache/` folder, built once per dataset by the first process that needs them (16 bytes per
 interaction on disk, 8 without times) and memory-mapped read-only by every training process of the
 machine (DDP ranks, loader workers), which share their pages in the page cache instead of each
@@ -1207,7 +1210,9 @@ def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
     out = {
         "words": np.where(query, _MASK_WORD, 0)[:, width:],
         "positions": np.where(entry, width - 1 - cols, np.where(query, n - k, 0)),
-        "query_sees": np.where(query, width - 2 - n + k, np.where(cols == width - 1, width - 2, -1)),
+        "query_sees": np.where(
+            query, width - 2 - n + k, np.where(cols == width - 1, width - 2, -1)
+        ),
         "times": np.where(cols >= width - 1, TIME_NOW, TIME_UNKNOWN)[None, :],
     }
     if not has_times:
