@@ -547,14 +547,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _stream(seeds: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
-    """One uint64 state per sample for one kind of draw (windows, masks...); for several kinds
-    at once, `stream` an int array that broadcasts against `seeds`."""
-    if isinstance(stream, int):
-        offset: np.ndarray = _u64(stream * _GOLDEN)
-    else:
-        offset = np.asarray(stream, dtype=np.uint64) * _GOLDEN_U  # arrays wrap quietly
-    return _mix(np.asarray(seeds, dtype=np.uint64) + offset)
+def _stream(seeds: np.ndarray, stream: int) -> np.ndarray:
+    """One uint64 state per sample for one kind of draw (windows, masks...): the hash of
+    seed + stream * GOLDEN."""
+    return _mix(np.asarray(seeds, dtype=np.uint64) + _u64(stream * _GOLDEN))
 
 
 def _bits(states: np.ndarray, counters: np.ndarray | None = None) -> np.ndarray:
@@ -804,26 +800,27 @@ def _item_word_mask() -> int | None:
 _ITEM_WORD_MASK = _item_word_mask()
 
 
-def _copy_items(out: np.ndarray, records: np.ndarray) -> None:
-    """The records' items into the int64 array `out`. Where each record is a whole int64 word (a
-    row-major [batch, width] array), the item is one AND away: twice as fast as copying a field,
-    which numpy converts element by element. (Record items are never negative.)"""
+def _copy_items(out: np.ndarray | None, records: np.ndarray) -> np.ndarray:
+    """The records' items as int64, into `out` if given. Where each record is a whole int64 word
+    (a row-major [batch, width] array), the item is one AND away: twice as fast as copying a
+    field, which numpy converts element by element. (Record items are never negative.)"""
     words = records.view(np.int64)
     if _ITEM_WORD_MASK is not None and words.flags.c_contiguous:
-        np.bitwise_and(words, _ITEM_WORD_MASK, out=out)
-    else:
-        np.copyto(out, records["item"])
+        return np.bitwise_and(words, _ITEM_WORD_MASK, out=out)
+    if out is None:
+        return records["item"].astype(np.int64)
+    np.copyto(out, records["item"])
+    return out
 
 
 def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The raw items, scores and statuses of token `records` as int64; where no target, the
     records are `_NO_TARGET` (-1, 0, -1). A copy, then an operation over the contiguous result:
     numpy takes twice as long to convert and compute in one pass."""
-    items, scores, statuses = (np.empty(records.shape, dtype=np.int64) for _ in range(3))
-    _copy_items(items, records)
+    items = _copy_items(None, records)
     items -= ITEM_OFFSET
-    np.copyto(scores, records["score"])
-    np.copyto(statuses, records["status"])
+    scores = records["score"].astype(np.int64)
+    statuses = records["status"].astype(np.int64)
     statuses -= 1
     return items, scores, statuses
 
@@ -869,7 +866,8 @@ def _width(lengths: np.ndarray) -> int:
 # -------------------------------------------------------------------------------------- batches
 
 
-_PRETRAIN_STREAMS = np.array([[_WINDOW], [_MASK], [_QUERY]])
+# `_stream`'s offsets of the window's, mask's and query's streams, for one call for the three.
+_PRETRAIN_OFFSETS = np.array([[_WINDOW], [_MASK], [_QUERY]], dtype=np.uint64) * _GOLDEN_U
 
 
 @dataclass(frozen=True)
@@ -907,7 +905,7 @@ def _pretrain_draws(
     """
     seeds = np.asarray(seeds, dtype=np.uint64)
     # The window's, mask's and query's streams in one call (a dozen array operations each).
-    states = _stream(seeds[None, :], _PRETRAIN_STREAMS)
+    states = _mix(seeds[None, :] + _PRETRAIN_OFFSETS)
     window_bits, query_bits = _bits(states[[0, 2]])
     starts: np.ndarray | None = None
     drawn: Drawn | None = None
@@ -931,13 +929,17 @@ def _pretrain_draws(
     chosen = draws[:, 4 * n_hashes - width :] < _threshold16(mask_prob)
     padding = _padding(width, n)
     chosen &= ~padding
-    query = (_uniform(query_bits) < query_prob) & (n > 0) & parts.has_times
+    if parts.has_times:
+        query = (_uniform(query_bits) < query_prob) & (n > 0)
+    else:
+        query = np.zeros(batch, dtype=bool)
     chosen[query, width - 1] = True
     hidden = np.flatnonzero(chosen)
     rows = hidden // width
-    # At least one hidden entry per sample (rarely needed: the draw waits for it).
-    none = (np.bincount(rows, minlength=batch) == 0) & (n > 0)
-    if none.any():
+    # At least one hidden entry per sample (rarely needed: the draw waits for it). The rows are
+    # sorted: a sample with entries and none hidden shows as one distinct row too few.
+    if np.count_nonzero(np.diff(rows)) + (len(rows) > 0) < np.count_nonzero(n):
+        none = (np.bincount(rows, minlength=batch) == 0) & (n > 0)
         pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
         chosen[np.flatnonzero(none), (width - n[none] + pick)] = True
         hidden = np.flatnonzero(chosen)
