@@ -860,7 +860,8 @@ def _first_items(parts: UserParts, users: np.ndarray, counts: np.ndarray) -> np.
 
 
 def _width(lengths: np.ndarray) -> int:
-    return max(int(lengths.max(initial=0)), 1)
+    # (`max` without `initial`: half the time on a batch's lengths)
+    return max(int(lengths.max()), 1) if len(lengths) else 1
 
 
 # -------------------------------------------------------------------------------------- batches
