@@ -867,8 +867,8 @@ def _width(lengths: np.ndarray) -> int:
 # -------------------------------------------------------------------------------------- batches
 
 
-# `_stream`'s offsets of the window's, mask's and query's streams, for one call for the three.
-_PRETRAIN_OFFSETS = np.array([[_WINDOW], [_MASK], [_QUERY]], dtype=np.uint64) * _GOLDEN_U
+# `_stream`'s offsets of the window's, query's and mask's streams, for one call for the three.
+_PRETRAIN_OFFSETS = np.array([[_WINDOW], [_QUERY], [_MASK]], dtype=np.uint64) * _GOLDEN_U
 
 
 @dataclass(frozen=True)
@@ -905,9 +905,9 @@ def _pretrain_draws(
     row hides its last entry as the "now" query.
     """
     seeds = np.asarray(seeds, dtype=np.uint64)
-    # The window's, mask's and query's streams in one call (a dozen array operations each).
+    # The window's, query's and mask's streams in one call (a dozen array operations each).
     states = _mix(seeds[None, :] + _PRETRAIN_OFFSETS)
-    window_bits, query_bits = _bits(states[[0, 2]])
+    window_bits, query_bits = _bits(states[:2])
     starts: np.ndarray | None = None
     drawn: Drawn | None = None
     if parts.has_times:
@@ -922,7 +922,7 @@ def _pretrain_draws(
     # three times as long over a broadcast operand).
     n_hashes = (width + 3) // 4
     hashes = np.empty((batch, n_hashes), dtype=np.uint64)
-    np.copyto(hashes, states[1][:, None])
+    np.copyto(hashes, states[2][:, None])
     hashes += _hash_counters(batch, n_hashes)
     _mix(hashes)
     # Little-endian 16-bit numbers: draw r in column 4 n_hashes - 1 - r (on any machine).
@@ -935,7 +935,7 @@ def _pretrain_draws(
     else:
         query = np.zeros(batch, dtype=bool)
     chosen[query, width - 1] = True
-    hidden = np.flatnonzero(chosen)
+    hidden = chosen.ravel().nonzero()[0]  # (np.flatnonzero, without its Python wrapper)
     rows = hidden // width
     # At least one hidden entry per sample (rarely needed: the draw waits for it). The rows are
     # sorted: a sample with entries and none hidden shows as one distinct row too few.
