@@ -9,11 +9,12 @@ field in one pass. Timed data draws runs of consecutive training entries, copied
 sample through a sliding-window view; shuffled draws (`Drawn`, dataset rows laid end to end) gather
 one record per token. Whatever depends on a row's length alone (padding cells, positions, the
 next-entries queries) is a row of a shared table, and operations run over whole contiguous arrays:
-numpy takes two to three times as long over part of each row or over a broadcast operand. The tables are files in the dataset's
-`cache/` folder, built once per dataset by the first process that needs them (16 bytes per
-interaction on disk, 8 without times) and memory-mapped read-only by every training process of the
-machine (DDP ranks, loader workers), which share their pages in the page cache instead of each
-holding a copy (`_cached_table`; in memory, with a log line, where no cache folder is writable).
+numpy takes two to three times as long over part of each row or over a broadcast operand. The
+token tables are files in the dataset's `cache/` folder, built once per dataset by the first
+process that needs them (16 bytes per interaction on disk, 8 without times) and memory-mapped
+read-only by every training process of the machine (DDP ranks, loader workers), which share their
+pages in the page cache instead of each holding a copy (`_cached_table`; in memory, with a log
+line, where no cache folder is writable).
 `tests/training/rowwise_batches.py` keeps the row-by-row builders this replaced, through the
 serving `encode`: the reference the tests compare every builder against, array by array, and the
 benchmark's baseline.
@@ -437,7 +438,8 @@ def _padding(width: int, lengths: np.ndarray, *, right: bool = True) -> np.ndarr
 @cache
 def _before_table(width: int) -> np.ndarray:
     """bool [width + 1, width]: row k is true in columns before k (the padding of a right-aligned
-    row of width - k entries; its complement, that of a left-aligned row of k). Read-only, shared."""
+    row of width - k entries; its complement, that of a left-aligned row of k). Read-only,
+    shared."""
     out = np.arange(width) < np.arange(width + 1)[:, None]
     out.flags.writeable = False
     return out
@@ -727,7 +729,7 @@ def _encode_records(
     batch, width = records.shape
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
     items, scores, statuses, times, progress, positions = block[:, :, :width]
-    _copy_items(items, records)
+    _copy_items(records, items)
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
     np.copyto(progress, records["progress"])
@@ -800,7 +802,7 @@ def _item_word_mask() -> int | None:
 _ITEM_WORD_MASK = _item_word_mask()
 
 
-def _copy_items(out: np.ndarray | None, records: np.ndarray) -> np.ndarray:
+def _copy_items(records: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The records' items as int64, into `out` if given. Where each record is a whole int64 word
     (a row-major [batch, width] array), the item is one AND away: twice as fast as copying a
     field, which numpy converts element by element. (Record items are never negative.)"""
@@ -817,7 +819,7 @@ def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The raw items, scores and statuses of token `records` as int64; where no target, the
     records are `_NO_TARGET` (-1, 0, -1). A copy, then an operation over the contiguous result:
     numpy takes twice as long to convert and compute in one pass."""
-    items = _copy_items(None, records)
+    items = _copy_items(records)
     items -= ITEM_OFFSET
     scores = records["score"].astype(np.int64)
     statuses = records["status"].astype(np.int64)
@@ -1160,7 +1162,7 @@ def next_entries_batch(
     records = row_words.view(ENTRY_TOKENS)
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
     items, scores, statuses, times_out, progress, positions = block
-    _copy_items(items, records)
+    _copy_items(records, items)
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
     np.copyto(progress, records["progress"])  # unknown in every query, as in the padding
