@@ -2,15 +2,19 @@
 
 A batch is built in whole-batch array operations, with no Python loop per sample. Each
 interaction's own tokens (item, score, status, progress: `encoding.entry_tokens`) are encoded once
-per dataset into an 8-byte record, and its time into a second 8-byte table; a batch gathers
-[batch, width] records, right-aligned with zero records (exactly the padding `encode` writes)
-before them, and unpacks each field in one copy. Timed data draws runs of consecutive training
-entries, copied as one slice per sample through a sliding-window view; shuffled draws (`Drawn`,
-dataset rows laid end to end) gather one record per token. The tables are files in the dataset's
-`cache/` folder, built once per dataset by the first process that needs them (16 bytes per
-interaction on disk, 8 without times) and memory-mapped read-only by every training process of the
-machine (DDP ranks, loader workers), which share their pages in the page cache instead of each
-holding a copy (`_cached_table`; in memory, with a log line, where no cache folder is writable).
+per dataset into an 8-byte record, and its time into a second 8-byte table (a float64, so that
+the time deltas of a batch are one subtraction); a batch gathers [batch, width] records,
+right-aligned with zero records (exactly the padding `encode` writes) before them, and unpacks each
+field in one pass. Timed data draws runs of consecutive training entries, copied as one slice per
+sample through a sliding-window view; shuffled draws (`Drawn`, dataset rows laid end to end) gather
+one record per token. Whatever depends on a row's length alone (padding cells, positions, the
+next-entries queries) is a row of a shared table, and operations run over whole contiguous arrays:
+numpy takes two to three times as long over part of each row or over a broadcast operand. The
+token tables are files in the dataset's `cache/` folder, built once per dataset by the first
+process that needs them (16 bytes per interaction on disk, 8 without times) and memory-mapped
+read-only by every training process of the machine (DDP ranks, loader workers), which share their
+pages in the page cache instead of each holding a copy (`_cached_table`; in memory, with a log
+line, where no cache folder is writable).
 `tests/training/rowwise_batches.py` keeps the row-by-row builders this replaced, through the
 serving `encode`: the reference the tests compare every builder against, array by array, and the
 benchmark's baseline.
@@ -46,7 +50,6 @@ from inference.encoding import (
     FIELDS,
     ITEM_OFFSET,
     MASK_ITEM,
-    PAD_ITEM,
     PROGRESS_UNKNOWN,
     SCORE_MASK,
     STATUS_MASK,
@@ -140,7 +143,7 @@ class UserParts:
             def build(out: np.ndarray | None) -> np.ndarray:
                 return entry_times(self.columns.times, margin=margin_now, out=out)
 
-            self._times = self._table("times", np.dtype(np.int64), build)
+            self._times = self._table("times-f8", np.dtype(np.float64), build)
         return self._times
 
     def _widen(self, margin: int) -> None:
@@ -205,9 +208,12 @@ class UserParts:
         *,
         right: bool = True,
         times: bool = False,
+        pad: np.int64 | int = 0,
+        padding: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, zero in padding),
-        and with `times` their `times` (0 in padding).
+        """The `tokens` records of `run_cells` ([batch, width] `ENTRY_TOKENS`, the record `pad`
+        (as an int64 word; default zero) in padding), and with `times` their `times` (0 in
+        padding). `padding`: `_padding(width, lengths, right=right)`, where the caller has it.
 
         Where every user's training part is one run of rows, each row is a slice of the tables:
         one copy per row through a sliding-window view, then one mask for the padding."""
@@ -217,6 +223,8 @@ class UserParts:
         if index is not None:
             cells = self.run_cells(users, starts, lengths, width, right=right, margin=margin)
             records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+            if pad:
+                np.copyto(records.view(np.int64), pad, where=_padding(width, lengths, right=right))
             if time_table is None:
                 return records, None
             return records, np.take(time_table, cells, mode="clip")
@@ -224,14 +232,14 @@ class UserParts:
         begin = first[np.asarray(users, dtype=np.int64)] + starts + margin
         if right:
             begin -= width - lengths
-        keep = _keep_table(margin)
-        mask = keep[width - lengths, :width] if right else ~keep[lengths, :width]
+        if padding is None:
+            padding = _padding(width, lengths, right=right)
         words = self._window(table.view(np.int64), "tokens", width)[begin]
-        words &= mask
+        np.copyto(words, pad, where=padding)
         if time_table is None:
             return words.view(ENTRY_TOKENS), None
         entry_times = self._window(time_table, "times", width)[begin]
-        entry_times &= mask
+        np.copyto(entry_times, 0, where=padding)
         return words.view(ENTRY_TOKENS), entry_times
 
     def _window(self, table: np.ndarray, name: str, width: int) -> np.ndarray:
@@ -420,11 +428,19 @@ def load_episodes(catalog_path: str, n_items: int) -> np.ndarray | None:
     return np.array([item.episodes or 0 for item in catalog], dtype=np.int64)
 
 
+def _padding(width: int, lengths: np.ndarray, *, right: bool = True) -> np.ndarray:
+    """bool [batch, width]: the padding cells of rows of `lengths` entries, right- or
+    left-aligned: rows of a shared table (a comparison over the batch costs three times as much)."""
+    before = _before_table(max(256, 1 << int(width).bit_length()))  # few distinct tables
+    return before[width - lengths, :width] if right else ~before[lengths, :width]
+
+
 @cache
-def _keep_table(width: int) -> np.ndarray:
-    """int64 [width + 1, width]: row k is all ones (-1) from column k on, 0 before: the mask that
-    keeps the last width - k words of a row (its complement, the first k). Read-only, shared."""
-    out = np.where(np.arange(width) >= np.arange(width + 1)[:, None], -1, 0).astype(np.int64)
+def _before_table(width: int) -> np.ndarray:
+    """bool [width + 1, width]: row k is true in columns before k (the padding of a right-aligned
+    row of width - k entries; its complement, that of a left-aligned row of k). Read-only,
+    shared."""
+    out = np.arange(width) < np.arange(width + 1)[:, None]
     out.flags.writeable = False
     return out
 
@@ -509,48 +525,50 @@ _MASK64 = (1 << 64) - 1
 _WINDOW, _ORDER, _MASK, _QUERY, _PICK, _CUT = 1, 2, 3, 4, 5, 6
 
 
+def _u64(value: int) -> np.ndarray:
+    """A 0-d uint64 array: as an operand, a ufunc converts it in half the time of a numpy scalar,
+    which counts on the 128-element arrays of per-sample draws (a few dozen calls a batch)."""
+    return np.array(value & _MASK64, dtype=np.uint64)
+
+
+_GOLDEN_U = _u64(_GOLDEN)
+_MIX_A, _MIX_B = _u64(0xBF58476D1CE4E5B9), _u64(0x94D049BB133111EB)
+_SHIFT_A, _SHIFT_B, _SHIFT_C, _SHIFT_UNIFORM = _u64(30), _u64(27), _u64(31), _u64(11)
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
     """The SplitMix64 finaliser, in place (uint64 arithmetic wraps, as the algorithm wants)."""
-    shifted = np.right_shift(x, np.uint64(30))  # one scratch array for the three shifts
+    shifted = np.right_shift(x, _SHIFT_A)  # one scratch array for the three shifts
     x ^= shifted
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    np.right_shift(x, np.uint64(27), out=shifted)
+    x *= _MIX_A
+    np.right_shift(x, _SHIFT_B, out=shifted)
     x ^= shifted
-    x *= np.uint64(0x94D049BB133111EB)
-    np.right_shift(x, np.uint64(31), out=shifted)
+    x *= _MIX_B
+    np.right_shift(x, _SHIFT_C, out=shifted)
     x ^= shifted
     return x
 
 
-def _stream(seeds: np.ndarray, stream: int | np.ndarray) -> np.ndarray:
-    """One uint64 state per sample for one kind of draw (windows, masks...); for several kinds
-    at once, `stream` an int array that broadcasts against `seeds`."""
-    if isinstance(stream, int):
-        offset: np.ndarray | np.uint64 = np.uint64((stream * _GOLDEN) & _MASK64)
-    else:
-        offset = np.asarray(stream, dtype=np.uint64) * np.uint64(_GOLDEN)  # arrays wrap quietly
-    return _mix(np.asarray(seeds, dtype=np.uint64) + offset)
+def _stream(seeds: np.ndarray, stream: int) -> np.ndarray:
+    """One uint64 state per sample for one kind of draw (windows, masks...): the hash of
+    seed + stream * GOLDEN."""
+    return _mix(np.asarray(seeds, dtype=np.uint64) + _u64(stream * _GOLDEN))
 
 
 def _bits(states: np.ndarray, counters: np.ndarray | None = None) -> np.ndarray:
     """uint64 draw number `counters` (default 0) of each state; `states` already per element."""
     if counters is None:
-        return _mix(states + np.uint64(_GOLDEN))
+        return _mix(states + _GOLDEN_U)
     x = counters.astype(np.uint64)  # a copy, worked on in place: this runs once per token
     x += np.uint64(1)
-    x *= np.uint64(_GOLDEN)
+    x *= _GOLDEN_U
     x += states
     return _mix(x)
 
 
 def _uniform(bits: np.ndarray) -> np.ndarray:
     """Floats in [0, 1) from the top 53 bits."""
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-def _threshold(p: float) -> np.uint64:
-    """Draws below this are true with probability p (to 2^-64; p >= 1 as near 1 as that)."""
-    return np.uint64(min(max(p, 0.0), 1.0 - 2.0**-53) * 2.0**64)
+    return (bits >> _SHIFT_UNIFORM).astype(np.float64) * 2.0**-53
 
 
 def _below(bits: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -625,13 +643,20 @@ def _shuffled(parts: UserParts, users: np.ndarray, seeds: np.ndarray) -> Drawn:
 
 
 def _window_runs(
-    parts: UserParts, users: np.ndarray, seeds: np.ndarray, length: int
+    parts: UserParts,
+    users: np.ndarray,
+    seeds: np.ndarray,
+    length: int,
+    bits: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where each user's random run of `length` consecutive training entries starts, and its length
-    (all of them if fewer): `draw_windows` without shuffling, as runs."""
+    (all of them if fewer): `draw_windows` without shuffling, as runs. `bits`: the samples' draw
+    of the _WINDOW stream, where the caller drew it along with others."""
     n = parts.counts[TRAIN][users]
     take = np.minimum(n, length)
-    ends = take + _below(_bits(_stream(seeds, _WINDOW)), n - take + 1)
+    if bits is None:
+        bits = _bits(_stream(seeds, _WINDOW))
+    ends = take + _below(bits, n - take + 1)
     return ends - take, take
 
 
@@ -668,9 +693,11 @@ def _flat_records(
     right: bool = True,
     times: bool = False,
     query: bool = False,
+    pad: np.int64 | int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`run_records` for drawn rows in any order: row b holds sample b's entries in drawn order
-    (with `query`, ending one column early: the last is left for the query)."""
+    (with `query`, ending one column early: the last is left for the query), the record `pad`
+    in padding."""
     table, margin = parts.tokens(episodes, width)
     time_table = parts.times(width) if times else None
     cols = np.arange(width)
@@ -679,6 +706,8 @@ def _flat_records(
     cells = np.zeros((len(drawn.lengths), width), dtype=np.int64)
     cells[used] = drawn.rows + margin  # row-major order of the cells is the drawn order
     records = np.take(table.view(np.int64), cells, mode="clip").view(ENTRY_TOKENS)
+    if pad:
+        np.copyto(records.view(np.int64), pad, where=~used)
     return records, None if time_table is None else np.take(time_table, cells, mode="clip")
 
 
@@ -686,20 +715,21 @@ def _encode_records(
     parts: UserParts,
     records: np.ndarray,
     entry_times: np.ndarray | None,
+    lengths: np.ndarray,
     *,
     query: bool = False,
     use_times: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """[6 fields (FIELDS order), batch, width] int64: right-aligned rows of token `records`
-    ([batch, width]) encoded as `encoding.encode` encodes them (with their `entry_times`, None
-    where times are not used), "now" the time of each row's last entry. With `query`, the last
-    column is the MASK query stamped "now" instead, whatever record it holds, and the entries end
-    one column before it. Written into out[:, :, :width] if given."""
+    ([batch, width], lengths[b] entries in row b) encoded as `encoding.encode` encodes them (with
+    their `entry_times`, None where times are not used), "now" the time of each row's last entry.
+    With `query`, the last column is the MASK query stamped "now" instead, whatever record it
+    holds, and the entries end one column before it. Written into out[:, :, :width] if given."""
     batch, width = records.shape
     block = np.empty((len(FIELDS), batch, width), dtype=np.int64) if out is None else out
     items, scores, statuses, times, progress, positions = block[:, :, :width]
-    np.copyto(items, records["item"])
+    _copy_items(records, items)
     np.copyto(scores, records["score"])
     np.copyto(statuses, records["status"])
     np.copyto(progress, records["progress"])
@@ -709,7 +739,12 @@ def _encode_records(
     else:
         times.fill(TIME_UNKNOWN)
     if parts.has_times:  # counted back from the last column, 0 in padding
-        np.multiply(records["entry"], np.arange(width - 1, -1, -1), out=positions)
+        first = width - int(query) - np.asarray(lengths, dtype=np.int64)  # first entry's column
+        table = _positions_table(width)
+        if positions.flags.c_contiguous:
+            np.take(table, first, axis=0, out=positions, mode="clip")
+        else:  # (np.take would copy the result through a buffer)
+            positions[...] = table[first]
     else:
         positions.fill(0)
     if query:
@@ -720,6 +755,18 @@ def _encode_records(
         progress[:, -1] = PROGRESS_UNKNOWN
         positions[:, -1] = 0
     return block
+
+
+@lru_cache(maxsize=8)
+def _positions_table(width: int) -> np.ndarray:
+    """int64 [width + 1, width]: row k holds the positions of a right-aligned row whose first
+    entry is in column k (width - 1 - column from there on, 0 before). Read-only, shared: a batch
+    gathers its rows rather than multiplying each record's `entry` by its column (three times as
+    long: a broadcast over mixed types)."""
+    cols = np.arange(width)
+    out = np.where(cols >= np.arange(width + 1)[:, None], width - 1 - cols, 0).astype(np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def _mask_word() -> np.int64:
@@ -733,18 +780,50 @@ def _mask_word() -> np.int64:
 _MASK_WORD = _mask_word()
 
 
-def _targets(
-    records: np.ndarray, out: list[np.ndarray] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The raw items, scores and statuses of token `records` as int64: -1, 0, -1 in padding
-    (written into the three int64 arrays `out` if given)."""
+def _no_target_word() -> np.int64:
+    """The first 8 bytes of a record whose `_targets` are those of no target: item -1, no score,
+    status -1."""
+    record = np.zeros(1, dtype=ENTRY_TOKENS)
+    record["item"] = ITEM_OFFSET - 1
+    return record.view(np.int64)[0]
+
+
+_NO_TARGET = _no_target_word()
+
+
+def _item_word_mask() -> int | None:
+    """The int64 mask that keeps a record's item when the record is read as one int64 word: its
+    low 32 bits on little-endian machines (None elsewhere)."""
+    probe = np.zeros(1, dtype=ENTRY_TOKENS)
+    probe["item"], probe["score"] = 0x12345678, 0x9A
+    return 0xFFFFFFFF if int(probe.view(np.int64)[0]) == 0x9A_12345678 else None
+
+
+_ITEM_WORD_MASK = _item_word_mask()
+
+
+def _copy_items(records: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The records' items as int64, into `out` if given. Where each record is a whole int64 word
+    (a row-major [batch, width] array), the item is one AND away: twice as fast as copying a
+    field, which numpy converts element by element. (Record items are never negative.)"""
+    words = records.view(np.int64)
+    if _ITEM_WORD_MASK is not None and words.flags.c_contiguous:
+        return np.bitwise_and(words, _ITEM_WORD_MASK, out=out)
     if out is None:
-        out = [np.empty(records.shape, dtype=np.int64) for _ in range(3)]
-    items, scores, statuses = out
-    np.subtract(records["item"], ITEM_OFFSET, out=items, dtype=np.int64)
-    np.maximum(items, -1, out=items)  # padding: PAD_ITEM - ITEM_OFFSET = -2
-    np.copyto(scores, records["score"])
-    np.subtract(records["status"], 1, out=statuses, dtype=np.int64)
+        return records["item"].astype(np.int64)
+    np.copyto(out, records["item"])
+    return out
+
+
+def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw items, scores and statuses of token `records` as int64; where no target, the
+    records are `_NO_TARGET` (-1, 0, -1). A copy, then an operation over the contiguous result:
+    numpy takes twice as long to convert and compute in one pass."""
+    items = _copy_items(records)
+    items -= ITEM_OFFSET
+    scores = records["score"].astype(np.int64)
+    statuses = records["status"].astype(np.int64)
+    statuses -= 1
     return items, scores, statuses
 
 
@@ -752,77 +831,139 @@ def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarr
     """Rows laid end to end -> [batch, longest] int64, left-aligned, `fill` after each row."""
     lengths = np.asarray(lengths, dtype=np.int64)
     width = _width(lengths)
-    out = np.full((len(lengths), width), fill, dtype=np.int64)
+    out = np.empty((len(lengths), width), dtype=np.int64)
+    if fill == -1:  # every byte 0xFF: a byte fill takes half the time of an int64 one
+        out.view(np.uint8).fill(255)
+    else:
+        out.fill(fill)
     # An index per value, not a mask per cell: rows can be far wider than most of their values.
-    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values
+    # int64 values: a scattered assignment converting as it goes takes twice as long.
+    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values.astype(np.int64)
+    return out
+
+
+def _first_items(parts: UserParts, users: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The items of the first counts[b] training entries of each user b: [batch, longest] int64,
+    left-aligned, -1 after. `_padded` of `train_rows`' items, with one index for both the cells
+    and the rows."""
+    first, index = parts._train_layout()
+    counts = np.asarray(counts, dtype=np.int64)
+    batch, width = len(counts), _width(counts)
+    out = np.empty((batch, width), dtype=np.int64)
+    out.view(np.uint8).fill(255)  # -1: a byte fill takes half the time of an int64 one
+    row_starts = np.arange(0, batch * width, width)
+    cells = _runs(row_starts, counts)
+    rows = cells + np.repeat(first[users] - row_starts, counts)
+    if index is not None:
+        rows = index[rows]
+    # int64 values: a scattered assignment converting as it goes takes twice as long.
+    out.reshape(-1)[cells] = np.take(parts.columns.items, rows).astype(np.int64)
     return out
 
 
 def _width(lengths: np.ndarray) -> int:
-    return max(int(lengths.max(initial=0)), 1)
+    # (`max` without `initial`: half the time on a batch's lengths)
+    return max(int(lengths.max()), 1) if len(lengths) else 1
 
 
 # -------------------------------------------------------------------------------------- batches
 
 
-def _mask_cells(
+# `_stream`'s offsets of the window's, query's and mask's streams, for one call for the three.
+_PRETRAIN_OFFSETS = np.array([[_WINDOW], [_QUERY], [_MASK]], dtype=np.uint64) * _GOLDEN_U
+
+
+@dataclass(frozen=True)
+class _PretrainDraws:
+    lengths: np.ndarray  # entries per sample, right-aligned in `width` columns
+    width: int
+    starts: np.ndarray | None  # timed data: each sample's run of training entries
+    drawn: Drawn | None  # data without times: each sample's shuffled entries
+    padding: np.ndarray  # bool [batch, width]: `_padding(width, lengths)`
+    chosen: np.ndarray  # bool [batch, width]: the hidden cells
+    hidden: np.ndarray  # their flat indices, in row-major order
+    rows: np.ndarray  # and their rows
+    query: np.ndarray  # bool per sample: its last entry hidden as the "now" query
+
+
+def _pretrain_draws(
     parts: UserParts,
+    users: np.ndarray,
     seeds: np.ndarray,
-    lengths: np.ndarray,
-    width: int,
     *,
+    max_len: int,
     mask_prob: float,
     query_prob: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pretraining's hidden entries as [batch, width] cells of right-aligned rows of `lengths`
-    entries, and which rows hide their last entry as the "now" query.
+) -> _PretrainDraws:
+    """Pretraining's windows and hidden entries.
 
-    Entry k of row b is hidden when draw k of its _MASK stream falls below mask_prob: the hash of
-    (k + 1) * GOLDEN + state_b, which in cell c = lo_b + k is c * GOLDEN + a constant per row.
+    Each entry is hidden with probability mask_prob (to 2^-16), from 16 random bits: the entry r
+    places before the newest of its row takes bits 16 (3 - r mod 4) .. 16 (3 - r mod 4) + 15 of
+    hash r div 4 of the row's _MASK stream (`_bits`, counter r div 4). Four entries per hash make
+    the mask a quarter of the arithmetic of a hash per entry. Counting from the newest entry (each
+    row's last column), with the hashes in descending order, lays the draws out as the cells
+    whatever the batch's width: one view of the hashes, as 16-bit numbers, is the [batch, width]
+    grid (after the 0-3 draws past the oldest cell). With probability query_prob (timed data), a
+    row hides its last entry as the "now" query.
     """
-    n = lengths
-    lo = width - n
-    states = _stream(np.asarray(seeds, dtype=np.uint64)[None, :], np.array([[_MASK], [_QUERY]]))
-    state = states[0] + (1 - lo).astype(np.uint64) * np.uint64(_GOLDEN)  # wraps
-    draws = np.add(_column_counters(width), state[:, None])
-    chosen = _mix(draws) < _threshold(mask_prob)
-    chosen &= _right_aligned(width)[lo]
-    query = (_uniform(_bits(states[1])) < query_prob) & (n > 0) & parts.has_times
-    chosen[query, width - 1] = True
-    # At least one hidden entry per sample (rarely needed: the draw waits for it).
-    none = ~chosen.any(axis=1) & (n > 0)
-    if none.any():
-        pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
-        chosen[np.flatnonzero(none), (lo[none] + pick)] = True
-    return chosen, query
-
-
-@cache
-def _column_counters(width: int) -> np.ndarray:
-    """c * GOLDEN for columns c < width (uint64, wrapping): read-only, shared."""
-    out = np.arange(width, dtype=np.uint64) * np.uint64(_GOLDEN)
-    out.flags.writeable = False
-    return out
-
-
-@cache
-def _right_aligned(width: int) -> np.ndarray:
-    """bool [width + 1, width]: row k is true from column k on (the cells of a right-aligned row
-    of width - k entries). Read-only, shared."""
-    out = np.arange(width) >= np.arange(width + 1)[:, None]
-    out.flags.writeable = False
-    return out
-
-
-def _pretrain_window(
-    parts: UserParts, users: np.ndarray, seeds: np.ndarray, max_len: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Drawn | None]:
-    """Pretraining's windows: lengths, and runs' starts (timed) or the shuffled draw."""
+    seeds = np.asarray(seeds, dtype=np.uint64)
+    # The window's, query's and mask's streams in one call (a dozen array operations each).
+    states = _mix(seeds[None, :] + _PRETRAIN_OFFSETS)
+    window_bits, query_bits = _bits(states[:2])
+    starts: np.ndarray | None = None
+    drawn: Drawn | None = None
     if parts.has_times:
-        starts, lengths = _window_runs(parts, users, seeds, max_len)
-        return lengths, starts, None, None
-    drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
-    return drawn.lengths, np.zeros(0, dtype=np.int64), None, drawn
+        starts, n = _window_runs(parts, users, seeds, max_len, window_bits)
+    else:
+        drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
+        n = drawn.lengths
+    width = _width(n)
+    batch = len(n)
+    # Hash j of row b, in column q = n_hashes - 1 - j, is that of (j + 1) * GOLDEN + state_b: each
+    # row's state, then each column's counter (a row-wise copy and a flat addition: numpy takes
+    # three times as long over a broadcast operand).
+    n_hashes = (width + 3) // 4
+    hashes = np.empty((batch, n_hashes), dtype=np.uint64)
+    np.copyto(hashes, states[2][:, None])
+    hashes += _hash_counters(batch, n_hashes)
+    _mix(hashes)
+    # Little-endian 16-bit numbers: draw r in column 4 n_hashes - 1 - r (on any machine).
+    draws = hashes.astype("<u8", copy=False).view("<u2")
+    chosen = draws[:, 4 * n_hashes - width :] < _threshold16(mask_prob)
+    padding = _padding(width, n)
+    chosen &= ~padding
+    if parts.has_times:
+        query = (_uniform(query_bits) < query_prob) & (n > 0)
+    else:
+        query = np.zeros(batch, dtype=bool)
+    chosen[query, width - 1] = True
+    hidden = chosen.ravel().nonzero()[0]  # (np.flatnonzero, without its Python wrapper)
+    rows = hidden // width
+    # At least one hidden entry per sample (rarely needed: the draw waits for it). The rows are
+    # sorted: a sample with entries and none hidden shows as one distinct row too few.
+    if np.count_nonzero(np.diff(rows)) + (len(rows) > 0) < np.count_nonzero(n):
+        none = (np.bincount(rows, minlength=batch) == 0) & (n > 0)
+        pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
+        chosen[np.flatnonzero(none), (width - n[none] + pick)] = True
+        hidden = np.flatnonzero(chosen)
+        rows = hidden // width
+    return _PretrainDraws(n, width, starts, drawn, padding, chosen, hidden, rows, query)
+
+
+@lru_cache(maxsize=4)
+def _hash_counters(batch: int, width: int) -> np.ndarray:
+    """uint64 [batch, width]: (j + 1) * GOLDEN in column width - 1 - j (wrapping), in every row:
+    the counters of draws width - 1 .. 0 of `_bits`. Read-only, shared."""
+    out = np.empty((batch, width), dtype=np.uint64)
+    np.copyto(out, np.arange(width, 0, -1, dtype=np.uint64) * _GOLDEN_U)
+    out.flags.writeable = False
+    return out
+
+
+def _threshold16(p: float) -> np.uint16:
+    """16-bit draws below this are true with probability p (to 2^-16; p >= 1 as near 1 as
+    that)."""
+    return np.uint16(min(max(int(p * 2**16), 0), 2**16 - 1))
 
 
 def pretrain_draw(
@@ -837,15 +978,15 @@ def pretrain_draw(
     """Pretraining's draws: each sample's entries, which of them are hidden (flat, in the entries'
     order) and which samples hide their last entry as the "now" query."""
     users = np.asarray(users, dtype=np.int64)
-    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
-    width = _width(lengths)
-    chosen, query = _mask_cells(
-        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
+    d = _pretrain_draws(
+        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
     )
+    drawn = d.drawn
     if drawn is None:
-        drawn = _train_runs(parts, users, starts, lengths)
-    used = np.arange(width) >= (width - lengths)[:, None]
-    return drawn, chosen[used], query
+        assert d.starts is not None
+        drawn = _train_runs(parts, users, d.starts, d.lengths)
+    used = ~d.padding
+    return drawn, d.chosen[used], d.query
 
 
 def pretrain_batch(
@@ -864,29 +1005,30 @@ def pretrain_batch(
     form of the fine-tuning query, so pretraining already answers "what comes next?".
     """
     users = np.asarray(users, dtype=np.int64)
-    lengths, starts, _, drawn = _pretrain_window(parts, users, seeds, max_len)
-    width = _width(lengths)
-    if drawn is None:
+    d = _pretrain_draws(
+        parts, users, seeds, max_len=max_len, mask_prob=mask_prob, query_prob=query_prob
+    )
+    width = d.width
+    if d.drawn is None:
+        assert d.starts is not None
         records, times = parts.run_records(
-            users, starts, lengths, width, episodes, times=parts.has_times
+            users, d.starts, d.lengths, width, episodes, times=parts.has_times, padding=d.padding
         )
     else:
-        records, times = _flat_records(parts, drawn, width, episodes, times=parts.has_times)
-    chosen, query = _mask_cells(
-        parts, seeds, lengths, width, mask_prob=mask_prob, query_prob=query_prob
-    )
+        records, times = _flat_records(parts, d.drawn, width, episodes, times=parts.has_times)
+    words = records.view(np.int64)
     # The hidden tokens in row-major order (np.nonzero's), read before they are hidden.
-    flat = np.flatnonzero(chosen)
-    rows, cols = np.divmod(flat, width)
-    target_items, target_scores, target_statuses = _targets(np.take(records, flat))
+    target_items, target_scores, target_statuses = _targets(
+        np.take(words, d.hidden).view(ENTRY_TOKENS)
+    )
     # Hiding keeps the time (and the position); the rest of the record becomes the MASK token.
-    np.putmask(records.view(np.int64), chosen, _MASK_WORD)
-    block = _encode_records(parts, records, times)
-    block[3][query, width - 1] = TIME_NOW  # hidden, by `_mask_cells`
+    words.reshape(-1)[d.hidden] = _MASK_WORD  # (a masked copy mispredicts on a random mask)
+    block = _encode_records(parts, records, times, d.lengths)
+    block[3][d.query, width - 1] = TIME_NOW  # hidden, by `_pretrain_draws`
     return {
         **dict(zip(FIELDS, block, strict=True)),
-        "target_rows": rows,
-        "target_cols": cols,
+        "target_rows": d.rows,
+        "target_cols": d.hidden - d.rows * width,
         "target_items": target_items,
         "target_scores": target_scores,
         "target_statuses": target_statuses,
@@ -943,10 +1085,13 @@ def finetune_batch(
         records, times = parts.run_records(
             users, cut - kept, kept + 1, _width(kept + 1), episodes, times=True
         )
-        target, _ = parts.run_records(
-            users, cut, n_targets, _width(n_targets), episodes, right=False
-        )
-        history = _train_runs(parts, users, np.zeros(len(users), dtype=np.int64), cut)
+        if (n_targets == 1).all():  # n_next = 1: the entry at the cut, in the last column
+            target = records[:, -1:]
+        else:
+            target, _ = parts.run_records(
+                users, cut, n_targets, _width(n_targets), episodes, right=False, pad=_NO_TARGET
+            )
+        seen = _first_items(parts, users, cut)
     else:
         history, drawn = finetune_draw(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
@@ -955,8 +1100,12 @@ def finetune_batch(
         records, times = _flat_records(
             parts, newest, _width(newest.lengths + 1), episodes, query=True
         )
-        target, _ = _flat_records(parts, drawn, _width(drawn.lengths), episodes, right=False)
-    block = _encode_records(parts, records, times, query=True)
+        target, _ = _flat_records(
+            parts, drawn, _width(drawn.lengths), episodes, right=False, pad=_NO_TARGET
+        )
+        kept = newest.lengths
+        seen = _padded(np.take(parts.columns.items, history.rows), history.lengths)
+    block = _encode_records(parts, records, times, kept, query=True)
     target_items, target_scores, target_statuses = _targets(target)
     return {
         **dict(zip(FIELDS, block, strict=True)),
@@ -965,7 +1114,7 @@ def finetune_batch(
         "target_statuses": target_statuses,
         # Every history entry, left-aligned: as wide as the longest history, often far more
         # than max_len, so from the flat rows rather than as records.
-        "seen_items": _padded(np.take(parts.columns.items, history.rows), history.lengths),
+        "seen_items": seen,
     }
 
 
@@ -998,61 +1147,86 @@ def next_entries_batch(
     batch = len(users)
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
     total = width + extra
-    block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
-    # The whole window e_0..e_n, right-aligned: e_n in the query's column, which the query takes.
+    # Every token of a row as a record, so that each field is then encoded in one pass over whole
+    # rows (numpy takes two to three times as long over part of each row): the window e_0..e_n
+    # right-aligned in the first `width` columns, the MASK record in the last of them (e_n's, which
+    # the query takes), then a MASK record per query for e_k (k = 1..n-1), then padding.
     window, times = parts.run_records(users, starts, lengths, width, episodes, times=use_times)
-    _encode_records(parts, window, times, query=True, use_times=use_times, out=block)
+    template = _query_template(width, parts.has_times)
+    # (`width` words before the rows, for the targets' copy below.)
+    buffer = np.empty(width + batch * total, dtype=np.int64)
+    row_words = buffer[width:].reshape(batch, total)
+    row_words[:, :width] = window.view(np.int64)
+    row_words[:, width - 1] = _MASK_WORD
+    row_words[:, width:] = template["words"][n]
+    records = row_words.view(ENTRY_TOKENS)
+    block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
+    items, scores, statuses, times_out, progress, positions = block
+    _copy_items(records, items)
+    np.copyto(scores, records["score"])
+    np.copyto(statuses, records["status"])
+    np.copyto(progress, records["progress"])  # unknown in every query, as in the padding
     # Entry e_k (k = 1..n-1) -> a query in column width + k - 1 at e_k's position (n - k, counted
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
-    # width - 1 - n). Behind the queries, padding: as encode pads, except time "now".
-    # All of it depends on n alone: each row is a copy of its n's row of a template.
-    template = _query_template(width, parts.has_times)
-    items, scores, statuses, times, progress, positions = block[:, :, width:]
-    for field, name in ((items, "items"), (scores, "scores"), (statuses, "statuses")):
-        field[...] = template[name][n]
-    times.fill(TIME_NOW)
-    progress.fill(PROGRESS_UNKNOWN)
-    positions[...] = template["positions"][n]
-    query_sees = np.empty((batch, total), dtype=np.int64)
-    query_sees[:, : width - 1] = -1
-    query_sees[:, width - 1] = width - 2
-    query_sees[:, width:] = template["query_sees"][n]
-    # Targets: e_n behind the first query, e_1..e_{n-1} behind the others.
-    later, _ = parts.run_records(
-        users, starts + 1, np.maximum(n - 1, 0), extra, episodes, right=False
+    # width - 1 - n). Positions and what each token sees depend on n alone: each row is a copy of
+    # its n's row of a template.
+    np.take(template["positions"], n, axis=0, out=positions, mode="clip")
+    query_sees = np.take(template["query_sees"], n, axis=0, mode="clip")
+    # Times: the entries' before "now" (the time of e_{n-1}), then "now" from the first query on.
+    if parts.has_times and use_times and width > 1:
+        assert times is not None
+        times_out[:, width - 1 :] = TIME_NOW
+        time_buckets_shifted(times_out[:, : width - 1], times[:, : width - 1], times[:, width - 2])
+    else:
+        np.copyto(times_out, template["times"])
+    # Targets, as records too: e_n behind the first query, e_1..e_{n-1} behind the others, and
+    # elsewhere the record whose fields are those of no target. Behind the query for e_k is e_k's
+    # record shifted n columns right: each row of them is one slice of the rows' words laid end to
+    # end (a copy per row through a sliding-window view, from memory just written).
+    shifted = np.lib.stride_tricks.as_strided(
+        buffer, (len(buffer) - total + 1, total), (8, 8), writeable=False
     )
-    targets = [np.empty((batch, total), dtype=np.int64) for _ in range(3)]
-    _targets(window[:, -1:], [t[:, width - 1 : width] for t in targets])
-    _targets(later, [t[:, width:] for t in targets])
-    for target, fill in zip(targets, (-1, 0, -1), strict=True):
-        target[:, : width - 1] = fill
+    target_words = shifted[np.arange(width, width + batch * total, total) - n]
+    np.copyto(target_words, _NO_TARGET, where=template["no_target"][n])
+    target_words[:, width - 1] = window.view(np.int64)[:, width - 1]
+    target_items, target_scores, target_statuses = _targets(target_words.view(ENTRY_TOKENS))
     return {
         **dict(zip(FIELDS, block, strict=True)),
         "query_sees": query_sees,
-        "target_items": targets[0],
-        "target_scores": targets[1],
-        "target_statuses": targets[2],
+        "target_items": target_items,
+        "target_scores": target_scores,
+        "target_statuses": target_statuses,
     }
 
 
 @lru_cache(maxsize=4)
 def _query_template(width: int, has_times: bool) -> dict[str, np.ndarray]:
-    """`next_entries_batch`'s columns behind the first query, for rows of n = 0..width - 1
-    encoded entries: [width, width - 2 (at least 1)] int64 per field, read-only."""
+    """`next_entries_batch`'s rows for n = 0..width - 1 encoded entries, as functions of n alone:
+    "words", the records of the queries behind the first ([width, width - 2 (at least 1)]), and
+    over the whole row ([width, total]) "positions", "query_sees", "times" (without entry times)
+    and "no_target" (bool: no query for an earlier entry). Read-only, shared."""
     extra = max(width - 2, 1)
+    total = width + extra
     n = np.arange(width)[:, None]
-    k = 1 + np.arange(extra)
-    query = k < n  # a query for e_k, k = 1..n-1
+    cols = np.arange(total)
+    k = cols - width + 1  # the query for e_k in column width + k - 1
+    query = (k >= 1) & (k < n)  # a query for e_k, k = 1..n-1
+    entry = (cols < width) & (cols >= width - 1 - n)  # e_0..e_{n-1}, and the first query (0)
     out = {
-        "items": np.where(query, MASK_ITEM, PAD_ITEM),
-        "scores": np.where(query, SCORE_MASK, 0),  # 0: padding
-        "statuses": np.where(query, STATUS_MASK, 0),
-        "positions": np.where(query, n - k, 0) if has_times else np.zeros(query.shape),
-        "query_sees": np.where(query, width - 2 - n + k, -1),
+        "words": np.where(query, _MASK_WORD, 0)[:, width:],
+        "positions": np.where(entry, width - 1 - cols, np.where(query, n - k, 0)),
+        "query_sees": np.where(
+            query, width - 2 - n + k, np.where(cols == width - 1, width - 2, -1)
+        ),
+        "times": np.where(cols >= width - 1, TIME_NOW, TIME_UNKNOWN)[None, :],
     }
+    if not has_times:
+        out["positions"] = np.zeros_like(out["positions"])
     for name, array in out.items():
-        out[name] = array.astype(np.int64)
-        out[name].flags.writeable = False
+        out[name] = np.ascontiguousarray(array, dtype=np.int64)
+    out["no_target"] = ~query
+    for array in out.values():
+        array.flags.writeable = False
     return out
 
 
@@ -1072,10 +1246,13 @@ def sasrec_batch(parts: UserParts, users: np.ndarray, seeds: np.ndarray, *, max_
         n = np.maximum(drawn.lengths - 1, 0)
         width = _width(n)
         window, times = _flat_records(parts, drawn, width + 1, None)
-    block = _encode_records(parts, window[:, :width], None if times is None else times[:, :width])
-    target = _targets(window[:, 1:])[0]
-    before = np.flatnonzero(n < width)
-    target[before, width - 1 - n[before]] = -1  # e_0
+    block = _encode_records(
+        parts, window[:, :width], None if times is None else times[:, :width], n
+    )
+    # Each target's item, then -1 wherever the input is padding: the padding of the targets, and
+    # e_0 (the target of the padding just before the inputs).
+    target = np.subtract(window[:, 1:]["item"], ITEM_OFFSET, dtype=np.int64)
+    np.copyto(target, -1, where=_padding(width, n))
     return {**dict(zip(FIELDS, block, strict=True)), "target_items": target}
 
 

@@ -106,11 +106,12 @@ def test_pretrain_batch_is_the_row_by_row_assembly_of_its_draws(datasets, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_finetune_batch_is_the_row_by_row_assembly_of_its_draws(datasets, kind):
+@pytest.mark.parametrize("n_next", (1, 2))  # one target: read from the history's records
+def test_finetune_batch_is_the_row_by_row_assembly_of_its_draws(datasets, kind, n_next):
     parts = datasets[kind]
     users, seeds = _draw(parts, 32)
     # A short max_len, so that long histories are cut to their newest entries.
-    settings = {"holdout_share": 0.3, "n_next": 2}
+    settings = {"holdout_share": 0.3, "n_next": n_next}
     history, target = batches.finetune_draw(parts, users, seeds, **settings)
     expected = old.assemble_finetune(
         _histories(parts, history),
@@ -210,6 +211,40 @@ def test_pretrain_masks_at_the_set_rate_and_at_least_one_entry(datasets, kind):
     others = drawn.lengths - query
     expected = others * 0.2 + np.where(query, 0.0, 0.8**others)
     assert abs((per_row - query).sum() / expected.sum() - 1) < 0.03
+
+
+def _splitmix(x: int) -> int:
+    """SplitMix64's finaliser in Python integers: the reference for `batches._mix`."""
+    mask = (1 << 64) - 1
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & mask
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & mask
+    return x ^ (x >> 31)
+
+
+def test_pretrain_mask_draws_are_16_bit_lanes_counted_from_the_newest_entry(datasets):
+    """The mask as `_pretrain_draws` documents it: entry r places before the newest of its row is
+    hidden when bits 16 (3 - r mod 4) .. + 15 of hash r div 4 of the row's _MASK stream fall below
+    mask_prob * 2^16 (query_prob 0; a row with none hidden gets one more, not checked here)."""
+    parts = datasets["timed"]
+    users, seeds = _draw(parts, 48, seed=7)
+    d = batches._pretrain_draws(parts, users, seeds, max_len=11, mask_prob=0.3, query_prob=0.0)
+    golden, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
+    rows_checked = 0
+    for row, seed in enumerate(seeds.tolist()):
+        state = _splitmix((seed + batches._MASK * golden) & mask)
+        expected = []
+        for r in range(int(d.lengths[row])):
+            draw = _splitmix((state + (r // 4 + 1) * golden) & mask) >> (16 * (3 - r % 4))
+            expected.append((draw & 0xFFFF) < int(0.3 * 2**16))
+        if not any(expected):
+            continue  # the extra pick
+        got = d.chosen[row, d.width - 1 :: -1][: int(d.lengths[row])]
+        assert got.tolist() == expected, row
+        assert not d.chosen[row, : d.width - int(d.lengths[row])].any()  # padding
+        rows_checked += 1
+    assert rows_checked > 40
 
 
 def test_finetune_cuts_fall_anywhere_between_the_first_and_last_entry(datasets):
