@@ -2,7 +2,8 @@
 
 Two phases per model, both over the dataset's split labels (0 train, 1 validation, 2 test):
 - tuning: fit on train, each user's history = their train entries in order, targets = validation
-  entries; the grid entry with the best NDCG@K (lowest RMSE for score models) wins;
+  entries; the grid entry with the best NDCG@K (lowest RMSE for score models, highest mean status
+  AUC for status-only models) wins;
 - test: refit the winner on train + validation, history = train + validation entries in order,
   targets = test entries.
 Every item in the history is removed from the ranking (score -inf) by the harness, for every model;
@@ -14,10 +15,13 @@ can score unseen titles (ours, through content vectors) with certain misses.
 
 Protocols: `loo` (one target per user: HR@K, NDCG@K), `random` and `temporal` (several targets:
 Recall@K, NDCG@K binary, and NDCG@K graded with gain 2^score − 1, unscored held-out items having
-grade 0). Score models report RMSE on the scored held-out entries. `cold` is scored like `random`
-over its own split (`training.splits.cold_split`): 10% of the titles never appear in training and
-the targets are every interaction with them, ranked against every item the user has not
-interacted with; run a content-only model beside ours (`--models content:CATALOG`).
+grade 0). Score models report RMSE on the scored held-out entries; those with a status head (ours,
+`statusrate`) report the ROC AUC of their probability that a held-out entry is dropped ("drop AUC")
+and plan-to-watch ("plan AUC") over every held-out entry (empty when the entries do not hold both
+kinds). `cold` is scored like `random` over its own split (`training.splits.cold_split`): 10% of
+the titles never appear in training and the targets are every interaction with them, ranked
+against every item the user has not interacted with; run a content-only model beside ours
+(`--models content:CATALOG`).
 
 Writes `--out` (JSON, the shape of docs/evaluation.md#results-files) and the same table as Markdown beside it.
 
@@ -40,11 +44,13 @@ import numpy as np
 from tqdm import tqdm
 
 import training.baselines  # noqa: F401  (registers the built-in models)
+from inference.animelist import STATUS_CODES, Status
 from training.baselines.interface import (
     NotApplicable,
     Recommender,
     Registration,
     ScoreModel,
+    StatusModel,
     TrainData,
     history_matrix,
     ranking_model,
@@ -54,11 +60,12 @@ from training.baselines.interface import (
 )
 from training.dataset import TEST, TRAIN, VALIDATION, Dataset, History
 from training.errors import TrainingError
-from training.metrics import RankingAccumulator, rmse, top_k
+from training.metrics import RankingAccumulator, rmse, roc_auc, top_k
 
 __all__ = [
     "Recommender",
     "ScoreModel",
+    "StatusModel",
     "TrainData",
     "register_model",
     "register_score_model",
@@ -75,7 +82,14 @@ METRIC_ORDER = (
     "NDCG@10-graded",
     "RMSE",
     "RMSE/bias",
+    "drop AUC",
+    "plan AUC",
 )
+# Status heads judged by ROC AUC: column name -> the status.
+STATUS_METRICS = {
+    "drop AUC": Status.DROPPED,
+    "plan AUC": Status.PLAN_TO_WATCH,
+}
 
 
 class EvaluationError(TrainingError):
@@ -91,6 +105,7 @@ class Phase:
     users: np.ndarray  # evaluated users (those with at least one rankable target)
     targets: list[np.ndarray]  # per evaluated user: held-out items not in the history
     grades: list[np.ndarray]  # per evaluated user: the held-out items' scores (0 = unscored)
+    statuses: list[np.ndarray]  # per evaluated user: the held-out items' status codes
     unlisted: np.ndarray  # [n_items] bool: items no one in the dataset has (never ranked)
 
     def histories(self, users: np.ndarray) -> list[History]:
@@ -113,7 +128,7 @@ def build_phase(
     labels = np.asarray(labels)
     fit_mask_all = np.isin(labels, np.asarray(fit_labels))
     histories: list[History] = []
-    users, targets, grades = [], [], []
+    users, targets, grades, statuses = [], [], [], []
     wanted = None if eval_users is None else set(eval_users.tolist())
     for user in range(dataset.n_users):
         full = dataset.history(user)
@@ -128,6 +143,7 @@ def build_phase(
             users.append(user)
             targets.append(held.items[rankable].astype(np.int64))
             grades.append(held.scores[rankable].astype(np.int64))
+            statuses.append(held.statuses[rankable].astype(np.int64))
     data = TrainData(
         matrix=history_matrix(histories, dataset.n_items),
         histories=histories,
@@ -135,7 +151,13 @@ def build_phase(
         has_times=dataset.has_times,
     )
     return Phase(
-        name, data, np.asarray(users, dtype=np.int64), targets, grades, dataset.unlisted_items()
+        name,
+        data,
+        np.asarray(users, dtype=np.int64),
+        targets,
+        grades,
+        statuses,
+        dataset.unlisted_items(),
     )
 
 
@@ -196,6 +218,52 @@ def evaluate_scores(model: ScoreModel, phase: Phase, batch_size: int) -> tuple[f
         raise EvaluationError(f"no scored held-out entries in the {phase.name} phase")
     all_actual = np.concatenate(actual)
     return rmse(np.concatenate(predicted), all_actual), len(all_actual)
+
+
+def evaluate_statuses(
+    model: StatusModel, phase: Phase, batch_size: int
+) -> tuple[dict[str, float | None], dict[str, int]]:
+    """ROC AUC of each status of STATUS_METRICS over every held-out entry (None where the entries
+    hold only one kind), and how many entries there were and how many had each status."""
+    codes = [STATUS_CODES[status] for status in STATUS_METRICS.values()]
+    predicted, actual = [], []
+    for start in range(0, len(phase.users), batch_size):
+        users = phase.users[start : start + batch_size]
+        lengths = [len(t) for t in phase.targets[start : start + batch_size]]
+        pair_users = np.repeat(users, lengths)
+        if len(pair_users) == 0:
+            continue
+        out = model.status_probabilities(
+            pair_users,
+            np.concatenate(phase.targets[start : start + batch_size]),
+            [phase.data.histories[int(u)] for u in pair_users],
+            codes,
+        )
+        out = np.asarray(out, dtype=np.float64)
+        if out.shape != (len(pair_users), len(codes)):
+            raise EvaluationError(
+                f"{model.name}.status_probabilities returned shape {out.shape}, "
+                f"expected {(len(pair_users), len(codes))}"
+            )
+        if np.isnan(out).any():
+            raise EvaluationError(f"{model.name}.status_probabilities returned NaN")
+        predicted.append(out)
+        actual.append(np.concatenate(phase.statuses[start : start + batch_size]))
+    if not actual:
+        raise EvaluationError(f"no held-out entries in the {phase.name} phase")
+    probabilities, statuses = np.concatenate(predicted), np.concatenate(actual)
+    metrics: dict[str, float | None] = {}
+    counts = {"entries": len(statuses)}
+    for column, (name, code) in enumerate(zip(STATUS_METRICS, codes, strict=True)):
+        metrics[name] = roc_auc(probabilities[:, column], statuses == code)
+        counts[str(STATUS_METRICS[name])] = int((statuses == code).sum())
+    return metrics, counts
+
+
+def _mean_auc(metrics: dict[str, float | None]) -> float | None:
+    """The status models' tuning criterion: the mean of the defined AUCs (None when none is)."""
+    values = [v for v in metrics.values() if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 @dataclass
@@ -261,6 +329,8 @@ def run_ranking_model(
 def run_score_model(
     spec: str, validation: Phase | None, test: Phase, settings: Settings
 ) -> dict[str, Any]:
+    """A score model (RMSE), a status model (status AUCs) or both. Tuning picks the lowest
+    validation RMSE, or for a status-only model the highest mean status AUC."""
     name, _, arg = spec.partition(":")
     registration = score_model(name)
     candidates = _candidates(registration, arg or None, settings.tune and validation is not None)
@@ -269,27 +339,52 @@ def run_score_model(
     if len(candidates) > 1 and validation is not None:
         best = np.inf
         for candidate in candidates:
-            model: ScoreModel = registration.factory(candidate)  # type: ignore[assignment]
+            model = _score_or_status_model(spec, registration, candidate)
             model.fit(validation.data)
-            error, _ = evaluate_scores(model, validation, settings.batch_size)
-            tuning.append({"params": candidate, "RMSE": error})
-            print(f"  {name}:{candidate}  validation RMSE {error:.4f}", file=sys.stderr)
-            if error < best:
-                best, chosen = error, candidate
-    model = registration.factory(chosen)  # type: ignore[assignment]
+            if isinstance(model, ScoreModel):
+                error, _ = evaluate_scores(model, validation, settings.batch_size)
+                tuning.append({"params": candidate, "RMSE": error})
+                print(f"  {name}:{candidate}  validation RMSE {error:.4f}", file=sys.stderr)
+                loss = error
+            else:
+                assert isinstance(model, StatusModel)
+                aucs, _ = evaluate_statuses(model, validation, settings.batch_size)
+                mean = _mean_auc(aucs)
+                tuning.append({"params": candidate, "mean status AUC": mean})
+                print(f"  {name}:{candidate}  validation mean AUC {mean}", file=sys.stderr)
+                loss = -mean if mean is not None else np.inf
+            if loss < best:
+                best, chosen = loss, candidate
+    model = _score_or_status_model(spec, registration, chosen)
     model.fit(test.data)
-    error, count = evaluate_scores(model, test, settings.batch_size)
+    metrics: dict[str, float | None] = {}
     row: dict[str, Any] = {
         "model": name if not arg else spec,
         "kind": model.kind,
-        "metrics": {"RMSE": error},
+        "metrics": metrics,
         "label": model.name,
         "params": chosen,
-        "n_scored": count,
     }
+    if isinstance(model, ScoreModel):
+        error, count = evaluate_scores(model, test, settings.batch_size)
+        metrics["RMSE"] = error
+        row["n_scored"] = count
+    if isinstance(model, StatusModel):
+        aucs, status_counts = evaluate_statuses(model, test, settings.batch_size)
+        metrics.update(aucs)
+        row["n_status"] = status_counts
     if tuning:
         row["tuning"] = tuning
     return row
+
+
+def _score_or_status_model(
+    spec: str, registration: Registration, arg: str | None
+) -> ScoreModel | StatusModel:
+    model = registration.factory(arg)
+    if not isinstance(model, (ScoreModel, StatusModel)):
+        raise EvaluationError(f"{spec} predicts neither scores nor statuses")
+    return model
 
 
 def add_bias_ratio(rows: list[dict[str, Any]]) -> None:
@@ -299,7 +394,7 @@ def add_bias_ratio(rows: list[dict[str, Any]]) -> None:
         return
     reference = bias["metrics"]["RMSE"]
     for row in rows:
-        if "RMSE" in row["metrics"] and reference > 0:
+        if row["metrics"].get("RMSE") is not None and reference > 0:
             row["metrics"]["RMSE/bias"] = row["metrics"]["RMSE"] / reference
 
 
@@ -323,8 +418,8 @@ def merge_results(previous: dict[str, Any], current: dict[str, Any]) -> dict[str
     return merged
 
 
-def _format(value: float) -> str:
-    return f"{value:.4f}"
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -445,6 +540,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for spec in scorers:
         rows.append(run_score_model(spec, validation, test, settings))
     add_bias_ratio(rows)
+    if any("drop AUC" in row["metrics"] for row in rows):
+        notes.append(
+            "drop AUC / plan AUC: ROC AUC of the predicted probability that a held-out entry is "
+            "dropped / plan to watch, over every held-out entry (ties count one half); "
+            "– for a model without a status head, or where the held-out entries are all of one kind"
+        )
     if settings.graded:
         notes.append("NDCG@10-graded: gain 2^score − 1; unscored held-out items have grade 0")
     return {
@@ -496,7 +597,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", default="", help="ranking models, e.g. popularity,ease,ease:300,sasrec:PATH"
     )
-    parser.add_argument("--score-models", default="", help="score models for RMSE, e.g. bias,mf")
+    parser.add_argument(
+        "--score-models",
+        default="",
+        help="score models for RMSE and status models for status AUCs, e.g. bias,mf,statusrate",
+    )
     parser.add_argument(
         "--out", type=Path, required=True, help="results JSON (a .md is written beside it)"
     )

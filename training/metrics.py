@@ -9,6 +9,9 @@ Conventions, shared by every model so that the table compares like with like:
   held-out item they are HR@K and the usual 1/log2(rank + 1).
 - Graded NDCG: gain 2^grade − 1, with the ideal list sorting the held-out grades. A user whose
   held-out gains are all 0 has no ideal DCG and is left out of the graded mean (the harness counts them).
+- ROC AUC (status heads): the chance that a random entry with the status gets a higher predicted
+  probability than a random entry without it, ties counting one half; undefined (None) unless both
+  kinds of entry occur.
 """
 
 from __future__ import annotations
@@ -85,6 +88,27 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
         raise ValueError("RMSE needs equally long, non-empty arrays")
     diff = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
     return float(np.sqrt(np.mean(diff * diff)))
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """ROC AUC of `scores` for the boolean labels `positives`: the Mann–Whitney U statistic over
+    n_pos · n_neg, a tied (positive, negative) pair counting one half. None when all labels agree."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(positives, dtype=bool).ravel()
+    if len(values) != len(labels):
+        raise ValueError("AUC needs one label per score")
+    if np.isnan(values).any():
+        raise ValueError("AUC scores must not be NaN")
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    # 1-based ranks, tied scores sharing the mean of the ranks they span.
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse.ravel()]
+    u = float(ranks[labels].sum()) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg)
 
 
 class RankingAccumulator:

@@ -9,11 +9,17 @@
     --score-models bias,ours:runs/ft/ckpt.pt                        the score head, for RMSE
     --score-models ours:ft=runs/ft/ckpt.pt+ranker=runs/ranker/ckpt.pt  the ranker's score head
 
+As score models they also give the status head's probabilities (drop and plan-to-watch AUCs); the
+ranker has no status head, so `ours:ft=...+ranker=...` reports its fine-tuned model's (the drop
+probability the bundle serves).
+
 The histories the harness passes are encoded exactly as in training and serving; "now" is each
 history's last entry.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -30,7 +36,7 @@ from training.batches import load_episodes
 from training.dataset import History
 from training.errors import TrainingError
 from training.model import ListTransformer, ModelConfig
-from training.scoring import entry_predictions, user_states, watch_logits
+from training.scoring import entry_predictions, status_softmax, user_states, watch_logits
 from training.train import load_checkpoint
 
 BELOW_CANDIDATES = 1e6  # items the ranker did not see go below every candidate, in logit order
@@ -95,6 +101,22 @@ class TransformerRecommender:
         states = self._states([histories[i] for i in first])
         scores, _ = entry_predictions(self.model, states, rows.reshape(-1), items)
         return scores
+
+    def status_probabilities(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        histories: list[History],
+        codes: Sequence[int],
+    ) -> np.ndarray:
+        """The status head's softmax, at the asked codes (what `predict` reads the score from)."""
+        assert self.model is not None, "fit() first"
+        if not self.model.cfg.entry_head:
+            raise TrainingError(f"{self.path} has no status head")
+        _, first, rows = np.unique(users, return_index=True, return_inverse=True)
+        states = self._states([histories[i] for i in first])
+        probabilities = status_softmax(self.model, states, rows.reshape(-1), items)
+        return probabilities[:, np.asarray(codes, dtype=np.int64)]
 
 
 class RankedRecommender(TransformerRecommender):

@@ -1,4 +1,4 @@
-"""A trained list transformer asked about histories: watch logits, predicted scores, drop odds.
+"""A trained list transformer asked about histories: watch logits, predicted scores, status odds.
 
 Used by the per-epoch validation, the ranker's features and the `evaluate` adapters, so all three
 see the model exactly as serving will (inputs from `inference.encoding`, query stamped "now").
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from inference.animelist import STATUS_CODES, Status
+from inference.animelist import N_STATUS_CODES, STATUS_CODES, Status
 from inference.encoding import PAD_ITEM, EntryArrays, encode
 from training.model import ListTransformer
 
@@ -93,3 +93,18 @@ def entry_predictions(
     )
     drop = torch.softmax(status_logits.float(), dim=-1)[:, DROPPED]
     return score.float().clamp(1.0, 10.0).cpu().numpy(), drop.cpu().numpy()
+
+
+@torch.no_grad()
+def status_softmax(
+    model: ListTransformer, states: torch.Tensor, rows: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """float32 [len(items), N_STATUS_CODES]: the status head's softmax for `items[i]`, user `rows[i]`."""
+    if len(items) == 0:
+        return np.zeros((0, N_STATUS_CODES), dtype=np.float32)
+    device = states.device
+    _, status_logits = model.entry_outputs(
+        states[torch.as_tensor(rows, device=device)],
+        torch.as_tensor(np.asarray(items, dtype=np.int64), device=device),
+    )
+    return torch.softmax(status_logits.float(), dim=-1).cpu().numpy()

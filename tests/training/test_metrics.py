@@ -11,6 +11,7 @@ from training.metrics import (
     ndcg_at_k,
     recall_at_k,
     rmse,
+    roc_auc,
     top_k,
 )
 
@@ -101,3 +102,24 @@ def test_accumulator_names_hit_rate_for_single_targets() -> None:
     assert set(accumulator.means()) == {"HR@10", "NDCG@10"}
     with pytest.raises(ValueError):
         RankingAccumulator([10], single_target=True, graded=False).means()
+
+
+def test_roc_auc_counts_pairs_and_ties_one_half() -> None:
+    scores = np.array([0.9, 0.4, 0.4, 0.2, 0.7])
+    labels = np.array([True, True, False, False, False])
+    # Positive 0.9 beats all three negatives (3); positive 0.4 ties 0.4 (1/2), beats 0.2 (1) and
+    # loses to 0.7 (0): 4.5 of 6 pairs.
+    assert roc_auc(scores, labels) == pytest.approx(4.5 / 6)
+    assert roc_auc(-scores, labels) == pytest.approx(1.5 / 6)
+    assert roc_auc(np.array([3.0, 1.0, 2.0]), np.array([1, 0, 0])) == 1.0
+    assert roc_auc(np.zeros(4), np.array([1, 0, 1, 0])) == 0.5  # one score for all: chance
+
+
+def test_roc_auc_is_undefined_with_one_class_and_refuses_bad_input() -> None:
+    assert roc_auc(np.array([0.1, 0.2]), np.array([False, False])) is None
+    assert roc_auc(np.array([0.1, 0.2]), np.array([True, True])) is None
+    assert roc_auc(np.zeros(0), np.zeros(0, dtype=bool)) is None
+    with pytest.raises(ValueError):
+        roc_auc(np.array([0.1, 0.2]), np.array([True]))
+    with pytest.raises(ValueError):
+        roc_auc(np.array([np.nan, 0.2]), np.array([True, False]))

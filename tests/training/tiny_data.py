@@ -51,3 +51,46 @@ def planted_dataset(path: Path, n_users: int = 64, has_times: bool = True, seed:
     )
     write_split(path, "loo", np.concatenate(labels))
     return path
+
+
+DROPPED, COMPLETED = 3, 1  # inference.animelist status codes
+
+
+def drop_taste_dataset(path: Path, n_users: int = 64, seed: int = 0) -> Path:
+    """Timed lists walking the item cycle like `planted_dataset`, where what a user drops depends
+    on who they are: users of group 0 (even index) drop every item of the first half (0–11), users
+    of group 1 every item of the second half, and complete the rest. Each item and each user drops
+    about half of what they list, so rates alone say little; a history's own statuses reveal its
+    group. No other status occurs. `loo` split (last entry test, second last validation)."""
+    rng = np.random.default_rng(seed)
+    items, statuses, labels = [], [], []
+    offsets = [0]
+    for user in range(n_users):
+        length = int(rng.integers(8, 14))
+        seq = (int(rng.integers(N_ITEMS)) + np.arange(length)) % N_ITEMS
+        items.append(seq)
+        first_half = seq < N_ITEMS // 2
+        statuses.append(np.where(first_half == (user % 2 == 0), DROPPED, COMPLETED))
+        label = np.full(length, TRAIN)
+        label[-1], label[-2] = TEST, VALIDATION
+        labels.append(label)
+        offsets.append(offsets[-1] + length)
+    n = offsets[-1]
+    all_items = np.concatenate(items)
+    arrays = {
+        "items": all_items,
+        "scores": all_items % 10 + 1,
+        "statuses": np.concatenate(statuses),
+        "progress": np.full(n, 3),
+        "times": 1_500_000_000 + np.arange(n) * 3600,
+    }
+    write_dataset(
+        path,
+        arrays,
+        np.array(offsets),
+        item_keys=list(range(1000, 1000 + N_ITEMS)),
+        user_keys=np.array([f"u{i}" for i in range(n_users)]),
+        meta={"name": "drop-taste", "synthetic": True, "has_times": True},
+    )
+    write_split(path, "loo", np.concatenate(labels))
+    return path

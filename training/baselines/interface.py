@@ -7,6 +7,9 @@ grid entry on the training part, keeps the best on the validation split and refi
 
 A module `training/<name>.py` that calls `register_model("<name>", ...)` when imported is found by
 `--models <name>:...` without any change here.
+
+`--score-models` takes score models (a 0–10 score per held-out entry, for RMSE) and status models
+(the probability of each status, for the status AUCs); one model may be both, as ours is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -80,6 +83,7 @@ class Recommender(Protocol):
         ...
 
 
+@runtime_checkable
 class ScoreModel(Protocol):
     name: str
     kind: str
@@ -91,8 +95,28 @@ class ScoreModel(Protocol):
         ...
 
 
+@runtime_checkable
+class StatusModel(Protocol):
+    name: str
+    kind: str
+
+    def fit(self, data: TrainData) -> None: ...
+
+    def status_probabilities(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        histories: list[History],
+        codes: Sequence[int],
+    ) -> np.ndarray:
+        """float [len(items), len(codes)]: the probability that `users[i]` (history `histories[i]`)
+        gives `items[i]` the status code `codes[j]` (`inference.animelist.STATUS_CODES`)."""
+        ...
+
+
 RecommenderFactory = Callable[[str | None], Recommender]
 ScoreModelFactory = Callable[[str | None], ScoreModel]
+StatusModelFactory = Callable[[str | None], StatusModel]
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,11 @@ def register_model(name: str, factory: RecommenderFactory, grid: Sequence[str] =
 
 
 def register_score_model(name: str, factory: ScoreModelFactory, grid: Sequence[str] = ()) -> None:
+    _SCORERS[name] = Registration(factory, tuple(grid))
+
+
+def register_status_model(name: str, factory: StatusModelFactory, grid: Sequence[str] = ()) -> None:
+    """A status-only model, listed with `--score-models` like the score models."""
     _SCORERS[name] = Registration(factory, tuple(grid))
 
 
