@@ -269,7 +269,7 @@ def main() -> int:
     b = sub.add_parser("batches")
     b.add_argument("--data", default="data/ml-1m")
     b.add_argument("--max-len", type=int, default=200)
-    b.add_argument("--n-batches", type=int, default=20)
+    b.add_argument("--n-batches", type=int, default=200)
     b.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     if args.mode == "measure":

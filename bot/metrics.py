@@ -5,9 +5,10 @@ format by hand: a few counters and one histogram do not earn a dependency. Each 
 the one place its event happens: replies in `CommandService.execute`, list fetch failures in
 `CommandService._fetch_and_cache`, weekly DMs in `bot.scheduler`.
 
-The server is aiohttp's (installed with discord.py) on the bot's own event loop; `[metrics]` turns
-it on. `/healthz` answers 200 "ok" while at least one front end is connected and 503 while none is
-(every platform stopped or reconnecting), so a container's HEALTHCHECK sees a bot that serves nobody.
+The server is aiohttp's (a declared dependency, also pinned by discord.py) on the bot's own event
+loop; `[metrics]` turns it on. `/healthz` answers 200 "ok" while at least one front end is
+connected and 503 while none is (every platform stopped or reconnecting), so a container's
+HEALTHCHECK sees a bot that serves nobody.
 """
 
 from __future__ import annotations
