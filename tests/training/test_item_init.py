@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.tiny_data import write_lists
 from training.__main__ import main as cli
-from training.dataset import TEST, TRAIN, write_dataset, write_split
+from training.dataset import TEST, TRAIN
 from training.errors import ConfigError
 from training.item_init import ROW_NORM, init_item_embeddings, svd_item_factors, training_matrix
 from training.model import ListTransformer, ModelConfig
@@ -107,15 +108,7 @@ def test_pretrain_from_svd_start_runs(tmp_path):
         "progress": np.zeros(len(items), dtype=np.int64),
         "times": np.full(len(items), -1),
     }
-    write_dataset(
-        path,
-        arrays,
-        offsets,
-        item_keys=list(range(1000, 1000 + N_ITEMS)),
-        user_keys=np.array([f"u{i}" for i in range(len(offsets) - 1)]),
-        meta={"name": "taste", "synthetic": True, "has_times": False},
-    )
-    write_split(path, "loo", labels)
+    write_lists(path, arrays, offsets, labels, name="taste", has_times=False, n_items=N_ITEMS)
     code = cli(
         [
             "pretrain",

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.tiny_data import write_lists
 from training.__main__ import main as cli
 from training.baselines.ease import ease_weights
 from training.batches import UserParts
-from training.dataset import TEST, TRAIN, VALIDATION, Dataset, write_dataset, write_split
+from training.dataset import TEST, TRAIN, VALIDATION, Dataset
 from training.errors import ConfigError
 from training.finetune import FinetuneConfig, FinetuneJob
 from training.neighbours import interaction_matrix
@@ -44,16 +45,16 @@ def lists_dataset(path: Path, n_users: int = 60, seed: int = 0) -> Path:
         "progress": np.zeros(len(flat), dtype=np.int64),
         "times": np.full(len(flat), -1),
     }
-    write_dataset(
+    return write_lists(
         path,
         arrays,
-        np.array(offsets),
-        item_keys=list(range(1000, 1000 + N_ITEMS)),
-        user_keys=np.array([f"u{i}" for i in range(n_users)]),
-        meta={"name": "tastes", "synthetic": True, "has_times": False},
+        offsets,
+        np.concatenate(labels),
+        name="tastes",
+        has_times=False,
+        split="random",
+        n_items=N_ITEMS,
     )
-    write_split(path, "random", np.concatenate(labels))
-    return path
 
 
 @pytest.fixture

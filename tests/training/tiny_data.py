@@ -11,6 +11,30 @@ from training.dataset import TEST, TRAIN, VALIDATION, write_dataset, write_split
 N_ITEMS = 24
 
 
+def write_lists(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    offsets: list[int] | np.ndarray,
+    labels: np.ndarray,
+    *,
+    name: str,
+    has_times: bool,
+    split: str = "loo",
+    n_items: int = N_ITEMS,
+) -> Path:
+    """A dataset of users u0, u1... over item keys 1000, 1001... with one split, as `build` writes."""
+    write_dataset(
+        path,
+        arrays,
+        np.asarray(offsets),
+        item_keys=list(range(1000, 1000 + n_items)),
+        user_keys=np.array([f"u{i}" for i in range(len(offsets) - 1)]),
+        meta={"name": name, "synthetic": True, "has_times": has_times},
+    )
+    write_split(path, split, labels)
+    return path
+
+
 def planted_dataset(path: Path, n_users: int = 64, has_times: bool = True, seed: int = 0) -> Path:
     """Each user walks the item cycle i -> i+1 (mod N_ITEMS) from a random start; item i is always
     scored i % 10 + 1. A model that learns the cycle predicts the next item almost surely."""
@@ -41,16 +65,9 @@ def planted_dataset(path: Path, n_users: int = 64, has_times: bool = True, seed:
         "progress": np.concatenate(progress),
         "times": np.concatenate(times),
     }
-    write_dataset(
-        path,
-        arrays,
-        np.array(offsets),
-        item_keys=list(range(1000, 1000 + N_ITEMS)),
-        user_keys=np.array([f"u{i}" for i in range(n_users)]),
-        meta={"name": "planted", "synthetic": True, "has_times": has_times},
+    return write_lists(
+        path, arrays, offsets, np.concatenate(labels), name="planted", has_times=has_times
     )
-    write_split(path, "loo", np.concatenate(labels))
-    return path
 
 
 DROPPED, COMPLETED = 3, 1  # inference.animelist status codes
@@ -84,13 +101,6 @@ def drop_taste_dataset(path: Path, n_users: int = 64, seed: int = 0) -> Path:
         "progress": np.full(n, 3),
         "times": 1_500_000_000 + np.arange(n) * 3600,
     }
-    write_dataset(
-        path,
-        arrays,
-        np.array(offsets),
-        item_keys=list(range(1000, 1000 + N_ITEMS)),
-        user_keys=np.array([f"u{i}" for i in range(n_users)]),
-        meta={"name": "drop-taste", "synthetic": True, "has_times": True},
+    return write_lists(
+        path, arrays, offsets, np.concatenate(labels), name="drop-taste", has_times=True
     )
-    write_split(path, "loo", np.concatenate(labels))
-    return path
