@@ -1140,6 +1140,7 @@ def next_entries_batch(
     max_len: int,
     use_times: bool,
     episodes: np.ndarray | None = None,
+    queries: bool = True,
 ) -> Batch:
     """ "What next?" after every prefix of a window, in one pass (timed data only).
 
@@ -1149,6 +1150,10 @@ def next_entries_batch(
     e_0..e_{k-1} (`query_sees`, used by the causal model) and placed at e_k's position. Every
     entry of the window is thus a target, as in SASRec, while each question keeps the serving
     form. Targets: `target_items` (-1 where none), with their scores and statuses.
+
+    `queries=False` (models with the "entry" readout) asks each entry e_k itself for e_{k+1}:
+    no query tokens behind the row and no `query_sees`; the targets sit in the entries' columns
+    (none in the MASK column, which no entry sees and which keeps the positions of serving).
     """
     if max_len < 2:
         raise ValueError(f"max_len {max_len} leaves no room for a history")
@@ -1160,7 +1165,7 @@ def next_entries_batch(
     width = _width(n + 1)
     batch = len(users)
     extra = max(width - 2, 1)  # queries for e_1..e_{n-1}: at most width - 2 of them
-    total = width + extra
+    total = width + extra if queries else width
     # Every token of a row as a record, so that each field is then encoded in one pass over whole
     # rows (numpy takes two to three times as long over part of each row): the window e_0..e_n
     # right-aligned in the first `width` columns, the MASK record in the last of them (e_n's, which
@@ -1172,7 +1177,8 @@ def next_entries_batch(
     row_words = buffer[width:].reshape(batch, total)
     row_words[:, :width] = window.view(np.int64)
     row_words[:, width - 1] = _MASK_WORD
-    row_words[:, width:] = template["words"][n]
+    if queries:
+        row_words[:, width:] = template["words"][n]
     records = row_words.view(ENTRY_TOKENS)
     block = np.empty((len(FIELDS), batch, total), dtype=np.int64)  # one allocation for all
     items, scores, statuses, times_out, progress, positions = block
@@ -1184,15 +1190,29 @@ def next_entries_batch(
     # back from the last column) that sees columns up to e_{k-1}'s (e_0 sits in column
     # width - 1 - n). Positions and what each token sees depend on n alone: each row is a copy of
     # its n's row of a template.
-    np.take(template["positions"], n, axis=0, out=positions, mode="clip")
-    query_sees = np.take(template["query_sees"], n, axis=0, mode="clip")
+    np.take(template["positions"][:, :total], n, axis=0, out=positions, mode="clip")
     # Times: the entries' before "now" (the time of e_{n-1}), then "now" from the first query on.
     if parts.has_times and use_times and width > 1:
         assert times is not None
         times_out[:, width - 1 :] = TIME_NOW
         time_buckets_shifted(times_out[:, : width - 1], times[:, : width - 1], times[:, width - 2])
     else:
-        np.copyto(times_out, template["times"])
+        np.copyto(times_out, template["times"][:, :total])
+    if not queries:
+        # e_{k+1} behind e_k: the window shifted one column left, none in the padding and the
+        # MASK column.
+        target_words = np.full((batch, width), _NO_TARGET, dtype=np.int64)
+        target_words[:, :-1] = window.view(np.int64)[:, 1:]
+        np.copyto(target_words, _NO_TARGET, where=_padding(width, n + 1))
+        target_words[:, -1] = _NO_TARGET
+        target_items, target_scores, target_statuses = _targets(target_words.view(ENTRY_TOKENS))
+        return {
+            **dict(zip(FIELDS, block, strict=True)),
+            "target_items": target_items,
+            "target_scores": target_scores,
+            "target_statuses": target_statuses,
+        }
+    query_sees = np.take(template["query_sees"], n, axis=0, mode="clip")
     # Targets, as records too: e_n behind the first query, e_1..e_{n-1} behind the others, and
     # elsewhere the record whose fields are those of no target. Behind the query for e_k is e_k's
     # record shifted n columns right: each row of them is one slice of the rows' words laid end to

@@ -124,11 +124,12 @@ class EncoderGraph(nn.Module):
         }
         hidden = model(batch)
         state = hidden[:, -1]
-        if model.cfg.read_last_entry:
-            # As training.scoring.user_states: add the newest entry's state (the column before
-            # the query) when there is one.
+        if model.cfg.read_last_entry or model.cfg.readout == "entry":
+            # As ListTransformer.query_states: the newest entry's state (the column before the
+            # query) when there is one, added to the query's or alone.
             has_entry = (items[:, -2:-1] != PAD_ITEM).to(state.dtype)
-            state = state + has_entry * hidden[:, -2]
+            newest = has_entry * hidden[:, -2]
+            state = newest if model.cfg.readout == "entry" else state + newest
         logits = model.item_logits(state)
         inner = nn.functional.gelu(self.item_part[None] + (state @ self.user_weight.t())[:, None])
         out = self.second(inner)
@@ -567,6 +568,7 @@ def export_bundle(
             "causal": cfg.causal,
             "append_query": True,
             "read_last_entry": cfg.read_last_entry,
+            "readout": cfg.readout,
             "progress_from_catalog_episodes": uses_episodes,
             "tokens": {
                 "pad_item": PAD_ITEM,

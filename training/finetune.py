@@ -9,6 +9,8 @@ fresh random 10% of the user's training entries each time (see `batches.finetune
 `next_entries = true` (timed data) asks the same question after every prefix of a window in one
 pass (`batches.next_entries_batch`, causal entry tokens): one target per entry instead of one per
 sequence, the supervision density of SASRec, with the serving-form query and all entry fields.
+With `model.readout = "entry"` each entry's own state predicts the next entry, SASRec's readout,
+and the query tokens (half the columns of such a batch) go.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class FinetuneJob(ListJob):
         self.settings = cfg.finetune
         if self.settings.teacher_weight > 0 and self.settings.next_entries:
             raise ConfigError("finetune.teacher_weight works with one-cut fine-tuning only")
+        if cfg.model.readout == "entry" and not self.settings.next_entries:
+            raise ConfigError('model.readout = "entry" is trained by finetune.next_entries')
         if self.settings.next_entries and not parts.has_times:
             raise ConfigError(
                 "finetune.next_entries needs time-ordered data; this dataset has none"
@@ -113,6 +117,7 @@ class FinetuneJob(ListJob):
                     max_len=self.cfg.model.max_len,
                     use_times=self.cfg.model.use_times,
                     episodes=self.episodes,
+                    queries=self.cfg.model.readout == "query",
                 )
             batch = finetune_batch(
                 self.parts,
@@ -173,12 +178,14 @@ class FinetuneJob(ListJob):
     def _next_entries_losses(
         self, model: ListTransformer, batch: Batch, device: torch.device
     ) -> Losses:
-        inputs = to_device(batch, device, (*FIELDS_IN, "query_sees"))
+        queries = "query_sees" in batch  # none with the "entry" readout: entries answer
+        inputs = to_device(batch, device, (*FIELDS_IN, "query_sees") if queries else FIELDS_IN)
         hidden = model(inputs)
         t = to_device(batch, device, ("target_items", "target_scores", "target_statuses"))
         valid = t["target_items"] >= 0
         rows, cols = valid.nonzero(as_tuple=True)
-        states = model.query_states(hidden, rows, cols, inputs["query_sees"][rows, cols])
+        newest = inputs["query_sees"][rows, cols] if queries else cols
+        states = model.query_states(hidden, rows, cols, newest)
         targets = t["target_items"][valid]
         # Logits only at the queries: padding would waste B x L x n_items memory.
         item_loss = F.cross_entropy(model.item_logits(states).float(), targets, reduction="sum")
@@ -219,6 +226,7 @@ def build_model(cfg: FinetuneConfig, parts: UserParts) -> ListTransformer:
     model_cfg.causal = cfg.finetune.next_entries or model_cfg.causal
     model_cfg.use_times = cfg.model.use_times and not cfg.finetune.next_entries
     model_cfg.read_last_entry = cfg.model.read_last_entry
+    model_cfg.readout = cfg.model.readout
     model = ListTransformer(model_cfg)
     model.load_state_dict(payload["model"])
     cfg.model = model_cfg

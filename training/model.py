@@ -40,6 +40,7 @@ from inference.encoding import (
 )
 from training.errors import ConfigError
 
+READOUTS = ("query", "entry")
 SCORE_CENTER = 7.0  # typical MyAnimeList score: the score head predicts an offset from it
 
 
@@ -58,6 +59,11 @@ class ModelConfig:
     # A query's state adds the state of the newest entry it sees: the direct "last item" path
     # SASRec reads from, next to what the query gathers by attention.
     read_last_entry: bool = False
+    # What answers "what next?": "query", the MASK query's state (plus the newest entry's with
+    # read_last_entry), or "entry", the newest entry's state alone (SASRec's readout; causal only).
+    # An "entry" model fine-tunes without query tokens, so a next-entries step costs what a SASRec
+    # step does instead of attending over twice the columns.
+    readout: str = "query"
     content_dim: int = 0  # columns of the content vectors (0: ID embeddings only)
     id_dropout: float = 0.0  # training: chance an item's ID part is dropped for a step
     # How a fresh model's item ID embeddings start: "random", or "svd" (PureSVD factors of the
@@ -106,6 +112,12 @@ class ListTransformer(nn.Module):
             raise ValueError("ModelConfig.n_items must be set from the dataset")
         if cfg.d_model % cfg.n_heads:
             raise ConfigError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        if cfg.readout not in READOUTS:
+            raise ConfigError(f"model.readout {cfg.readout!r} is not one of {', '.join(READOUTS)}")
+        if cfg.readout == "entry" and not cfg.causal:
+            # Bidirectional entries would read the query appended at serving, which training
+            # never shows them.
+            raise ConfigError('model.readout = "entry" needs causal attention')
         self.cfg = cfg
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + ITEM_OFFSET, d, padding_idx=PAD_ITEM)
@@ -259,12 +271,14 @@ class ListTransformer(nn.Module):
         entry_cols: torch.Tensor,
     ) -> torch.Tensor:
         """States [N, d] that answer queries at (rows, query_cols); `entry_cols` is the newest entry
-        each query sees (-1 for none), added when `read_last_entry` is on."""
+        each query sees (-1 for none): added when `read_last_entry` is on, the whole state when
+        `readout` is "entry" (zero for an empty history, whose logits are then the item biases)."""
+        has_entry = (entry_cols >= 0).unsqueeze(-1).to(hidden.dtype)
+        newest = has_entry * hidden[rows, entry_cols.clamp(min=0)]
+        if self.cfg.readout == "entry":
+            return newest
         states = hidden[rows, query_cols]
-        if not self.cfg.read_last_entry:
-            return states
-        has_entry = (entry_cols >= 0).unsqueeze(-1).to(states.dtype)
-        return states + has_entry * hidden[rows, entry_cols.clamp(min=0)]
+        return states + newest if self.cfg.read_last_entry else states
 
     def item_vectors(self) -> torch.Tensor:
         """[n_items, d]: each item's vector as the tied output reads it (ID part, content part, or
