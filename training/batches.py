@@ -841,38 +841,18 @@ def _targets(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return items, scores, statuses
 
 
-def _padded(values: np.ndarray, lengths: np.ndarray, fill: int = -1) -> np.ndarray:
-    """Rows laid end to end -> [batch, longest] int64, left-aligned, `fill` after each row."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    width = _width(lengths)
-    out = np.empty((len(lengths), width), dtype=np.int64)
-    if fill == -1:  # every byte 0xFF: a byte fill takes half the time of an int64 one
-        out.view(np.uint8).fill(255)
-    else:
-        out.fill(fill)
-    # An index per value, not a mask per cell: rows can be far wider than most of their values.
-    # int64 values: a scattered assignment converting as it goes takes twice as long.
-    out.reshape(-1)[_runs(np.arange(len(lengths)) * width, lengths)] = values.astype(np.int64)
-    return out
-
-
 def _first_items(parts: UserParts, users: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The items of the first counts[b] training entries of each user b: [batch, longest] int64,
-    left-aligned, -1 after. `_padded` of `train_rows`' items, with one index for both the cells
-    and the rows."""
+    """The items of the first counts[b] training entries of each user b, laid end to end (int64)."""
     first, index = parts._train_layout()
-    counts = np.asarray(counts, dtype=np.int64)
-    batch, width = len(counts), _width(counts)
-    out = np.empty((batch, width), dtype=np.int64)
-    out.view(np.uint8).fill(255)  # -1: a byte fill takes half the time of an int64 one
-    row_starts = np.arange(0, batch * width, width)
-    cells = _runs(row_starts, counts)
-    rows = cells + np.repeat(first[users] - row_starts, counts)
+    rows = _runs(first[users], np.asarray(counts, dtype=np.int64))
     if index is not None:
         rows = index[rows]
-    # int64 values: a scattered assignment converting as it goes takes twice as long.
-    out.reshape(-1)[cells] = np.take(parts.columns.items, rows).astype(np.int64)
-    return out
+    return np.take(parts.columns.items, rows).astype(np.int64)
+
+
+def _row_of_each(counts: np.ndarray) -> np.ndarray:
+    """int64: b repeated counts[b] times, for b = 0..len(counts) - 1."""
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
 def _width(lengths: np.ndarray) -> int:
@@ -1085,12 +1065,16 @@ def finetune_batch(
 
     Timed data: a random cut point; the history is what came before it and the targets are the next
     `n_next` entries. Untimed data: a random `holdout_share` of the entries (at least one) are the
-    targets and the rest, shuffled, the history. Users need >= 2 training entries.
+    targets and the rest, shuffled, the history. Users need >= 2 training entries. `seen_items`
+    (flat, sample `seen_rows`) are the whole history's items, which the loss keeps out of the
+    softmax.
     """
     if max_len < 2:
         raise ValueError(f"max_len {max_len} leaves no room for a history")
     users = np.asarray(users, dtype=np.int64)
-    # Only the newest max_len - 1 history entries are encoded; `seen_items` holds them all.
+    # Only the newest max_len - 1 history entries are encoded; `seen_items` holds them all, laid
+    # end to end (sample `seen_rows`): a padded [batch, longest history] array would be mostly
+    # padding, as one long list sets the width of all.
     if parts.has_times:
         cut, n = _cuts(parts, users, seeds)
         kept = np.minimum(cut, max_len - 1)
@@ -1106,6 +1090,7 @@ def finetune_batch(
                 users, cut, n_targets, _width(n_targets), episodes, right=False, pad=_NO_TARGET
             )
         seen = _first_items(parts, users, cut)
+        seen_rows = _row_of_each(cut)
     else:
         history, drawn = finetune_draw(
             parts, users, seeds, holdout_share=holdout_share, n_next=n_next
@@ -1118,7 +1103,8 @@ def finetune_batch(
             parts, drawn, _width(drawn.lengths), episodes, right=False, pad=_NO_TARGET
         )
         kept = newest.lengths
-        seen = _padded(np.take(parts.columns.items, history.rows), history.lengths)
+        seen = np.take(parts.columns.items, history.rows).astype(np.int64)
+        seen_rows = _row_of_each(history.lengths)
     block = _encode_records(parts, records, times, kept, query=True)
     target_items, target_scores, target_statuses = _targets(target)
     return {
@@ -1126,8 +1112,7 @@ def finetune_batch(
         "target_items": target_items,
         "target_scores": target_scores,
         "target_statuses": target_statuses,
-        # Every history entry, left-aligned: as wide as the longest history, often far more
-        # than max_len, so from the flat rows rather than as records.
+        "seen_rows": seen_rows,
         "seen_items": seen,
     }
 

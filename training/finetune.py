@@ -140,16 +140,16 @@ class FinetuneJob(ListJob):
             return self._next_entries_losses(model, batch, device)
         states = model(to_device(batch, device, FIELDS_IN))[:, -1]
         t = to_device(
-            batch, device, ("target_items", "target_scores", "target_statuses", "seen_items")
+            batch,
+            device,
+            ("target_items", "target_scores", "target_statuses", "seen_rows", "seen_items"),
         )
         targets = t["target_items"]
         valid = targets >= 0
         logits = model.item_logits(states).float()
         # History items are never recommended: keep them out of the softmax's denominator.
-        n_items = logits.shape[1]
-        seen = torch.zeros(len(logits), n_items + 1, dtype=torch.bool, device=device)
-        seen.scatter_(1, torch.where(t["seen_items"] >= 0, t["seen_items"], n_items), True)
-        seen = seen[:, :n_items]
+        seen = torch.zeros(logits.shape, dtype=torch.bool, device=device)
+        seen[t["seen_rows"], t["seen_items"]] = True
         seen.scatter_(1, targets.clamp(min=0), False)
         log_probs = torch.log_softmax(logits.masked_fill(seen, float("-inf")), dim=-1)
         picked = log_probs.gather(1, targets.clamp(min=0))
@@ -157,9 +157,8 @@ class FinetuneJob(ListJob):
         rows = valid.nonzero()[:, 0]
         teacher: Losses = {}
         if self.teacher is not None:
-            scores = torch.from_numpy(self.teacher.scores(batch["users"], batch["seen_items"])).to(
-                device
-            )
+            ease = self.teacher.scores(batch["users"], batch["seen_rows"], batch["seen_items"])
+            scores = torch.from_numpy(ease).to(device)
             # The student's own denominator without the history, targets included.
             loss = distillation_loss(log_probs, scores, self.settings.teacher_temperature)
             teacher["teacher"] = (loss, torch.tensor(len(logits), device=device))

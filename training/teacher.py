@@ -54,16 +54,15 @@ class EaseTeacher:
                 )
             )
 
-    def scores(self, users: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        """float32 [B, n_items]: x·B for each row of `histories` (item indices, -1 padding), B the
-        EASE that did not see that row's user."""
-        rows, cols = np.nonzero(histories >= 0)
+    def scores(self, users: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float32 [B, n_items]: x·B for each of the B `users`, x the history of sample b (its
+        `items[rows == b]`), B the EASE that did not see that user."""
         matrix = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, histories[rows, cols])),
-            shape=(len(histories), self.n_items),
+            (np.ones(len(rows), dtype=np.float32), (rows, items)),
+            shape=(len(users), self.n_items),
         )
         matrix.data[:] = 1.0  # a title listed twice still counts once, as EASE was fitted
-        out = np.empty((len(histories), self.n_items), dtype=np.float32)
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
         fold_of = np.asarray(users) % self.folds
         for fold in np.unique(fold_of):
             pick = np.flatnonzero(fold_of == fold)

@@ -125,7 +125,8 @@ def assemble_finetune(
         "target_items": _padded([t.items for t in targets]),
         "target_scores": _padded([t.scores for t in targets], fill=0),
         "target_statuses": _padded([t.statuses for t in targets]),
-        "seen_items": _padded([h.items for h in histories]),
+        "seen_rows": np.repeat(np.arange(len(histories)), [len(h.items) for h in histories]),
+        "seen_items": np.concatenate([h.items for h in histories]).astype(np.int64),
     }
 
 

@@ -57,6 +57,12 @@ def lists_dataset(path: Path, n_users: int = 60, seed: int = 0) -> Path:
     )
 
 
+def _flat(histories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Padded histories (-1 after each) -> the sample and item of each entry."""
+    rows, cols = np.nonzero(histories >= 0)
+    return rows, histories[rows, cols]
+
+
 @pytest.fixture
 def parts(tmp_path: Path) -> UserParts:
     return UserParts(Dataset(lists_dataset(tmp_path / "tastes")), "random", cache=False)
@@ -69,7 +75,7 @@ def test_one_fold_scores_are_ease_on_the_training_part(parts: UserParts):
     expected = np.zeros((2, N_ITEMS))
     for row, history in enumerate(histories):
         expected[row] = dense[history[history >= 0]].sum(axis=0)
-    got = teacher.scores(np.array([1, 2]), histories)
+    got = teacher.scores(np.array([1, 2]), *_flat(histories))
     assert np.allclose(got, expected, atol=1e-5)
     # A first-taste history puts the first taste ahead: the teacher carries the co-occurrence.
     assert got[0, :14].mean() > got[0, 14:28].mean()
@@ -82,7 +88,7 @@ def test_held_out_titles_never_reach_the_teacher(parts: UserParts):
         np.asarray(parts.dataset.items)[parts.labels == TRAIN],
     )
     teacher = EaseTeacher(parts, lam=10.0, k=N_ITEMS - 1)
-    scores = teacher.scores(np.arange(4), np.array([[0, 1, 2, 3], [14, 15, 16, 17]] * 2))
+    scores = teacher.scores(np.arange(4), *_flat(np.array([[0, 1, 2, 3], [14, 15, 16, 17]] * 2)))
     assert np.all(scores[:, test_only] == 0.0)
 
 
@@ -94,9 +100,9 @@ def test_a_cross_fitted_teacher_does_not_know_the_users_own_list(parts: UserPart
     history = np.array([[first, 2, 4]])
     shared = EaseTeacher(parts, lam=1.0, k=N_ITEMS - 1, folds=1)
     crossed = EaseTeacher(parts, lam=1.0, k=N_ITEMS - 1, folds=2)
-    assert shared.scores(np.array([0]), history)[0, second] > 0.05
-    assert crossed.scores(np.array([0]), history)[0, second] == 0.0
-    assert crossed.scores(np.array([1]), history)[0, second] > 0.05
+    assert shared.scores(np.array([0]), *_flat(history))[0, second] > 0.05
+    assert crossed.scores(np.array([0]), *_flat(history))[0, second] == 0.0
+    assert crossed.scores(np.array([1]), *_flat(history))[0, second] > 0.05
 
 
 def test_the_distillation_loss_pulls_the_student_to_the_teachers_softmax():
