@@ -15,6 +15,7 @@ tests/inference/test_eligibility_index.py checks that on many random lists and o
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from inference.animelist import AnimeList, Status
 from inference.catalog import Catalog
 from inference.filters import (
     REASONS,
+    WALK_STOPS,
     Eligibility,
     completes,
     is_unaired,
@@ -127,9 +129,12 @@ class EligibilityIndex:
         rest = np.flatnonzero(later & touched)
         done = np.zeros(n, dtype=bool)
         dropped = np.zeros(n, dtype=bool)
+        stops: set[int] = set()
         for i, status in statuses.items():
             done[i] = completes(status, self.catalog[i])
             dropped[i] = status == Status.DROPPED
+            if status in WALK_STOPS:
+                stops.add(i)
         met = np.bincount(self._owner, weights=done[self._required], minlength=n)[rest] > 0
         gave_up = np.bincount(self._owner, weights=dropped[self._required], minlength=n)[rest] > 0
         free = met | (planned[rest] & ~gave_up)
@@ -137,8 +142,14 @@ class EligibilityIndex:
         mask[held] = False
         held_back += len(held)
         walked = []
+        walks = EntryWalks(
+            self.franchises.requires,
+            set(np.flatnonzero(done).tolist()),
+            stops,
+            lambda i: next_to_watch(i, statuses, self.franchises, self.catalog),
+        )
         for i in rest[~free & ~gave_up].tolist():
-            entry = next_to_watch(i, statuses, self.franchises, self.catalog)
+            entry = walks.entry(i)
             if entry is not None and mask[entry]:
                 walked.append((i, entry))
         counts["unwatched_prequel"] = held_back
@@ -160,6 +171,63 @@ class EligibilityIndex:
         if not columns:
             return np.zeros(len(self.catalog), dtype=bool)
         return np.asarray(self._genres[:, columns].any(axis=1), dtype=bool)
+
+
+class EntryWalks:
+    """`filters.next_to_watch` for many items of one list, sharing what their walks share.
+
+    Items of one franchise walk back through the same entries, and a walk's outcome from an entry
+    on (its tail) does not depend on where the walk began, except through the cycle check: a walk
+    that comes back to an entry it passed gives None. So each tail is worked out once, with the
+    entries it passes, and a walk takes it whole unless it passes the walk's own start; a tail
+    that runs into a cycle is not kept, and walks that meet one, or their own start, are walked
+    by `fallback` (`next_to_watch` itself).
+
+    `done`: listed items that let what follows them be offered (`filters.completes`); `stops`:
+    listed items that stop a walk (dropped, watching, on hold).
+    """
+
+    def __init__(
+        self,
+        requires: dict[int, tuple[int, ...]],
+        done: set[int],
+        stops: set[int],
+        fallback: Callable[[int], int | None],
+    ) -> None:
+        self.requires, self.done, self.stops, self.fallback = requires, done, stops, fallback
+        self._tails: dict[int, tuple[int | None, frozenset[int]]] = {}
+
+    def entry(self, i: int) -> int | None:
+        required = self.requires.get(i)
+        if not required or any(r in self.stops for r in required):
+            return None
+        tail = self._tail(required[0])
+        if tail is None or i in tail[1]:
+            return self.fallback(i)
+        return tail[0]
+
+    def _tail(self, start: int) -> tuple[int | None, frozenset[int]] | None:
+        """(outcome, entries passed) of a walk that reaches `start` (not its first item)."""
+        pending: list[int] = []
+        node = start
+        while node not in self._tails:
+            required = self.requires.get(node)
+            if not required or any(r in self.done for r in required):
+                self._tails[node] = (node, frozenset((node,)))
+            elif any(r in self.stops for r in required):
+                self._tails[node] = (None, frozenset((node,)))
+            else:
+                pending.append(node)
+                node = required[0]
+                if node in pending:
+                    return None
+        # Every entry a kept tail passes has a kept tail of its own, so none of `pending` is
+        # among them: the walks from `pending` have no cycle and end as the kept one does.
+        outcome, passed = self._tails[node]
+        for node in reversed(pending):
+            passed = passed | {node}
+            self._tails[node] = (outcome, passed)
+        return self._tails[start]
 
 
 def _requirement_chains(n: int, requires: dict[int, tuple[int, ...]]) -> np.ndarray:

@@ -55,6 +55,7 @@ from inference.encoding import Entries, entries_from_list
 from inference.explain import Explainer, Recommendation, UserContext, choose_causes
 from inference.filters import (
     Eligibility,
+    carried_laters,
     exclusion_notes,
     is_unaired,
     list_statuses,
@@ -410,13 +411,7 @@ class Engine:
             mask &= ~same
         mask[query] = False
         utilities = redirect_utilities(scores, allowed)
-        carried: dict[int, int] = {}
-        for held, entry in allowed.redirects.items():
-            if self._franchise_ids[entry] == own and own >= 0:
-                continue
-            best = carried.get(entry, entry)
-            if scores[held] > scores[best]:
-                carried[entry] = held
+        carried = carried_laters(scores, allowed, skip=same if own >= 0 else None)
         ranking = np.where(mask, utilities, -np.inf)
         order = np.argsort(-ranking, kind="stable")[: int(mask.sum())]
         free = int(own) if options.franchise and own >= 0 else None
@@ -594,11 +589,7 @@ class Engine:
             mask[new[:cap]] = True
             picks = self._select(ranking, mask, options, allowed)
         # The later entry whose utility each franchise entry point was given, if it was.
-        carried: dict[int, int] = {}
-        for later, entry in allowed.redirects.items():
-            best = carried.get(entry, entry)
-            if scored.utilities[later] > scored.utilities[best]:
-                carried[entry] = later
+        carried = carried_laters(scored.utilities, allowed)
         causes = self._causes(entries, scored, now, user, picks, carried)
         recommendations = []
         for index in picks:

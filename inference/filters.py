@@ -42,7 +42,8 @@ REASONS = (
 )
 # Statuses of a requirement that stop the walk to what to offer instead: the user gave up on it,
 # or is in the middle of it (offering it again would be noise).
-_STOPS = frozenset({Status.DROPPED, Status.WATCHING, Status.ON_HOLD})
+# Statuses that end the walk to what to watch first: the user is on it, or gave up.
+WALK_STOPS = frozenset({Status.DROPPED, Status.WATCHING, Status.ON_HOLD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,7 @@ def next_to_watch(
         listed = [(r, statuses[r]) for r in required if r in statuses]
         if current != i and any(completes(s, catalog[r]) for r, s in listed):
             return current
-        if any(s in _STOPS for _, s in listed):
+        if any(s in WALK_STOPS for _, s in listed):
             return None
         current = required[0]
         if current in seen:  # relation cycles exist in the wild
@@ -206,13 +207,43 @@ def next_to_watch(
         seen.add(current)
 
 
+def redirect_pairs(eligibility: Eligibility) -> tuple[np.ndarray, np.ndarray]:
+    """The redirects as two int64 arrays: (held-back later entries, their entry points)."""
+    n = len(eligibility.redirects)
+    later = np.fromiter(eligibility.redirects.keys(), dtype=np.int64, count=n)
+    entry = np.fromiter(eligibility.redirects.values(), dtype=np.int64, count=n)
+    return later, entry
+
+
 def redirect_utilities(utilities: np.ndarray, eligibility: Eligibility) -> np.ndarray:
     """A copy of vocabulary-wide `utilities` where each entry point gets the best utility of the
     later entries redirected to it (if that beats its own)."""
     out = np.array(utilities, dtype=np.float64, copy=True)
-    for later, entry in eligibility.redirects.items():
-        out[entry] = max(out[entry], float(utilities[later]))
+    later, entry = redirect_pairs(eligibility)
+    # (Thousands of redirects a request on a full catalogue: one ufunc, not a Python loop.)
+    np.maximum.at(out, entry, out[later])
     return out
+
+
+def carried_laters(
+    utilities: np.ndarray, eligibility: Eligibility, skip: np.ndarray | None = None
+) -> dict[int, int]:
+    """Entry point -> the later entry redirected to it whose utility it carries: the best one,
+    where it beats the entry point's own (on ties the lowest index). `skip` (bool per item): entry
+    points left out."""
+    later, entry = redirect_pairs(eligibility)
+    if skip is not None:
+        keep = ~skip[entry]
+        later, entry = later[keep], entry[keep]
+    values = np.asarray(utilities, dtype=np.float64)
+    above = values[later] > values[entry]
+    later, entry = later[above], entry[above]
+    # Per entry point, best utility first, then the lowest index: the first row of each run.
+    order = np.lexsort((later, -values[later], entry))
+    later, entry = later[order], entry[order]
+    first = np.ones(len(entry), dtype=bool)
+    first[1:] = entry[1:] != entry[:-1]
+    return dict(zip(entry[first].tolist(), later[first].tolist(), strict=True))
 
 
 def exclusion_notes(eligibility: Eligibility) -> list[str]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
 
 from inference.animelist import AnimeList, ListEntry, Status
-from inference.catalog import MEDIA_TYPES, Catalog, load_catalog
-from inference.eligibility_index import EligibilityIndex
-from inference.filters import Eligibility, eligible
+from inference.catalog import MEDIA_TYPES, Catalog, CatalogItem, load_catalog
+from inference.eligibility_index import EligibilityIndex, EntryWalks
+from inference.filters import WALK_STOPS, Eligibility, completes, eligible, next_to_watch
 from inference.franchise import FranchiseIndex
 from inference.options import RecommendOptions, catalog_genres
 from tests.bot.conftest import bot_catalog
@@ -116,3 +119,45 @@ def test_unknown_genres_are_refused_as_before() -> None:
         index.eligible(
             AnimeList(source="mal", username="x"), RecommendOptions(include_genres=("nope",))
         )
+
+
+def walk(
+    i: int, *, statuses: dict[int, Status], franchises: FranchiseIndex, catalog: Catalog
+) -> int | None:
+    return next_to_watch(i, statuses, franchises, catalog)
+
+
+def test_shared_walks_give_what_each_walk_gives_on_random_graphs_with_cycles() -> None:
+    """`EntryWalks` against `filters.next_to_watch` over random requirement graphs: long chains,
+    branches, cycles (through a walk's start and not), every status."""
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        n = int(rng.integers(2, 30))
+        items = [
+            CatalogItem(
+                mal_id=k,
+                title=f"T{k}",
+                airing_status="airing" if rng.random() < 0.3 else "finished_airing",
+            )
+            for k in range(n)
+        ]
+        catalog = Catalog(items, {})
+        requires: dict[int, tuple[int, ...]] = {}
+        for i in range(n):
+            if rng.random() < 0.8:
+                back = max(0, i - int(rng.integers(1, 3)))  # mostly a chain back to 0
+                if rng.random() < 0.15:
+                    back = int(rng.integers(n))  # anywhere: cycles, self-loops
+                extra = rng.choice(n, size=int(rng.integers(0, 3)), replace=False)
+                requires[i] = tuple(dict.fromkeys([back, *extra.tolist()]))
+        listed = rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)
+        statuses = {int(i): STATUSES[int(rng.integers(len(STATUSES)))] for i in listed}
+        franchises = cast(FranchiseIndex, SimpleNamespace(requires=requires))
+        walks = EntryWalks(
+            requires,
+            {i for i, s in statuses.items() if completes(s, catalog[i])},
+            {i for i, s in statuses.items() if s in WALK_STOPS},
+            partial(walk, statuses=statuses, franchises=franchises, catalog=catalog),
+        )
+        for i in rng.permutation(n).tolist():  # walks in any order share the tails
+            assert walks.entry(i) == next_to_watch(i, statuses, franchises, catalog), (case, i)
