@@ -141,7 +141,7 @@ class EligibilityIndex:
         held = rest[~free]
         mask[held] = False
         held_back += len(held)
-        walked = []
+        walked: list[int] = []
         walks = EntryWalks(
             self.franchises.requires,
             set(np.flatnonzero(done).tolist()),
@@ -151,13 +151,16 @@ class EligibilityIndex:
         for i in rest[~free & ~gave_up].tolist():
             entry = walks.entry(i)
             if entry is not None and mask[entry]:
-                walked.append((i, entry))
+                walked += (i, entry)
         counts["unwatched_prequel"] = held_back
         # A stand-in that another filter removed is none: keep only eligible ones, in item order
         # (two sorted runs: the sort only merges them).
         offered = offered[mask[self._fresh[offered]]]
-        quiet_pairs = zip(offered.tolist(), self._fresh[offered].tolist(), strict=True)
-        redirects = dict(sorted([*quiet_pairs, *walked]))
+        pairs = np.array(walked, dtype=np.int64).reshape(-1, 2)
+        laters = np.concatenate([offered, pairs[:, 0]])
+        entries = np.concatenate([self._fresh[offered], pairs[:, 1]])
+        order = np.argsort(laters, kind="stable")  # (timsort: it merges the two runs)
+        redirects = dict(zip(laters[order].tolist(), entries[order].tolist(), strict=True))
         return Eligibility(
             mask=mask,
             plan_to_watch=planned & mask,
