@@ -54,6 +54,7 @@ from inference.encoding import (
     select_candidates,
 )
 from inference.onnx_trunk import TRUNK_OUTPUTS, EntryHead, OnnxGraph
+from inference.order import best_first
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class BundleModel:
         self, logits: np.ndarray, items: np.ndarray, utilities: np.ndarray
     ) -> np.ndarray:
         out = np.empty(self.n_items, dtype=np.float64)
-        order = np.argsort(-logits.astype(np.float64), kind="stable")
+        order = best_first(logits.astype(np.float64))
         ranks = np.empty(self.n_items, dtype=np.float64)
         ranks[order] = np.arange(self.n_items)
         floor = float(utilities.min()) if len(utilities) else 0.0

@@ -118,7 +118,9 @@ class EligibilityIndex:
             mask &= ~hit
 
         later = mask & self._later
-        touched = np.isin(self._chain, [self._chain[i] for i in statuses])
+        chain_touched = np.zeros(n, dtype=bool)  # (chain labels are item indices)
+        chain_touched[self._chain[list(statuses)]] = True
+        touched = chain_touched[self._chain]
         quiet = np.flatnonzero(later & ~touched)
         mask[quiet] = False
         held_back = len(quiet)

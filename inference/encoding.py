@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from inference.animelist import N_STATUS_CODES, NO_TIME, ListEntry, score_to_int
+from inference.order import best_first
 
 PAD_ITEM, MASK_ITEM, ITEM_OFFSET = 0, 1, 2
 SCORE_MASK = 11
@@ -544,7 +545,7 @@ class Candidates:
 
 def _order_and_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Items best first, and each item's place in that order (one sort for both)."""
-    order = np.argsort(-values, kind="stable")
+    order = best_first(values)
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
     return order, ranks

@@ -64,6 +64,7 @@ from inference.filters import (
 from inference.franchise import FranchiseIndex, franchise_array
 from inference.group import MIN_MEMBERS, GroupTooSmall, MemberScores, suits_line, take_turns
 from inference.options import RecommendOptions
+from inference.order import best_first
 from inference.popular import COLD_START_NOTE, popular_recent
 from inference.rerank import Method, select
 from inference.similar import (
@@ -413,7 +414,7 @@ class Engine:
         utilities = redirect_utilities(scores, allowed)
         carried = carried_laters(scores, allowed, skip=same if own >= 0 else None)
         ranking = np.where(mask, utilities, -np.inf)
-        order = np.argsort(-ranking, kind="stable")[: int(mask.sum())]
+        order = best_first(ranking)[: int(mask.sum())]
         free = int(own) if options.franchise and own >= 0 else None
         picks = one_per_franchise(order, self._franchise_ids, options.count, free=free)
         return picks, utilities, cooccurrence, carried
@@ -676,7 +677,9 @@ class Engine:
         # An extra of a series the user finished and liked is theirs to want; so is one they
         # put on their own plan-to-watch list.
         demoted |= (
-            self._extras & ~np.isin(self._franchise_ids, liked_franchises) & ~allowed.plan_to_watch
+            self._extras
+            & ~np.isin(self._franchise_ids, liked_franchises, kind="table")
+            & ~allowed.plan_to_watch
         )
         return demoted
 

@@ -35,6 +35,7 @@ import numpy as np
 from inference.animelist import AnimeList, ListEntry, Status
 from inference.catalog import Catalog, CatalogItem
 from inference.franchise import FranchiseIndex, older_version_line
+from inference.order import best_first
 
 TitleLanguage = Literal["romaji", "english"]
 UNSCORED_COMPLETED_WEIGHT = 0.7  # how much an unscored completed entry counts, against score / 10
@@ -368,7 +369,7 @@ class Explainer:
         if len(anchors) == 0:
             return []
         contributions = (self._emb[anchors] @ self._emb[index]) * weights
-        order = np.argsort(-contributions, kind="stable")[:k]
+        order = best_first(contributions)[:k]
         # An entry pointing away from the pick is not worth a run through the model.
         order = order[contributions[order] > 0]
         return [int(a) for a in anchors[order]]

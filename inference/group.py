@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.errors import AnimerecError
+from inference.order import best_first
 
 MAX_MEMBERS = 8
 MIN_MEMBERS = 2
@@ -262,7 +263,7 @@ def round_robin(
     most one per franchise when `franchise` is given)."""
     utilities = np.atleast_2d(np.asarray(utilities, dtype=np.float64))
     items = np.flatnonzero(np.asarray(pool, dtype=bool))
-    orders = [items[np.argsort(-u[items], kind="stable")].tolist() for u in utilities]
+    orders = [items[best_first(u[items])].tolist() for u in utilities]
     out: list[int] = []
     seen: set[int] = set()
     taken: set[int] = set()

@@ -22,6 +22,7 @@ from inference.explain import Explainer, Recommendation, UserContext
 from inference.filters import Eligibility, eligible, redirect_utilities
 from inference.franchise import FranchiseIndex
 from inference.options import RecommendOptions
+from inference.order import best_first
 from inference.rerank import NO_FRANCHISE
 
 RECENCY_BOOST = 2.0  # a brand-new title counts as e² ≈ 7x as popular as its list count says
@@ -72,7 +73,7 @@ def popular_recent(
     allowed: Eligibility = eligible(catalog, animelist, options, today=today, franchises=franchises)
     scores = redirect_utilities(popular_recent_scores(catalog, today), allowed)
     candidates = np.flatnonzero(allowed.mask)
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    order = candidates[best_first(scores[candidates])]
     picks: list[int] = []
     used_franchises: set[int] = set()
     for i in order.tolist():

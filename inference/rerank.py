@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 
+from inference.order import best_first
+
 Method = Literal["mmr", "dpp"]
 NO_FRANCHISE = -1
 
@@ -350,7 +352,7 @@ def select(
         best = np.argpartition(-u[pool], n_candidates - 1)[:n_candidates]
         pool = np.sort(pool[best])
     # Candidates in utility order (ties by index), so "earlier candidate wins" means "better".
-    pool = pool[np.argsort(-u[pool], kind="stable")]
+    pool = pool[best_first(u[pool])]
     if popularity is not None:
         adjusted = adventure_utilities(u[pool], np.asarray(popularity)[pool], adventurous)
     else:
