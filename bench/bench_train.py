@@ -206,6 +206,9 @@ def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[di
             "fine-tune, next entries": lambda u, s: module.next_entries_batch(
                 parts, u, s, max_len=max_len, use_times=False
             ),
+            "fine-tune, next entries, entry readout": lambda u, s: module.next_entries_batch(
+                parts, u, s, max_len=max_len, use_times=False, queries=False
+            ),
         }
 
     def floor(u: np.ndarray, _: np.ndarray) -> dict:  # the newest max_len items of each row

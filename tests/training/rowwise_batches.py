@@ -167,6 +167,7 @@ def assemble_next_entries(
     has_times: bool,
     use_times: bool,
     episodes: np.ndarray | None = None,
+    queries: bool = True,
 ) -> Batch:
     heads = [w.select(np.arange(len(w) - 1)) for w in windows]
     enc = encode(
@@ -178,6 +179,19 @@ def assemble_next_entries(
         use_times=use_times,
     )
     batch, width = enc.items.shape
+    if not queries:  # each entry e_k asks for e_{k+1}; nothing behind the row
+        targets = {
+            "target_items": np.full((batch, width), -1, dtype=np.int64),
+            "target_scores": np.zeros((batch, width), dtype=np.int64),
+            "target_statuses": np.full((batch, width), -1, dtype=np.int64),
+        }
+        for row, window in enumerate(windows):
+            n = len(window) - 1
+            cols = np.arange(width - 1 - n, width - 1)
+            targets["target_items"][row, cols] = window.items[1:]
+            targets["target_scores"][row, cols] = window.scores[1:]
+            targets["target_statuses"][row, cols] = window.statuses[1:]
+        return {**enc.as_dict(), **targets}
     extra = max(width - 2, 1)
     total = width + extra
     out = {name: np.zeros((batch, total), dtype=np.int64) for name in enc.as_dict()}
@@ -226,13 +240,19 @@ def next_entries_batch(
     max_len: int,
     use_times: bool,
     episodes: np.ndarray | None = None,
+    queries: bool = True,
 ) -> Batch:
     windows = [
         _window(parts.part(int(u)), max_len, np.random.default_rng(int(s)))
         for u, s in zip(users, seeds, strict=True)
     ]
     return assemble_next_entries(
-        windows, max_len=max_len, has_times=parts.has_times, use_times=use_times, episodes=episodes
+        windows,
+        max_len=max_len,
+        has_times=parts.has_times,
+        use_times=use_times,
+        episodes=episodes,
+        queries=queries,
     )
 
 

@@ -128,14 +128,23 @@ def test_finetune_batch_is_the_row_by_row_assembly_of_its_draws(datasets, kind, 
 
 @pytest.mark.parametrize("kind", ("timed", "scattered"))
 @pytest.mark.parametrize("use_times", (False, True))
-def test_next_entries_batch_is_the_row_by_row_assembly_of_its_draws(datasets, kind, use_times):
+@pytest.mark.parametrize("queries", (True, False))
+def test_next_entries_batch_is_the_row_by_row_assembly_of_its_draws(
+    datasets, kind, use_times, queries
+):
     parts = datasets[kind]
     users, seeds = _draw(parts, 32)
     windows = batches.draw_windows(parts, users, seeds, MAX_LEN, shuffle=False)
     expected = old.assemble_next_entries(
-        _histories(parts, windows), max_len=MAX_LEN, has_times=True, use_times=use_times
+        _histories(parts, windows),
+        max_len=MAX_LEN,
+        has_times=True,
+        use_times=use_times,
+        queries=queries,
     )
-    got = batches.next_entries_batch(parts, users, seeds, max_len=MAX_LEN, use_times=use_times)
+    got = batches.next_entries_batch(
+        parts, users, seeds, max_len=MAX_LEN, use_times=use_times, queries=queries
+    )
     _assert_same(got, expected)
 
 
