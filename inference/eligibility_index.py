@@ -19,13 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from inference.animelist import AnimeList, Status
+from inference.animelist import STATUS_CODES, AnimeList, Status
 from inference.catalog import Catalog
 from inference.filters import (
     REASONS,
     WALK_STOPS,
     Eligibility,
-    completes,
     is_unaired,
     list_statuses,
     next_to_watch,
@@ -52,6 +51,8 @@ class EligibilityIndex:
         recaps = [i for i in range(n) if self.franchises.is_recap(i)]
         self._recap[recaps] = True
         self._media_types = np.array([item.media_type or "" for item in catalog], dtype=object)
+        self._airing = np.array([item.airing_status == "airing" for item in catalog], dtype=bool)
+        self._stop_codes = np.array(sorted(STATUS_CODES[s] for s in WALK_STOPS), dtype=np.int64)
         # Items the franchise rule may hold back, the chain (connected by requirements) each item
         # sits in, and what an untouched chain offers in each held-back item's place (−1: none).
         self._later = np.zeros(n, dtype=bool)
@@ -87,11 +88,15 @@ class EligibilityIndex:
         options = self.resolve(options)
         statuses = list_statuses(animelist, self.catalog)
         n = len(self.catalog)
+        # The list as arrays: its items and the code of each one's status.
+        on_list = np.fromiter(statuses, dtype=np.int64, count=len(statuses))
+        codes = np.fromiter(
+            (STATUS_CODES[s] for s in statuses.values()), dtype=np.int64, count=len(statuses)
+        )
         listed = np.zeros(n, dtype=bool)
+        listed[on_list] = True
         planned = np.zeros(n, dtype=bool)
-        for i, status in statuses.items():
-            listed[i] = True
-            planned[i] = status == Status.PLAN_TO_WATCH
+        planned[on_list[codes == STATUS_CODES[Status.PLAN_TO_WATCH]]] = True
         reasons = {
             "on_list": listed & ~(planned & options.plan_to_watch),
             "not_interested": np.isin(self._mal_ids, list(options.exclude_mal_ids)),
@@ -129,14 +134,15 @@ class EligibilityIndex:
         # item is planned and no requirement was dropped; held without a stand-in after a drop;
         # only the items left need the walk to what to watch first.
         rest = np.flatnonzero(later & touched)
+        # `filters.completes`: completed, or watching while it airs.
         done = np.zeros(n, dtype=bool)
+        watching = codes == STATUS_CODES[Status.WATCHING]
+        done[
+            on_list[(codes == STATUS_CODES[Status.COMPLETED]) | (watching & self._airing[on_list])]
+        ] = True
         dropped = np.zeros(n, dtype=bool)
-        stops: set[int] = set()
-        for i, status in statuses.items():
-            done[i] = completes(status, self.catalog[i])
-            dropped[i] = status == Status.DROPPED
-            if status in WALK_STOPS:
-                stops.add(i)
+        dropped[on_list[codes == STATUS_CODES[Status.DROPPED]]] = True
+        stops = set(on_list[np.isin(codes, self._stop_codes)].tolist())
         met = np.bincount(self._owner, weights=done[self._required], minlength=n)[rest] > 0
         gave_up = np.bincount(self._owner, weights=dropped[self._required], minlength=n)[rest] > 0
         free = met | (planned[rest] & ~gave_up)
