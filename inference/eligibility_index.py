@@ -210,9 +210,9 @@ class EntryWalks:
 
     def entry(self, i: int) -> int | None:
         required = self.requires.get(i)
-        if not required or any(r in self.stops for r in required):
+        if not required or not self.stops.isdisjoint(required):
             return None
-        tail = self._tail(required[0])
+        tail = self._tails.get(required[0]) or self._tail(required[0])
         if tail is None or i in tail[1]:
             return self.fallback(i)
         return tail[0]
@@ -223,9 +223,9 @@ class EntryWalks:
         node = start
         while node not in self._tails:
             required = self.requires.get(node)
-            if not required or any(r in self.done for r in required):
+            if not required or not self.done.isdisjoint(required):
                 self._tails[node] = (node, frozenset((node,)))
-            elif any(r in self.stops for r in required):
+            elif not self.stops.isdisjoint(required):
                 self._tails[node] = (None, frozenset((node,)))
             else:
                 pending.append(node)
