@@ -209,8 +209,7 @@ def test_the_entry_readout_finetune_learns_the_planted_cycle(tmp_path, parts):
         [
             f"out_dir={tmp_path}",
             "name=ne-entry",
-            # Each entry answers: twice the targets per pass of the query form; after 20 epochs
-            # the true next item leads by 3 logits or more (1 and 2 threads alike).
+            # After 20 epochs the true next item leads by 3 logits or more.
             "train.epochs=20",
             "train.lr=0.01",
             "finetune.next_entries=true",
