@@ -73,19 +73,7 @@ def test_a_query_cannot_see_its_target_or_anything_after_it(parts):
 @pytest.mark.parametrize("read_last_entry", [False, True])
 def test_serving_form_matches_the_last_training_query(parts, read_last_entry):
     """The state of the last query in a training row equals what scoring computes for that history."""
-    torch.manual_seed(0)
-    model = ListTransformer(
-        ModelConfig(
-            n_items=N_ITEMS,
-            max_len=16,
-            d_model=16,
-            n_heads=2,
-            dropout=0.0,
-            causal=True,
-            use_times=False,
-            read_last_entry=read_last_entry,
-        )
-    ).eval()
+    model = _small_model(read_last_entry=read_last_entry)
     user = 5
     history = parts.part(user)
     batch = next_entries_batch(
@@ -128,7 +116,8 @@ def test_next_entries_finetune_learns_the_planted_cycle(tmp_path, parts):
     assert all(int(np.argmax(row)) == n for row, n in zip(logits, nxt, strict=True))
 
 
-def _entry_model(**overrides) -> ListTransformer:
+def _small_model(**overrides) -> ListTransformer:
+    """A fresh causal 16-wide model without entry times (seed 0), in eval mode."""
     torch.manual_seed(0)
     cfg = dict(
         n_items=N_ITEMS,
@@ -138,9 +127,12 @@ def _entry_model(**overrides) -> ListTransformer:
         dropout=0.0,
         causal=True,
         use_times=False,
-        readout="entry",
     )
     return ListTransformer(ModelConfig(**{**cfg, **overrides})).eval()
+
+
+def _entry_model(**overrides) -> ListTransformer:
+    return _small_model(**{"readout": "entry", **overrides})
 
 
 def test_without_queries_each_entry_is_asked_for_the_next_one(parts):
