@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import secrets
 import tempfile
@@ -577,6 +578,33 @@ def _below(bits: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.minimum((_uniform(bits) * n).astype(np.int64), n - 1)
 
 
+def _uniform_below(bits: np.ndarray, p: float) -> np.ndarray:
+    """bool: `_uniform(bits)` < p, in one comparison instead of four operations over the samples:
+    _uniform is (bits >> 11) * 2^-53, exact, so it is below p where bits >> 11 < C = ceil(p 2^53),
+    that is bits <= C 2^11 - 1 (every bits where p >= 1)."""
+    if p <= 0:
+        return np.zeros(np.shape(bits), dtype=bool)
+    c = min(math.ceil(math.ldexp(p, 53)), 1 << 53)
+    return np.less_equal(bits, _u64((c << 11) - 1))
+
+
+def _mix_int(x: int) -> int:
+    """`_mix` of one Python int: for the rare single draws, where a dozen numpy calls on an array
+    of one element cost more than the arithmetic."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _below_int(seed: int, stream: int, n: int) -> int:
+    """`_below(_bits(_stream(seed, stream)), n)` of one sample, in Python ints and floats (the same
+    IEEE operations: a float64 product, truncated)."""
+    bits = _mix_int((_mix_int((seed + stream * _GOLDEN) & _MASK64) + _GOLDEN) & _MASK64)
+    return min(int((bits >> 11) * 2.0**-53 * n), n - 1)
+
+
 # ------------------------------------------------------------------------------ flat row sets
 
 
@@ -903,7 +931,20 @@ def _pretrain_draws(
     seeds = np.asarray(seeds, dtype=np.uint64)
     # The window's, query's and mask's streams in one call (a dozen array operations each).
     states = _mix(seeds[None, :] + _PRETRAIN_OFFSETS)
-    window_bits, query_bits = _bits(states[:2])
+    batch = len(seeds)
+    # Then their draws in one call too: the window's and the query's draw 0 in columns 0 and 1,
+    # and the mask's hashes for max_len cells behind them (those of the batch's width are the
+    # last ones, as the draws count from the newest cell). Hash j of row b, in column
+    # 2 + n_hashes - 1 - j, is that of (j + 1) * GOLDEN + state_b: each row's state, then each
+    # column's counter (a row-wise copy and a flat addition: numpy takes three times as long over
+    # a broadcast operand).
+    n_hashes = (max(max_len, 1) + 3) // 4
+    hashes = np.empty((batch, 2 + n_hashes), dtype=np.uint64)
+    np.copyto(hashes[:, :2], states[:2].T)
+    np.copyto(hashes[:, 2:], states[2][:, None])
+    hashes += _hash_counters(batch, n_hashes)
+    _mix(hashes)
+    window_bits, query_bits = hashes[:, 0], hashes[:, 1]
     starts: np.ndarray | None = None
     drawn: Drawn | None = None
     if parts.has_times:
@@ -912,22 +953,13 @@ def _pretrain_draws(
         drawn = draw_windows(parts, users, seeds, max_len, shuffle=True)
         n = drawn.lengths
     width = _width(n)
-    batch = len(n)
-    # Hash j of row b, in column q = n_hashes - 1 - j, is that of (j + 1) * GOLDEN + state_b: each
-    # row's state, then each column's counter (a row-wise copy and a flat addition: numpy takes
-    # three times as long over a broadcast operand).
-    n_hashes = (width + 3) // 4
-    hashes = np.empty((batch, n_hashes), dtype=np.uint64)
-    np.copyto(hashes, states[2][:, None])
-    hashes += _hash_counters(batch, n_hashes)
-    _mix(hashes)
-    # Little-endian 16-bit numbers: draw r in column 4 n_hashes - 1 - r (on any machine).
+    # Little-endian 16-bit numbers: draw r in column 4 (2 + n_hashes) - 1 - r (on any machine).
     draws = hashes.astype("<u8", copy=False).view("<u2")
-    chosen = draws[:, 4 * n_hashes - width :] < _threshold16(mask_prob)
+    chosen = draws[:, 4 * (2 + n_hashes) - width :] < _threshold16(mask_prob)
     padding = _padding(width, n)
-    chosen &= ~padding
+    np.greater(chosen, padding, out=chosen)  # chosen and not padding, in one operation
     if parts.has_times:
-        query = (_uniform(query_bits) < query_prob) & (n > 0)
+        query = _uniform_below(query_bits, query_prob) & (n > 0)
     else:
         query = np.zeros(batch, dtype=bool)
     chosen[query, width - 1] = True
@@ -935,21 +967,30 @@ def _pretrain_draws(
     rows = hidden // width
     # At least one hidden entry per sample (rarely needed: the draw waits for it). The rows are
     # sorted: a sample with entries and none hidden shows as one distinct row too few.
-    if np.count_nonzero(np.diff(rows)) + (len(rows) > 0) < np.count_nonzero(n):
-        none = (np.bincount(rows, minlength=batch) == 0) & (n > 0)
-        pick = _below(_bits(_stream(seeds[none], _PICK)), n[none])
-        chosen[np.flatnonzero(none), (width - n[none] + pick)] = True
-        hidden = np.flatnonzero(chosen)
+    if np.count_nonzero(rows[1:] != rows[:-1]) + (len(rows) > 0) < np.count_nonzero(n):
+        # Usually one or two samples: their draws in Python ints (a dozen numpy calls on arrays of
+        # one element cost more), their cells inserted into the sorted `hidden` (another nonzero
+        # over the grid costs more than the insertion).
+        none = np.flatnonzero((np.bincount(rows, minlength=batch) == 0) & (n > 0)).tolist()
+        lengths = n.tolist()
+        picks = [
+            b * width + width - lengths[b] + _below_int(int(seeds[b]), _PICK, lengths[b])
+            for b in none
+        ]
+        chosen.ravel()[picks] = True
+        hidden = np.insert(hidden, np.searchsorted(hidden, picks), picks)
         rows = hidden // width
     return _PretrainDraws(n, width, starts, drawn, padding, chosen, hidden, rows, query)
 
 
 @lru_cache(maxsize=4)
 def _hash_counters(batch: int, width: int) -> np.ndarray:
-    """uint64 [batch, width]: (j + 1) * GOLDEN in column width - 1 - j (wrapping), in every row:
-    the counters of draws width - 1 .. 0 of `_bits`. Read-only, shared."""
-    out = np.empty((batch, width), dtype=np.uint64)
-    np.copyto(out, np.arange(width, 0, -1, dtype=np.uint64) * _GOLDEN_U)
+    """uint64 [batch, 2 + width]: GOLDEN in columns 0 and 1 (draw 0 of `_bits`), then
+    (j + 1) * GOLDEN in column 2 + width - 1 - j (wrapping), in every row: the counters of draws
+    width - 1 .. 0. Read-only, shared."""
+    out = np.empty((batch, 2 + width), dtype=np.uint64)
+    np.copyto(out[:, :2], _GOLDEN_U)
+    np.copyto(out[:, 2:], np.arange(width, 0, -1, dtype=np.uint64) * _GOLDEN_U)
     out.flags.writeable = False
     return out
 
