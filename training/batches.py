@@ -70,10 +70,16 @@ log = logging.getLogger(__name__)
 class UserParts:
     """Each user's interactions of one split part (train, validation...), read lazily from memmaps."""
 
-    def __init__(self, dataset: Dataset, split: str, *, cache: bool = True) -> None:
+    def __init__(
+        self, dataset: Dataset, split: str, *, cache: bool = True, with_validation: bool = False
+    ) -> None:
         self.dataset = dataset
         self.cache = cache  # the token tables in shared files (`_cached_table`), else in memory
         self.labels = dataset.split(split)
+        if with_validation:  # the test-time refit: validation entries are training entries too
+            self.labels = np.where(self.labels == VALIDATION, TRAIN, self.labels).astype(
+                self.labels.dtype
+            )
         if len(self.labels) != dataset.n_interactions:
             raise TrainingError(
                 f"split {split!r} has {len(self.labels)} labels for "

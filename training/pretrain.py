@@ -211,8 +211,13 @@ def entry_losses(
 def prepare(cfg: RunConfig) -> tuple[UserParts, np.ndarray | None]:
     if not cfg.data.path:
         raise ConfigError("data.path is not set")
+    if cfg.data.fit_validation and cfg.train.val_users > 0:
+        raise ConfigError(
+            "data.fit_validation trains on the validation part too, so nothing is left to "
+            "validate on: set train.val_users = 0"
+        )
     dataset = Dataset(cfg.data.path)
-    parts = UserParts(dataset, cfg.data.split)
+    parts = UserParts(dataset, cfg.data.split, with_validation=cfg.data.fit_validation)
     episodes = load_episodes(cfg.data.catalog, dataset.n_items)
     cfg.model.n_items = dataset.n_items
     cfg.model.content_dim = (

@@ -480,8 +480,14 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
     s = cfg.ranker
     if not cfg.data.path or not s.finetuned:
         raise ConfigError("data.path and ranker.finetuned must be set")
-    parts = UserParts(Dataset(cfg.data.path), cfg.data.split)
     model, payload = load_finetuned(s.finetuned, dist.device)
+    # The ranker learns from the validation part: neither it nor the model it reads may have.
+    if cfg.data.fit_validation or payload.get("config", {}).get("data", {}).get("fit_validation"):
+        raise ConfigError(
+            "the ranker learns from the validation part, so neither it nor ranker.finetuned "
+            "may be trained with data.fit_validation"
+        )
+    parts = UserParts(Dataset(cfg.data.path), cfg.data.split)
     if payload["n_items"] != parts.n_items:
         raise ConfigError(
             f"{s.finetuned} was trained on {payload['n_items']} items, not {parts.n_items}"

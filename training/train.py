@@ -52,6 +52,10 @@ class DataConfig:
     # Vocabulary-order catalogue whose content vectors (`inference.content`) the model reads;
     # empty: ID embeddings only.
     content_catalog: str = ""
+    # Train on the training and validation parts together: the test-time refit, as `evaluate`
+    # refits every baseline on train + validation once validation has chosen its settings. Leaves
+    # nothing to validate on (train.val_users must be 0).
+    fit_validation: bool = False
 
 
 @dataclass
