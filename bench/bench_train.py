@@ -173,7 +173,9 @@ def _measure(
     )
 
 
-def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[dict]:
+def batches(
+    data: str, max_len: int, n_batches: int, batch_size: int, repeats: int = 5
+) -> list[dict]:
     """Each builder before (row by row, `tests/training/rowwise_batches.py`) and now (vectorised),
     against the floor of gathering the same users' newest `max_len` items, in one run."""
     import numpy as np
@@ -223,11 +225,16 @@ def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[di
     for name in before:
         # Interleaved repeats, best of each: load from other jobs hits all three alike.
         times: dict[str, list[float]] = {"floor": [], "before": [], "after": []}
-        for _ in range(5):
+        for _ in range(repeats):
             times["floor"].append(_timed(floor, draws))
             times["before"].append(_timed(before[name], draws))
             times["after"].append(_timed(after[name], draws))
         best = {key: min(values) for key, values in times.items()}
+        # Each repeat's builder against the floor timed just before it: the two share whatever
+        # load the machine had then, which the best of each (taken minutes apart) does not.
+        paired = statistics.median(
+            a / f for a, f in zip(times["after"], times["floor"], strict=True)
+        )
         tokens = sum(int((after[name](u, s)["items"] > 0).sum()) for u, s in draws)
         row = {
             "batches": name,
@@ -237,6 +244,7 @@ def batches(data: str, max_len: int, n_batches: int, batch_size: int) -> list[di
             "speedup": round(best["before"] / best["after"], 1),
             "before_times_the_gather_floor": round(best["before"] / best["floor"], 1),
             "after_times_the_gather_floor": round(best["after"] / best["floor"], 2),
+            "after_times_the_floor_paired_median": round(paired, 2),
             "after_tokens_per_s_one_core": round(tokens / best["after"]),
         }
         rows.append(row)
@@ -274,13 +282,14 @@ def main() -> int:
     b.add_argument("--max-len", type=int, default=200)
     b.add_argument("--n-batches", type=int, default=200)
     b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--repeats", type=int, default=5, help="interleaved repeats of each timing")
     args = parser.parse_args()
     if args.mode == "measure":
         measure(
             args.kind, args.config, args.steps, args.threads, args.overrides, args.compare_builders
         )
     elif args.mode == "batches":
-        batches(args.data, args.max_len, args.n_batches, args.batch_size)
+        batches(args.data, args.max_len, args.n_batches, args.batch_size, args.repeats)
     else:
         rows = report(args.runs, args.peak_tflops)
         if args.out:
