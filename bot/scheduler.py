@@ -10,7 +10,7 @@ Pacing: each subscriber's DM is due at a fixed moment within `[limits] weekly_sp
 hour (a hash of subscription and week, so every run and every process agrees), so a cohort of
 thousands is spread over the hour instead of leaving at :00; within a run, each platform's sends
 go through its rate limiter. A platform's rate-limit answer (`SendRateLimited`, which the adapters
-raise for Telegram's RetryAfter and Discord's 429) means nothing was delivered: the platform's
+raise for Telegram's RetryAfter and Discord's 429) means a resend duplicates nothing: the platform's
 sends wait the time it asked for and the DM is sent again, a bounded number of times; then the
 week is "failed" with the reason. The claim stays in place while it waits, so at most one DM a
 week still holds.
@@ -50,8 +50,9 @@ class DeliveryForbidden(Exception):
 
 
 class SendRateLimited(Exception):
-    """The platform refused the DM for now (Telegram RetryAfter, Discord 429) and none of it was
-    delivered, so sending it again after `retry_after` seconds cannot duplicate it."""
+    """The platform refused the DM for now (Telegram RetryAfter, Discord 429), and sending it
+    again after `retry_after` seconds cannot duplicate it: none of it was delivered, or (a
+    Telegram DM of several messages) the adapter resumes after the messages that were."""
 
     def __init__(self, retry_after: float | dt.timedelta) -> None:
         seconds = (

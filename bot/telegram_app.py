@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import logging
+from collections.abc import Callable
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
@@ -173,6 +174,8 @@ class TelegramFrontEnd:
         self.service = service
         self.settings = settings
         self.webhook_secret = webhook_secret
+        # Weekly DMs refused part way: chat -> (its messages, how many went out). One per chat.
+        self._delivered_parts: dict[int, tuple[list[str], int]] = {}
         self.storage = storage if storage is not None else service.storage
         builder = (
             Application.builder()
@@ -327,17 +330,29 @@ class TelegramFrontEnd:
     # ----- outgoing -------------------------------------------------------------------------
 
     async def _answer(self, chat_id: int, reply: Reply) -> None:
-        messages = split_messages(reply_blocks(reply))
-        markup = keyboard(reply)
-        for index, text in enumerate(messages):
+        await self._send_messages(chat_id, split_messages(reply_blocks(reply)), keyboard(reply))
+
+    async def _send_messages(
+        self,
+        chat_id: int,
+        messages: list[str],
+        markup: InlineKeyboardMarkup | None,
+        *,
+        start: int = 0,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """Sends messages[start:], calling `on_sent(i)` after message i went out."""
+        for index in range(start, len(messages)):
             last = index == len(messages) - 1
             await self.app.bot.send_message(
                 chat_id=chat_id,
-                text=text,
+                text=messages[index],
                 parse_mode=ParseMode.HTML,
                 reply_markup=markup if last else None,
                 disable_web_page_preview=True,
             )
+            if on_sent is not None:
+                on_sent(index)
 
     @property
     def ready(self) -> bool:
@@ -347,16 +362,26 @@ class TelegramFrontEnd:
 
     async def send(self, chat_id: str, reply: Reply) -> None:
         """A weekly DM; a blocked bot or a never-started chat raises DeliveryForbidden, flood
-        control on a one-message DM SendRateLimited (nothing went out, so it may be resent)."""
+        control SendRateLimited. A DM of several messages refused part way resumes after its last
+        delivered message when the same reply is sent to the same chat again, so the scheduler's
+        resend never repeats a message."""
+        chat = int(chat_id)
+        messages = split_messages(reply_blocks(reply))
+        resume = self._delivered_parts.pop(chat, None)
+        start = resume[1] if resume is not None and resume[0] == messages else 0
+
+        def sent(index: int) -> None:
+            nonlocal start
+            start = index + 1
+
         try:
-            await self._answer(int(chat_id), reply)
+            await self._send_messages(chat, messages, keyboard(reply), start=start, on_sent=sent)
         except Forbidden as exc:
             raise DeliveryForbidden(exc.message) from None
         except RetryAfter as exc:
-            # A DM of several messages may have delivered its first ones: not resent.
-            if len(split_messages(reply_blocks(reply))) == 1:
-                raise SendRateLimited(exc.retry_after) from None  # int or (PTB 23) timedelta
-            raise
+            if start > 0:
+                self._delivered_parts[chat] = (messages, start)
+            raise SendRateLimited(exc.retry_after) from None  # int or (PTB 23) timedelta
 
 
 def permanent_failure(exc: BaseException) -> str | None:

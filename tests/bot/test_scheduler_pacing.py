@@ -20,7 +20,6 @@ import discord
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from telegram.error import RetryAfter
 
 from bot import metrics
 from bot.limits import Limits
@@ -338,7 +337,7 @@ def test_the_spread_fills_the_window_evenly() -> None:
 
 
 async def test_telegram_retry_after_becomes_send_rate_limited(runtime: Any) -> None:
-    from bot.telegram_app import TelegramFrontEnd, reply_blocks, split_messages
+    from bot.telegram_app import TelegramFrontEnd
     from tests.bot.test_telegram import TOKEN, FakeBotApi
 
     class FloodedApi(FakeBotApi):
@@ -359,11 +358,60 @@ async def test_telegram_retry_after_becomes_send_rate_limited(runtime: Any) -> N
         with pytest.raises(SendRateLimited) as caught:
             await front.send("77", Reply.text("hi"))
         assert caught.value.retry_after == 3.0
-        # A DM of several messages may have delivered its first ones: not mapped, not resent.
-        long_reply = Reply(lines=["x" * 500] * 20)
-        assert len(split_messages(reply_blocks(long_reply))) > 1
-        with pytest.raises(RetryAfter):
+    finally:
+        await front.app.shutdown()
+
+
+async def test_a_telegram_dm_refused_part_way_resumes_without_repeating(runtime: Any) -> None:
+    from bot.telegram_app import (
+        RATE_LIMIT_RETRIES,
+        TelegramFrontEnd,
+        reply_blocks,
+        split_messages,
+    )
+    from tests.bot.test_telegram import TOKEN, FakeBotApi
+
+    class FloodedApi(FakeBotApi):
+        """Refuses sendMessage while `refusals` lasts, once `allowed` messages went out."""
+
+        allowed, refusals = 1, 0
+
+        async def do_request(self, url: str, method: str, request_data: Any = None, **kw: Any):  # type: ignore[override]
+            if url.endswith("/sendMessage") and len(self.sent()) >= self.allowed and self.refusals:
+                self.refusals -= 1
+                body = {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1},
+                }
+                return 429, json.dumps(body).encode()
+            return await super().do_request(url, method, request_data, **kw)
+
+    api = FloodedApi()
+    front = TelegramFrontEnd(runtime.service, TOKEN, runtime.settings, request=api)
+    await front.app.initialize()
+    try:
+        long_reply = Reply(lines=[f"{i} " + "x" * 500 for i in range(30)])
+        messages = split_messages(reply_blocks(long_reply))
+        assert len(messages) >= 3
+        # The second message is refused by the rate limiter's tries and more: the first arrived.
+        api.refusals = RATE_LIMIT_RETRIES + 1
+        with pytest.raises(SendRateLimited):
             await front.send("77", long_reply)
+        assert [m["text"] for m in api.sent()] == messages[:1]
+        # A different DM to another chat is unaffected by the pending one.
+        await front.send("78", Reply.text("hi"))
+        # The scheduler's resend of the same DM sends the rest, each message once.
+        await front.send("77", long_reply)
+        to_77 = [m["text"] for m in api.sent() if int(m["chat_id"]) == 77]
+        assert to_77 == messages
+        # Refused on its first message: nothing went out, so the next send starts over.
+        api.allowed, api.refusals = len(api.sent()), RATE_LIMIT_RETRIES + 1
+        with pytest.raises(SendRateLimited):
+            await front.send("79", long_reply)
+        await front.send("79", long_reply)
+        assert [m["text"] for m in api.sent() if int(m["chat_id"]) == 79] == messages
     finally:
         await front.app.shutdown()
 
