@@ -7,8 +7,12 @@ one machine (WAL, a busy timeout); across machines use PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import sqlite3
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,30 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+BUSY_TIMEOUT_MS = 5000
+
+
+async def _switch_to_wal(db: aiosqlite.Connection) -> None:
+    """PRAGMA journal_mode=WAL, waiting out other connections that switch the same new file.
+
+    The switch reads the file, then needs it alone; when two connections are at that point
+    together, SQLite answers "database is locked" at once instead of calling the busy handler (it
+    would deadlock), so the busy timeout does not cover it. The mode is stored in the file: once
+    one connection has switched, the others' switch is a no-op.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(pause * (1 + random.random()))  # apart, not in step
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteStorage(Storage):
     """One connection per process; aiosqlite runs it on its own thread, off the event loop."""
 
@@ -47,13 +75,11 @@ class SqliteStorage(Storage):
         if str(path) != ":memory:":
             _create_private(Path(path))
         db = await aiosqlite.connect(str(path), isolation_level=None)
-        # The wait for a busy file first: switching to WAL takes a lock that another process
-        # opening the same new file may hold for a moment.
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA foreign_keys=ON")
         storage = cls(db)
         try:
+            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await _switch_to_wal(db)
+            await db.execute("PRAGMA foreign_keys=ON")
             await storage._migrate()
         except BaseException:
             await db.close()
