@@ -174,8 +174,20 @@ def named_causes(engine: Engine, anime_list: AnimeList, why: list[str]) -> list[
             names[engine.explainer.titles.name(index)] = index
     for line in why:
         if line.startswith("Because you liked "):
-            return [names[n] for n in line.removeprefix("Because you liked ").split(" and ")]
+            return split_names(line.removeprefix("Because you liked "), names)
     return []
+
+
+def split_names(text: str, names: dict[str, int]) -> list[int]:
+    """One or two list titles joined by " and ", which a title may itself contain."""
+    if text in names:
+        return [names[text]]
+    parts = text.split(" and ")
+    for cut in range(1, len(parts)):
+        first, second = " and ".join(parts[:cut]), " and ".join(parts[cut:])
+        if first in names and second in names:
+            return [names[first], names[second]]
+    raise KeyError(f"no list titles make up {text!r}")
 
 
 def utilities_without(

@@ -23,7 +23,9 @@ encoder run and one ranker run for the whole batch.
 It computes the ranker's features for the asked items only, exactly as `run` computes them for its
 candidates, and runs the encoder's trunk (`inference.onnx_trunk`) instead of the whole encoder
 where it can; a removed entry older than the encoder's window changes only the item-item
-features, and reuses the full list's encoder outputs.
+features, and reuses the full list's encoder outputs. (A ranker that reads the list-relative
+features gets them standardised by the whole list's candidates, not each variant's: an
+approximation, see `_variant_features`.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 from inference.animelist import NO_TIME, STATUS_CODES, Status
 from inference.bundle import RANKER_OUTPUTS, Bundle, BundleError, make_session
 from inference.encoding import (
+    N_ABSOLUTE_FEATURES,
     N_RANKER_FEATURES,
     N_SCORE_FEATURES,
     RANKER_FEATURES,
@@ -48,10 +51,12 @@ from inference.encoding import (
     Encoded,
     Entries,
     ItemFacts,
+    candidate_statistics,
     encode,
     ranker_features,
     score_features,
     select_candidates,
+    with_list_relative,
 )
 from inference.onnx_trunk import TRUNK_OUTPUTS, EntryHead, OnnxGraph
 from inference.order import best_first
@@ -79,6 +84,8 @@ class Scored:
     watch_logits: np.ndarray  # float32 [n_items]: the encoder's, which chose the candidates
     encoder_scores: np.ndarray  # float32 [n_items]: the encoder's own score head
     drop_probs: np.ndarray  # float32 [n_items]
+    # (mean, std) of the list-relative columns over the candidates (`candidate_statistics`)
+    candidate_statistics: tuple[np.ndarray, np.ndarray]
 
 
 class BundleModel:
@@ -99,15 +106,18 @@ class BundleModel:
         self.use_times = bool(enc.get("use_times", True))
         self.n_items = int(enc["n_items"])
         self.n_candidates = int(enc.get("ranker_candidates", 200))
-        for key, expected in (
-            ("ranker_features", RANKER_FEATURES),
-            ("score_features", SCORE_FEATURES),
+        # A ranker reads the absolute features alone or the list-relative ones too (the first
+        # N_ABSOLUTE_FEATURES columns of RANKER_FEATURES, or all of them).
+        read = list(enc.get("ranker_features", []))
+        self.n_ranker_features = len(read)
+        for key, got, expected in (
+            ("ranker_features", read, RANKER_FEATURES[: max(len(read), N_ABSOLUTE_FEATURES)]),
+            ("score_features", list(enc.get("score_features", [])), SCORE_FEATURES),
         ):
-            if list(enc.get(key, [])) != list(expected):
+            if got != list(expected):
                 raise BundleError(
-                    f"bundle {bundle.path}: its ranker reads the {key} "
-                    f"{list(enc.get(key, []))}, this code computes {list(expected)}; "
-                    "re-export the bundle with this version"
+                    f"bundle {bundle.path}: its ranker reads the {key} {got}, this code "
+                    f"computes {list(expected)}; re-export the bundle with this version"
                 )
         self.episodes: np.ndarray | None = None
         if enc.get("progress_from_catalog_episodes"):
@@ -220,10 +230,10 @@ class BundleModel:
             for row, entries in enumerate(lists)
         ]
         width = max(max(len(t[0]) for t in tables), 1)
-        features = np.zeros((len(lists), width, N_RANKER_FEATURES), dtype=np.float32)
+        features = np.zeros((len(lists), width, self.n_ranker_features), dtype=np.float32)
         asked = np.zeros((len(lists), width, N_SCORE_FEATURES), dtype=np.float32)
         for row, (items, table, score_table) in enumerate(tables):
-            features[row, : len(items)] = table
+            features[row, : len(items)] = table[:, : self.n_ranker_features]
             asked[row, : len(items)] = score_table
         utilities, head_scores = self.ranker.run(
             list(RANKER_OUTPUTS), {"features": features, "score_features": asked}
@@ -244,6 +254,7 @@ class BundleModel:
                     watch_logits=logits[row],
                     encoder_scores=scores[row],
                     drop_probs=drops[row],
+                    candidate_statistics=candidate_statistics(tables[row][1]),
                 )
             )
         return out
@@ -294,7 +305,8 @@ class BundleModel:
 
         Every variant is the whole list less one item, so the ranker's features are the whole
         list's, corrected for what that item contributed (`_variant_features`); tests hold them to
-        `run`'s on the variants themselves.
+        `run`'s on the variants themselves (for a ranker of list-relative features, to `run`'s
+        standardised by the whole list's candidates).
         """
         if len(removed) != len(probes):
             raise ValueError("one array of probed items per removed item")
@@ -344,7 +356,11 @@ class BundleModel:
             np.concatenate(drops),
         )
         utilities, _ = self.ranker.run(
-            list(RANKER_OUTPUTS), {"features": features[None], "score_features": asked[None]}
+            list(RANKER_OUTPUTS),
+            {
+                "features": features[None, :, : self.n_ranker_features],
+                "score_features": asked[None],
+            },
         )
         flat = np.where(is_candidate, utilities[0].astype(np.float64), -np.inf)
         return np.split(flat, np.cumsum([len(p) for p in probes])[:-1])
@@ -515,6 +531,12 @@ class BundleModel:
         out[:, 11] = np.log1p(near_ranks)
         out[:, 12] = after
         out[:, 13] = np.log1p(after_ranks)
+        # Standardised by the whole list's candidates, not each variant's: those would take every
+        # variant's whole candidate table (ranks over the vocabulary for hundreds of items each).
+        # Exact for a ranker of the absolute features alone (it does not read these columns); for
+        # one that reads them, an attribution is what the entry adds to the pick's own evidence
+        # on the whole list's scale, and a full run without the entry can disagree with it.
+        with_list_relative(out, whole.full.candidate_statistics)
 
         asked = np.zeros((len(p), N_SCORE_FEATURES), dtype=np.float32)
         asked[:, 0] = (pair_score.astype(np.float32) - 7.0) / 2.0

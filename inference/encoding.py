@@ -433,7 +433,7 @@ def entries_from_list(
 
 # ------------------------------------------------------------------------------ ranker features
 
-RANKER_FEATURES = (
+RANKER_FEATURES: tuple[str, ...] = (
     "log_prob",  # fine-tuned watch log-probability (log-softmax over the unseen vocabulary)
     "log_rank",  # log(1 + rank) in the fine-tuned ranking
     "score",  # predicted score, centred: (score - 7) / 2
@@ -449,6 +449,27 @@ RANKER_FEATURES = (
     "transition_score",  # log(1 + transition counts from the newest 3 entries, weighted 1, ½, ¼)
     "transition_log_rank",  # log(1 + rank) in the transition ranking
 )
+# The graded columns again, standardised over the list's own candidates: (x - mean) / std. A
+# log-probability or a neighbour score means little alone (its scale moves with the list's length
+# and how peaked the model is for it); where it stands among this list's candidates carries over
+# from list to list, and an MLP that scores each candidate apart cannot work it out. A ranker
+# reads them only with `ranker.list_relative` (docs/model.md#list-relative-features); one without
+# reads the first N_ABSOLUTE_FEATURES columns.
+LIST_RELATIVE = (
+    "log_prob",
+    "log_rank",
+    "score",
+    "drop",
+    "popularity",
+    "genre_affinity",
+    "neighbour_score",
+    "neighbour_log_rank",
+    "transition_score",
+    "transition_log_rank",
+)
+N_ABSOLUTE_FEATURES = len(RANKER_FEATURES)
+RELATIVE_COLUMNS = np.array([RANKER_FEATURES.index(name) for name in LIST_RELATIVE])
+RANKER_FEATURES = RANKER_FEATURES + tuple(f"{name}_in_list" for name in LIST_RELATIVE)
 N_RANKER_FEATURES = len(RANKER_FEATURES)
 _COMPLETED, _PLAN_TO_WATCH = 1, 4  # status codes (inference.animelist.STATUS_CODES)
 TRANSITION_WEIGHTS = (1.0, 0.5, 0.25)  # newest entry, second newest, third (as the Markov baseline)
@@ -655,7 +676,28 @@ def ranker_features(
     out[:, 11] = np.log1p(candidates.neighbour_ranks)
     out[:, 12] = candidates.transition_scores
     out[:, 13] = np.log1p(candidates.transition_ranks)
-    return out
+    return with_list_relative(out, candidate_statistics(out))
+
+
+def candidate_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the `LIST_RELATIVE` columns over one list's candidates (rows of
+    `features`, whose absolute columns are filled): what `with_list_relative` standardises by."""
+    columns = features[:, RELATIVE_COLUMNS].astype(np.float64)
+    if len(columns) == 0:
+        return np.zeros(len(RELATIVE_COLUMNS)), np.ones(len(RELATIVE_COLUMNS))
+    return columns.mean(axis=0), columns.std(axis=0)
+
+
+def with_list_relative(
+    features: np.ndarray, statistics: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """`features` with the list-relative columns filled from its absolute ones; a column that
+    does not vary over the candidates (a lone candidate, no transitions) is 0."""
+    mean, std = statistics
+    values = features[:, RELATIVE_COLUMNS].astype(np.float64)
+    spread = np.where(std > 1e-6, std, np.inf)
+    features[:, N_ABSOLUTE_FEATURES:] = (values - mean) / spread
+    return features
 
 
 # ------------------------------------------------------------------------------- score features

@@ -56,8 +56,9 @@ def tiny_catalog() -> Catalog:
     return Catalog(items, {"source": "tests"})
 
 
-def build_tiny_bundle(root: Path, *, int8: bool = True) -> Path:
-    """Fine-tune -> ranker -> export with the project's commands; returns the bundle folder."""
+def build_tiny_bundle(root: Path, *, int8: bool = True, list_relative: bool = False) -> Path:
+    """Fine-tune -> ranker -> export with the project's commands; returns the bundle folder.
+    `list_relative`: the ranker reads the list-relative features too."""
     from training import ranker
     from training.batches import UserParts, load_episodes
     from training.dataset import Dataset
@@ -105,6 +106,7 @@ def build_tiny_bundle(root: Path, *, int8: bool = True) -> Path:
             "ranker.candidates=12",
             "ranker.negatives=4",
             "ranker.holdout_users=0",
+            f"ranker.list_relative={str(list_relative).lower()}",
         ],
     )
     if ranker.main(args) != 0:

@@ -53,7 +53,6 @@ from inference.encoding import (
     ITEM_OFFSET,
     MASK_ITEM,
     N_PROGRESS_TOKENS,
-    N_RANKER_FEATURES,
     N_SCORE_FEATURES,
     N_SCORE_TOKENS,
     N_TIME_TOKENS,
@@ -143,9 +142,10 @@ def _score_center() -> float:
 
 
 class RankerGraph(nn.Module):
-    def __init__(self, ranker: nn.Module) -> None:
+    def __init__(self, ranker: nn.Module, n_features: int) -> None:
         super().__init__()
         self.ranker = ranker
+        self.n_features = n_features  # the absolute features alone, or the list-relative ones too
 
     def forward(
         self, features: torch.Tensor, score_features: torch.Tensor
@@ -257,7 +257,7 @@ def _fix_bool_eyelike(path: Path) -> None:
 
 
 def export_ranker(graph: RankerGraph, path: Path) -> None:
-    example = (torch.randn(2, 5, N_RANKER_FEATURES), torch.randn(2, 3, N_SCORE_FEATURES))
+    example = (torch.randn(2, 5, graph.n_features), torch.randn(2, 3, N_SCORE_FEATURES))
     with _quiet_exporter():
         torch.onnx.export(
             graph,
@@ -333,7 +333,7 @@ def int8_overlap(
 def ranker_parity(graph: RankerGraph, path: Path, *, seed: int = 3) -> dict[str, Any]:
     session = _session(path)
     rng = np.random.default_rng(seed)
-    features = rng.normal(size=(3, 211, N_RANKER_FEATURES)).astype(np.float32)
+    features = rng.normal(size=(3, 211, graph.n_features)).astype(np.float32)
     asked = rng.normal(size=(3, 17, N_SCORE_FEATURES)).astype(np.float32)
     with torch.no_grad():
         expected, expected_scores = (
@@ -525,7 +525,7 @@ def export_bundle(
     catalog = bundle_catalog(catalog_path, dataset, cfg.n_items)
     uses_episodes = check_episodes(catalog, str(ft.get("catalog") or ""))
     encoder = EncoderGraph(model).eval()
-    ranker_graph = RankerGraph(net).eval()
+    ranker_graph = RankerGraph(net, int(rk["model_config"]["n_features"])).eval()
     torch.manual_seed(0)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -581,7 +581,7 @@ def export_bundle(
             },
             "encoder_inputs": list(FIELDS),
             "encoder_outputs": list(ENCODER_OUTPUTS),
-            "ranker_features": list(RANKER_FEATURES),
+            "ranker_features": list(RANKER_FEATURES[: int(rk["model_config"]["n_features"])]),
             "score_features": list(SCORE_FEATURES),
             "ranker_candidates": int(rk.get("candidates", 200)),
             "item_facts": ITEM_FACTS,

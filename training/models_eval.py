@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from inference.encoding import N_RANKER_FEATURES, N_SCORE_FEATURES
+from inference.encoding import N_ABSOLUTE_FEATURES, N_RANKER_FEATURES, N_SCORE_FEATURES
 from training.baselines.interface import (
     TrainData,
     parse_params,
@@ -134,10 +134,11 @@ class RankedRecommender(TransformerRecommender):
         if payload.get("kind") != "ranker":
             raise TrainingError(f"{self.ranker_path} is not a ranker checkpoint")
         config = RankerNetConfig(**payload["model_config"])
-        if config.n_features != N_RANKER_FEATURES:
+        if config.n_features not in (N_ABSOLUTE_FEATURES, N_RANKER_FEATURES):
             raise TrainingError(
                 f"{self.ranker_path} reads {config.n_features} features, this code computes "
-                f"{N_RANKER_FEATURES}: train the ranker again"
+                f"{N_ABSOLUTE_FEATURES} absolute and {N_RANKER_FEATURES} in all: train the "
+                "ranker again"
             )
         self.ranker = RankerNet(config)
         self.ranker.load_state_dict(payload["model"])

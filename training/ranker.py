@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from inference.encoding import (
+    N_ABSOLUTE_FEATURES,
     N_RANKER_FEATURES,
     N_SCORE_FEATURES,
     RANKER_FEATURES,
@@ -79,6 +80,9 @@ class RankerSettings:
     neighbours: int = 64  # item-item (EASE) weights kept per item; 0 = no neighbour features
     neighbour_lambda: float = 100.0  # EASE's λ (the anime validation split peaks near 100)
     transitions: int = 64  # items kept per item of the transition counts (time-ordered data only)
+    # Read the list-relative columns too (docs/model.md#list-relative-features). Off by default:
+    # "because you liked" then stays exact (a variant's statistics are approximated at serving).
+    list_relative: bool = False
 
 
 @dataclass
@@ -133,7 +137,9 @@ class RankerNet(nn.Module):
         self, features: torch.Tensor, score_features: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(utilities [..., candidates], scores [..., asked]): scores on the 1-10 scale, unclipped
-        (training regresses on them)."""
+        (training regresses on them). `features` may be wider than the net reads: a ranker of the
+        absolute features alone reads the first `N_ABSOLUTE_FEATURES` columns of a full table."""
+        features = features[..., : self.cfg.n_features]
         utilities = self.out(self.mlp(features)).squeeze(-1) + self.skip * features[..., 0]
         centred = score_features[..., 0] + self.score_out(self.score_hidden(score_features))[..., 0]
         return utilities, SCORE_CENTRE + SCORE_SCALE * centred
@@ -475,18 +481,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_common_args(parser)
 
 
-def _main(args: argparse.Namespace, dist: Dist) -> None:
-    cfg = load_config(RankerConfig, args.config, args.overrides)
+def ranker_lists(
+    cfg: RankerConfig, model: ListTransformer, payload: dict[str, Any], dist: Dist
+) -> tuple[list[RankerList], ItemFacts]:
+    """The ranker's training lists (one per user with validation items: features of the fine-tuned
+    model's candidates, fed the training part) and the item facts behind them."""
     s = cfg.ranker
-    if not cfg.data.path or not s.finetuned:
-        raise ConfigError("data.path and ranker.finetuned must be set")
-    model, payload = load_finetuned(s.finetuned, dist.device)
-    # The ranker learns from the validation part: neither it nor the model it reads may have.
-    if cfg.data.fit_validation or payload.get("config", {}).get("data", {}).get("fit_validation"):
-        raise ConfigError(
-            "the ranker learns from the validation part, so neither it nor ranker.finetuned "
-            "may be trained with data.fit_validation"
-        )
     parts = UserParts(Dataset(cfg.data.path), cfg.data.split)
     if payload["n_items"] != parts.n_items:
         raise ConfigError(
@@ -522,7 +522,22 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         score_items=[h.items[h.scores > 0][:MAX_GRADED].astype(np.int64) for h in held],
         device=dist.device,
     )
-    lists = build_lists(tables, held, [grades(h) for h in held])
+    return build_lists(tables, held, [grades(h) for h in held]), facts
+
+
+def _main(args: argparse.Namespace, dist: Dist) -> None:
+    cfg = load_config(RankerConfig, args.config, args.overrides)
+    s = cfg.ranker
+    if not cfg.data.path or not s.finetuned:
+        raise ConfigError("data.path and ranker.finetuned must be set")
+    model, payload = load_finetuned(s.finetuned, dist.device)
+    # The ranker learns from the validation part: neither it nor the model it reads may have.
+    if cfg.data.fit_validation or payload.get("config", {}).get("data", {}).get("fit_validation"):
+        raise ConfigError(
+            "the ranker learns from the validation part, so neither it nor ranker.finetuned "
+            "may be trained with data.fit_validation"
+        )
+    lists, facts = ranker_lists(cfg, model, payload, dist)
     rng = np.random.default_rng([cfg.train.seed, 11])
     is_check = rng.random(len(lists)) < s.holdout_users
     job = RankerJob(
@@ -537,10 +552,12 @@ def _main(args: argparse.Namespace, dist: Dist) -> None:
         # How the neighbours were fitted, so that `evaluate` can refit them on train + validation
         # for the test run as it does the baselines (the ranker's weights stay as trained).
         "neighbours": {"k": s.neighbours, "lambda": s.neighbour_lambda},
-        "transitions": {"k": s.transitions if parts.has_times else 0},
+        "transitions": {"k": s.transitions if facts.transition_items.shape[1] else 0},
     }
     torch.manual_seed(cfg.train.seed)
-    fit(cfg, RankerNet(RankerNetConfig(hidden=s.hidden)), job, dist, resume=args.resume)  # type: ignore[arg-type]
+    width = N_RANKER_FEATURES if s.list_relative else N_ABSOLUTE_FEATURES
+    net = RankerNet(RankerNetConfig(n_features=width, hidden=s.hidden))
+    fit(cfg, net, job, dist, resume=args.resume)  # type: ignore[arg-type]
 
 
 def main(args: argparse.Namespace) -> int:

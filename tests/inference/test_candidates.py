@@ -1,6 +1,15 @@
 import numpy as np
 
-from inference.encoding import Entries, ItemFacts, score_features, select_candidates
+from inference.encoding import (
+    LIST_RELATIVE,
+    N_ABSOLUTE_FEATURES,
+    RANKER_FEATURES,
+    Entries,
+    ItemFacts,
+    ranker_features,
+    score_features,
+    select_candidates,
+)
 
 
 def facts_with(items: np.ndarray, weights: np.ndarray, n_items: int) -> ItemFacts:
@@ -95,3 +104,56 @@ def test_transitions_weigh_the_newest_three_entries_and_join_the_candidates():
     picked = select_candidates(history, logits, facts, 1)
     assert picked.items.tolist() == [5, 4]  # by logit, then by transition
     assert picked.transition_ranks.tolist() == [1, 0]  # 5 ties the rest at 0 (4 is first)
+
+
+def _features(history: Entries, logits: np.ndarray, facts: ItemFacts, n: int) -> np.ndarray:
+    picked = select_candidates(history, logits, facts, n)
+    k = len(picked.items)
+    return ranker_features(history, picked, np.full(k, 7.0), np.full(k, 0.1), facts)
+
+
+def test_list_relative_features_standardise_each_graded_column_over_the_candidates():
+    rng = np.random.default_rng(0)
+    n, k = 40, 5
+    facts = facts_with(
+        rng.integers(0, n, (n, k)).astype(np.int32), rng.normal(size=(n, k)).astype(np.float32), n
+    )
+    facts = ItemFacts(
+        log_popularity=rng.random(n).astype(np.float32),
+        franchise=facts.franchise,
+        genres=facts.genres,
+        neighbour_items=facts.neighbour_items,
+        neighbour_weights=facts.neighbour_weights,
+    )
+    history = listing([0, 1, 2, 3])
+    out = _features(history, rng.normal(size=n), facts, 8)
+    assert out.shape[1] == len(RANKER_FEATURES) == N_ABSOLUTE_FEATURES + len(LIST_RELATIVE)
+    for offset, name in enumerate(LIST_RELATIVE):
+        absolute = out[:, RANKER_FEATURES.index(name)].astype(np.float64)
+        relative = out[:, N_ABSOLUTE_FEATURES + offset]
+        if absolute.std() > 1e-6:
+            np.testing.assert_allclose(
+                relative, (absolute - absolute.mean()) / absolute.std(), atol=1e-5
+            )
+        else:  # score and drop are constant here, and there are no transitions: 0, not NaN
+            assert (relative == 0).all(), name
+
+
+def test_list_relative_features_ignore_a_lists_own_scale():
+    """Logits shifted and a model twice as peaked, neighbour weights twice as large: the absolute
+    columns move, the list-relative ones (what the ranker compares across lists) do not."""
+    rng = np.random.default_rng(1)
+    n, k = 30, 4
+    items = rng.integers(0, n, (n, k)).astype(np.int32)
+    weights = rng.random((n, k)).astype(np.float32)
+    history = listing([0, 1, 2])
+    logits = rng.normal(size=n)
+    # Twice the logits: ranks and order stay, log-probabilities are not an affine map of the old,
+    # so compare the log-rank and neighbour columns, which are.
+    one = _features(history, logits, facts_with(items, weights, n), 6)
+    two = _features(history, 2.0 * logits + 5.0, facts_with(items, 2.0 * weights, n), 6)
+    near = RANKER_FEATURES.index("neighbour_score")
+    np.testing.assert_allclose(two[:, near], 2.0 * one[:, near], rtol=1e-5)
+    for name in ("log_rank", "neighbour_score", "neighbour_log_rank"):
+        column = N_ABSOLUTE_FEATURES + LIST_RELATIVE.index(name)
+        np.testing.assert_allclose(two[:, column], one[:, column], atol=1e-5)

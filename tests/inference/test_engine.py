@@ -325,8 +325,11 @@ def _random_list(engine: Engine, rng: np.random.Generator, size: int) -> AnimeLi
 def _check_leave_one_out(
     engine: Engine, anime_list: AnimeList, removed: list[int], probes: list[int]
 ) -> None:
-    """leave_one_out's answers are those of a full run on the list without each removed item."""
+    """leave_one_out's answers are those of a full run on the list without each removed item,
+    its list-relative features standardised by the whole list's candidates."""
+    from inference.bundle import RANKER_OUTPUTS
     from inference.bundle_model import _without
+    from inference.encoding import with_list_relative
 
     model = engine.model
     assert model is not None
@@ -335,11 +338,27 @@ def _check_leave_one_out(
     asked = np.array(probes, dtype=np.int64)
     answers = model.leave_one_out(entries, full, removed, [asked] * len(removed))
     for item, answer in zip(removed, answers, strict=True):
-        (reference,) = model.run([_without(entries, item)])
+        variant = _without(entries, item)
+        (reference,) = model.run([variant])
+        items, features, score_table = model._candidates(
+            variant, reference.watch_logits, reference.encoder_scores, reference.drop_probs
+        )
+        with_list_relative(features, full.candidate_statistics)
+        utilities, _ = model.ranker.run(
+            list(RANKER_OUTPUTS),
+            {
+                "features": features[None, :, : model.n_ranker_features],
+                "score_features": score_table[None],
+            },
+        )
+        expected = dict(zip(items.tolist(), utilities[0].astype(np.float64).tolist(), strict=True))
         scored_there = np.isin(asked, reference.candidates)
         np.testing.assert_array_equal(np.isfinite(answer), scored_there)
         np.testing.assert_allclose(
-            answer[scored_there], reference.utilities[asked[scored_there]], atol=1e-4, rtol=0
+            answer[scored_there],
+            [expected[int(i)] for i in asked[scored_there]],
+            atol=1e-4,
+            rtol=0,
         )
 
 
@@ -393,6 +412,29 @@ def test_leave_one_out_on_the_default_bundle_with_and_without_the_cut_encoder(
         # encoder answers, and the answers are the same.
         model.head = None
         _check_leave_one_out(engine, long, removed, top)
+    finally:
+        engine.close()
+
+
+def test_a_ranker_of_list_relative_features_serves_and_attributes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A bundle whose ranker reads the list-relative columns: the manifest names all of them, the
+    engine feeds them, and leave-one-out matches full runs standardised by the whole list."""
+    from inference.encoding import N_ABSOLUTE_FEATURES, RANKER_FEATURES
+    from tests.tiny_bundle import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path_factory.mktemp("relative"), int8=False, list_relative=True)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["encoding"]["ranker_features"] == list(RANKER_FEATURES)
+    engine = Engine.from_bundle(bundle, providers="cpu", micro_batching=False)
+    try:
+        model = engine.model
+        assert model is not None and model.n_ranker_features > N_ABSOLUTE_FEATURES
+        anime_list = _random_list(engine, np.random.default_rng(5), 12)
+        assert engine.recommend_sync(anime_list, RecommendOptions(count=5)).recommendations
+        on_list = [engine.catalog.index_of(e.mal_id) for e in anime_list.entries]
+        _check_leave_one_out(engine, anime_list, on_list[:4], list(range(len(engine.catalog))))  # type: ignore[arg-type]
     finally:
         engine.close()
 

@@ -136,7 +136,10 @@ def test_ranker_trains_on_finetuned_outputs_and_plugs_into_evaluate(tmp_path):
         unseen = np.setdiff1d(np.arange(N_ITEMS), history.items)
         best = unseen[np.argsort(-scores[row, unseen])]
         assert set(best[: len(table.items)]) == set(table.items.tolist())
-        assert scores[row, best[len(table.items) - 1]] > scores[row, best[len(table.items)]] + 1e5
+        if len(table.items) < len(unseen):  # the three stages together can propose every item
+            assert (
+                scores[row, best[len(table.items) - 1]] > scores[row, best[len(table.items)]] + 1e5
+            )
 
 
 def _held(items, scores):
