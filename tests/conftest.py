@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ANIMEREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _seeded_torch() -> None:
+    """Every test starts from one torch RNG state. Without it a test that builds a model without a
+    seed of its own gets different weights in every process, and passes or fails by chance."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
