@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.encoding import LIST_RELATIVE, N_ABSOLUTE_FEATURES
+from inference.encoding import LIST_RELATIVE, N_ABSOLUTE_FEATURES, N_SCORE_FEATURES
 from training.metrics import ndcg_at_k
 from training.ranker import (
     NEIGHBOUR_SCORE,
@@ -74,7 +74,9 @@ def scores_by_fold(
         for i in np.flatnonzero(fold == f).tolist():
             lst = lists[i]
             with torch.no_grad():
-                utilities, _ = net(torch.from_numpy(lst.features), torch.zeros((0, 7)))
+                utilities, _ = net(
+                    torch.from_numpy(lst.features), torch.zeros((0, N_SCORE_FEATURES))
+                )
             order = lst.items[np.argsort(-utilities.numpy(), kind="stable")]
             ndcg[i] = ndcg_at_k(order, lst.targets, cfg.train.val_k)
     return ndcg

@@ -531,12 +531,12 @@ class BundleModel:
         out[:, 11] = np.log1p(near_ranks)
         out[:, 12] = after
         out[:, 13] = np.log1p(after_ranks)
-        # Standardised by the whole list's candidates, not each variant's: those would take every
-        # variant's whole candidate table (ranks over the vocabulary for hundreds of items each).
-        # Exact for a ranker of the absolute features alone (it does not read these columns); for
-        # one that reads them, an attribution is what the entry adds to the pick's own evidence
-        # on the whole list's scale, and a full run without the entry can disagree with it.
-        with_list_relative(out, whole.full.candidate_statistics)
+        if self.n_ranker_features > N_ABSOLUTE_FEATURES:
+            # Standardised by the whole list's candidates, not each variant's: those would take
+            # every variant's whole candidate table (ranks over the vocabulary for hundreds of
+            # items each). So an attribution is what the entry adds to the pick's own evidence on
+            # the whole list's scale, and a full run without the entry can disagree with it.
+            with_list_relative(out, whole.full.candidate_statistics)
 
         asked = np.zeros((len(p), N_SCORE_FEATURES), dtype=np.float32)
         asked[:, 0] = (pair_score.astype(np.float32) - 7.0) / 2.0
